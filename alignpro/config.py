@@ -1,0 +1,93 @@
+"""Validation of a composed config, run before any data or model loads: one clear message per bad value.
+
+Hydra itself rejects an unknown group option (``prompter=nope`` lists the available ones); this module checks
+values: λ > 0, k ≥ 2, positive lengths and sizes, sampling ranges, known sources/kinds/names, offline assets
+installed, the meta-prompt placeholder, and that no secret is passed as a config value.
+"""
+
+from __future__ import annotations
+
+import math
+
+from omegaconf import DictConfig, OmegaConf
+
+from alignpro.assets import AssetError, check_available
+from alignpro.episode import REWARD_PROMPTS
+from alignpro.methods import METHODS
+from alignpro.prompter import PLACEHOLDER
+from alignpro.tracking import BACKENDS, SECRET_KEY
+from alignpro.trainer import TRAINERS
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key, the value and what is valid."""
+
+
+def _require(ok: bool, key: str, value, valid: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: {valid}")
+
+
+def _positive_int(cfg: DictConfig, key: str) -> None:
+    v = OmegaConf.select(cfg, key)
+    _require(isinstance(v, int) and not isinstance(v, bool) and v > 0, key, v, "must be an integer > 0")
+
+
+def _sampling(cfg: DictConfig, key: str) -> None:
+    s = OmegaConf.select(cfg, key)
+    if s is None:
+        return
+    _require(isinstance(s.temperature, (int, float)) and s.temperature >= 0, f"{key}.temperature", s.temperature,
+             "must be ≥ 0 (0 = greedy)")
+    _require(isinstance(s.top_p, (int, float)) and 0 < s.top_p <= 1, f"{key}.top_p", s.top_p, "must be in (0, 1]")
+    _require(isinstance(s.top_k, int) and s.top_k >= 0, f"{key}.top_k", s.top_k, "must be an integer ≥ 0 (0 = off)")
+
+
+def _no_secrets(node, path: str = "") -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            here = f"{path}.{k}" if path else str(k)
+            if SECRET_KEY.search(str(k)) and isinstance(v, str) and v and not v.startswith("${"):
+                raise ConfigError(f"{here} holds a secret in the config; secrets are read from the environment "
+                                  f"only. Unset it and export the variable instead (e.g. WANDB_API_KEY).")
+            _no_secrets(v, here)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` (or :class:`AssetError`) on the first invalid value."""
+    lam = cfg.lam
+    _require(isinstance(lam, (int, float)) and not isinstance(lam, bool) and math.isfinite(lam) and lam > 0,
+             "lam", lam, "the paper's λ (KL weight of eq. 9) must be a finite number > 0; try lam=0.2")
+    _require(isinstance(cfg.seed, int), "seed", cfg.seed, "must be an integer")
+    _require(cfg.device in DEVICES, "device", cfg.device, f"valid: {', '.join(DEVICES)}")
+    m = cfg.method.name
+    _require(m in METHODS, "method.name", m, f"valid: {', '.join(METHODS)}")
+    _require(cfg.trainer.name in TRAINERS, "trainer.name", cfg.trainer.name, f"valid: {', '.join(TRAINERS)}")
+    _require(cfg.reward.prompt in REWARD_PROMPTS, "reward.prompt", cfg.reward.prompt,
+             f"valid: {', '.join(REWARD_PROMPTS)}")
+    _require(cfg.logger.backend in BACKENDS, "logger.backend", cfg.logger.backend, f"valid: {', '.join(BACKENDS)}")
+    k = cfg.trainer.num_generations
+    _require(isinstance(k, int) and k >= 2, "trainer.num_generations", k,
+             "RLOO/GRPO need k ≥ 2 rewrites per prompt (leave-one-out baseline)")
+    for key in ("trainer.prompts_per_step", "trainer.max_steps", "prompter.max_new_tokens", "prompter.batch_size",
+                "frozen.max_new_tokens", "frozen.batch_size", "reward.max_length", "eval.n_prompts",
+                "eval.samples_per_prompt", "eval.bootstrap_resamples"):
+        _positive_int(cfg, key)
+    if cfg.eval.max_new_tokens is not None:
+        _positive_int(cfg, "eval.max_new_tokens")
+    _require(cfg.trainer.learning_rate > 0, "trainer.learning_rate", cfg.trainer.learning_rate, "must be > 0")
+    for key in ("prompter.sampling", "frozen.sampling", "eval.sampling", "eval.rewrite_sampling"):
+        _sampling(cfg, key)
+    _require(PLACEHOLDER in cfg.prompter.meta_prompt, "prompter.meta_prompt", cfg.prompter.meta_prompt,
+             f"must contain the placeholder {PLACEHOLDER} where the user prompt goes")
+    _no_secrets(OmegaConf.to_container(cfg, resolve=False))
+    # Offline assets: only those this method will load.
+    needs = {"prompter": m in ("alignpro", "base_prompter"), "frozen": True, "reward": True}
+    for role, needed in needs.items():
+        if needed:
+            try:
+                check_available(cfg[role].source, role=role)
+            except AssetError as err:
+                raise ConfigError(f"{role}={cfg[role].name}: {err}") from err

@@ -1,0 +1,88 @@
+"""The four arms of the paper's comparison (D2, D7) and what each one trains.
+
+| method        | trains             | at evaluation, x is answered by          |
+|---------------|--------------------|------------------------------------------|
+| no_finetune   | nothing            | π_F(x)                                   |
+| base_prompter | nothing            | π_F(x′), x′ ~ ρ_ref(·|x) (untrained)     |
+| alignpro      | the prompter ρ     | π_F(x′), x′ ~ ρ(·|x)   (eq. 9)           |
+| rlhf (oracle) | the frozen model   | π*(x), same trainer, reward and prompts  |
+
+Training runs through :mod:`alignpro.trainer` with the reward callables of :mod:`alignpro.episode`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alignpro.assets import resolve_dtype
+from alignpro.episode import AlignProEpisode, OracleEpisode, SampleLog, StageTimer
+from alignpro.frozen import Frozen, HFFrozen, frozen_path
+from alignpro.prompter import Prompter, load_prompter, prompter_path, rewrite_conversation
+from alignpro.reward import Reward
+from alignpro.rollout import Sampling
+from alignpro.trainer import RewardKLProgress, build_trainer, trainer_args
+
+METHODS = ("alignpro", "rlhf", "no_finetune", "base_prompter")
+
+
+@dataclass
+class Arm:
+    """What answers an evaluation prompt: an optional prompter in front of a responder."""
+
+    name: str
+    prompter: Prompter | None
+    responder: Frozen
+
+
+def sampling_of(model_cfg) -> Sampling:
+    s = model_cfg.sampling
+    return Sampling(model_cfg.max_new_tokens, s.temperature, s.top_p, s.top_k)
+
+
+def _fit(cfg, *, policy_path: str, rows: list[dict], episode, sampling: Sampling, dtype: str, run_dir: Path,
+         device: str, report_to: list[str], timer: StageTimer, label: str):
+    args = trainer_args(cfg.trainer, lam=cfg.lam, seed=cfg.seed, output_dir=str(run_dir / "checkpoints"),
+                        sampling=sampling, device=device, report_to=report_to)
+    trainer = build_trainer(cfg.trainer, model_path=policy_path, model_dtype=resolve_dtype(dtype, device),
+                            train_rows=rows, reward_fn=episode, args=args, callbacks=[RewardKLProgress(label)])
+    # Time the policy's own sampling (the rest of a step is log-prob passes, the episode and the update).
+    trainer._generate = timer.wrap("policy_generation", trainer._generate)
+    with timer("train_total"):
+        trainer.train()
+    return trainer
+
+
+def run_method(cfg, *, train_records: list[dict], reward: Reward, frozen: Frozen | None, run_dir: Path,
+               device: str, report_to: list[str], timer: StageTimer) -> Arm:
+    """Factory for the ``method`` group: train what the method trains, return the arm to evaluate."""
+    name = cfg.method.name
+    if name not in METHODS:
+        raise ValueError(f"method.name='{name}' is unknown; valid: {', '.join(METHODS)}")
+    samples = SampleLog(run_dir / "samples.jsonl")
+    if name == "no_finetune":
+        return Arm(name, None, frozen)
+    if name == "base_prompter":
+        return Arm(name, load_prompter(cfg.prompter, device=device), frozen)
+    if name == "alignpro":
+        p = cfg.prompter
+        rows = [{"prompt": rewrite_conversation(r["prompt"], p.meta_prompt, p.get("system")), "x": r["prompt"]}
+                for r in train_records]
+        episode = AlignProEpisode(frozen, reward, cfg.reward.prompt, samples, timer)
+        trainer = _fit(cfg, policy_path=prompter_path(p), rows=rows, episode=episode, sampling=sampling_of(p),
+                       dtype=p.dtype, run_dir=run_dir, device=device, report_to=report_to, timer=timer,
+                       label="align-pro")
+        trainer.save_model(str(run_dir / "prompter"))  # finished work is on disk before evaluation starts
+        model = trainer.model.eval()
+        return Arm(name, Prompter(model, trainer.processing_class, p.meta_prompt, p.get("system"), p.batch_size),
+                   frozen)
+    # rlhf: the oracle fine-tunes the frozen model itself on x with the same trainer and reward (D7).
+    f = cfg.frozen
+    rows = [{"prompt": ([{"role": "system", "content": f.system}] if f.get("system") else [])
+             + [{"role": "user", "content": r["prompt"]}], "x": r["prompt"]} for r in train_records]
+    trainer = _fit(cfg, policy_path=frozen_path(f), rows=rows, episode=OracleEpisode(reward, samples, timer),
+                   sampling=sampling_of(f), dtype=f.dtype, run_dir=run_dir, device=device, report_to=report_to,
+                   timer=timer, label="rlhf-oracle")
+    trainer.save_model(str(run_dir / "oracle"))
+    return Arm(name, None, HFFrozen(trainer.model.eval(), trainer.processing_class, sampling_of(f), f.get("system"),
+                                    f.batch_size))

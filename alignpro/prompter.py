@@ -1,0 +1,60 @@
+"""The prompter ρ(x′|x): a small LM that rewrites the user prompt x into x′ (the model Align-Pro trains).
+
+The paper drives an off-the-shelf instruct model with a fixed meta-prompt (Appendix C.1, wording and grammar kept
+verbatim) placed in the prompter's user turn; its chat template does the rest. ρ_ref, the anchor of the KL term in
+eq. 9, is this same model before training (TRL keeps a frozen copy, or disables the LoRA adapters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alignpro.assets import load_causal_lm, resolve_model
+from alignpro.rollout import Sampling, generate_chat
+
+# Paper, Appendix C.1 (exact string; "[PROMPT]" is replaced by the user prompt x).
+PAPER_META_PROMPT = (
+    "Rephrase the given text in detail and precise so that it is fed to another language model. "
+    "The given text is '[PROMPT]'"
+)
+PLACEHOLDER = "[PROMPT]"
+
+
+def meta_prompt_text(x: str, meta_prompt: str = PAPER_META_PROMPT) -> str:
+    """Fill the meta-prompt with x. ``str.replace`` rather than ``format``: user prompts may contain braces."""
+    if PLACEHOLDER not in meta_prompt:
+        raise ValueError(f"prompter.meta_prompt must contain the placeholder {PLACEHOLDER!r}; got {meta_prompt!r}")
+    return meta_prompt.replace(PLACEHOLDER, x)
+
+
+def rewrite_conversation(x: str, meta_prompt: str = PAPER_META_PROMPT, system: str | None = None) -> list[dict]:
+    """The prompter's input for x: one user turn holding the filled meta-prompt (optionally a system turn)."""
+    turns = [{"role": "system", "content": system}] if system else []
+    return turns + [{"role": "user", "content": meta_prompt_text(x, meta_prompt)}]
+
+
+@dataclass
+class Prompter:
+    """A loaded prompter: rewrites prompts for evaluation (training rollouts are TRL's own generation)."""
+
+    model: Any
+    tokenizer: Any
+    meta_prompt: str
+    system: str | None = None
+    batch_size: int = 8
+
+    def rewrite(self, prompts: list[str], sampling: Sampling, desc: str | None = None) -> list[str]:
+        convs = [rewrite_conversation(x, self.meta_prompt, self.system) for x in prompts]
+        return generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size, desc=desc)
+
+
+def prompter_path(cfg) -> str:
+    """Where the prompter's initial weights are (``cfg`` is the ``prompter`` config group)."""
+    return resolve_model(cfg.source, cfg.get("model_id"), role="prompter")
+
+
+def load_prompter(cfg, path: str | None = None, device: str = "cpu") -> Prompter:
+    """Load a prompter from ``path`` (a trained checkpoint) or from its config's source (ρ_ref)."""
+    model, tok = load_causal_lm(path or prompter_path(cfg), cfg.dtype, device)
+    return Prompter(model, tok, cfg.meta_prompt, cfg.get("system"), cfg.batch_size)

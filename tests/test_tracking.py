@@ -1,0 +1,49 @@
+import json
+
+import yaml
+
+from alignpro import tracking
+from tests.conftest import compose
+
+
+def test_redact_hides_secret_values_but_keeps_env_var_names():
+    cfg = {"logger": {"api_key": "abc", "api_key_env": "WANDB_API_KEY", "token": None}, "lam": 0.2}
+    out = tracking.redact(cfg)
+    assert out == {"logger": {"api_key": "<redacted>", "api_key_env": "WANDB_API_KEY", "token": None}, "lam": 0.2}
+
+
+def test_start_writes_resolved_config_and_run_info_and_an_offline_wandb_run(tmp_path, monkeypatch):
+    secret = "s3cr3t-key-never-written-0123456789"
+    monkeypatch.setenv("WANDB_API_KEY", secret)  # must stay in the environment only
+    cfg = compose("experiment=smoke", "logger.mode=offline", "lam=0.7")
+    with tracking.start(cfg, tmp_path, group="g", name="n", job_type="alignpro") as t:
+        assert t.report_to == ["wandb"]
+        t.log({"x": 1.0})
+        run_dir = t.run.dir
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["lam"] == 0.7 and saved["prompter"]["name"] == "tiny"
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert set(info["versions"]) >= {"torch", "transformers", "trl", "wandb"} and "sha" in info["git"]
+    assert (tmp_path / "wandb").is_dir() and run_dir
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+
+
+def test_mode_is_offline_without_a_key(monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    lg = compose().logger
+    assert tracking.wandb_mode(lg) == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    assert tracking.wandb_mode(lg) == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert tracking.wandb_mode(lg) is None  # wandb reads WANDB_MODE itself
+
+
+def test_no_logger_backend_writes_files_only(tmp_path):
+    with tracking.start(compose("logger=none"), tmp_path, group="g", name="n", job_type="x") as t:
+        assert t.run is None and t.report_to == []
+        t.write_json("m.json", {"a": 1})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
+    assert not (tmp_path / "wandb").exists()

@@ -1,0 +1,63 @@
+"""Read back what an offline W&B run recorded (run id, group, name, config), from its ``run-<id>.wandb`` file.
+
+wandb ≥ 0.19 writes the records from its Go core and no longer ships a Python reader, so this parses the file
+format directly: a leveldb-style log (32 KiB blocks, 7-byte chunk headers) of ``wandb_internal_pb2.Record``s.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+BLOCK = 32768
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def records(path: Path) -> list:
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    pos, out, buf = 7, [], b""
+    while pos + 7 <= len(data):
+        if BLOCK - pos % BLOCK < 7:  # block trailer too short for a header: skip to the next block
+            pos += BLOCK - pos % BLOCK
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == FULL:
+            out.append(chunk)
+        elif kind == FIRST:
+            buf = chunk
+        elif kind == MIDDLE:
+            buf += chunk
+        elif kind == LAST:
+            out.append(buf + chunk)
+            buf = b""
+    parsed = []
+    for raw in out:
+        rec = pb.Record()
+        rec.ParseFromString(raw)
+        parsed.append(rec)
+    return parsed
+
+
+def read_run(run_dir: Path) -> dict:
+    """{id, group, name, job_type, config} of the single offline run under ``run_dir``."""
+    (path,) = run_dir.glob("offline-run-*/run-*.wandb")
+    info: dict = {"config": {}}
+    for rec in records(path):
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            info.update(id=rec.run.run_id, group=rec.run.run_group, name=rec.run.display_name,
+                        job_type=rec.run.job_type)
+            items = rec.run.config.update
+        elif kind == "config":
+            items = rec.config.update
+        else:
+            continue
+        for item in items:
+            info["config"][item.key] = json.loads(item.value_json)
+    return info
