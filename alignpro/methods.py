@@ -54,8 +54,9 @@ def _fit(cfg, *, policy_path: str, rows: list[dict], episode, sampling: Sampling
 
 
 def run_method(cfg, *, train_records: list[dict], reward: Reward, frozen: Frozen | None, run_dir: Path,
-               device: str, report_to: list[str], timer: StageTimer) -> Arm:
+               device: str, report_to: list[str], timer: StageTimer | None = None) -> Arm:
     """Factory for the ``method`` group: train what the method trains, return the arm to evaluate."""
+    timer = timer or StageTimer()
     name = cfg.method.name
     if name not in METHODS:
         raise ValueError(f"method.name='{name}' is unknown; valid: {', '.join(METHODS)}")

@@ -13,6 +13,7 @@ environment, and config keys that look like secrets are redacted before anything
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import re
@@ -25,7 +26,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+log = logging.getLogger("alignpro")
+
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd)$", re.IGNORECASE)
+# A command-line override of such a key, e.g. "+logger.api_key=abc" (the value runs to a separator or quote).
+SECRET_OVERRIDE = re.compile(r"([\w.+~/]*(?:api_?key|token|secret|password|passwd))=[^\s,'\"\]]+", re.IGNORECASE)
 PACKAGES = ("alignpro", "torch", "transformers", "trl", "datasets", "accelerate", "hydra-core", "omegaconf", "wandb")
 BACKENDS = ("wandb", "none")
 
@@ -39,6 +44,24 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     return obj
+
+
+def scrub_hydra_dir(run_dir: Path) -> None:
+    """Redact secrets from the files Hydra wrote into ``run_dir/.hydra`` before our code ran: a ``key=value``
+    typed on the command line lands verbatim in ``overrides.yaml`` and in ``hydra.yaml`` (task overrides,
+    ``override_dirname``)."""
+    import yaml
+
+    hydra_dir = run_dir / ".hydra"
+    for path in sorted(hydra_dir.glob("*.yaml")) if hydra_dir.is_dir() else []:
+        text = path.read_text()
+        clean = SECRET_OVERRIDE.sub(lambda m: f"{m.group(1)}=<redacted>", text)
+        if path.name == "config.yaml":
+            data = yaml.safe_load(clean) or {}
+            if redact(data) != data:
+                clean = yaml.safe_dump(redact(data), sort_keys=False)
+        if clean != text:
+            path.write_text(clean)
 
 
 def git_info(cwd: Path | None = None) -> dict:
@@ -149,4 +172,9 @@ def start(cfg, run_dir: Path, *, group: str, name: str, job_type: str) -> Tracke
             job_type=job_type, tags=list(lg.get("tags") or []), dir=str(run_dir), mode=wandb_mode(lg),
             config={**resolved, "run_info": info}, reinit="finish_previous",
         )
+        if tracker.run.settings.mode == "offline":
+            log.info("W&B offline run: %s (upload later with: wandb sync %s)", tracker.run.dir,
+                     Path(tracker.run.dir).parent)
+        else:
+            log.info("W&B run: %s", tracker.run.url)
     return tracker

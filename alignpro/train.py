@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -63,11 +64,14 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
 
     validate(cfg)  # before anything loads
     hf_logging.disable_progress_bar()  # per-file "Loading weights" bars; our own bars show the long work
+    # TRL 1.16 calls a transformers-5 deprecated alias once per step; the warning is TRL's, not the user's.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
     device = pick_device(cfg.device)
     splits = load_splits(cfg.dataset)  # cheap, and catches empty data / missing fields before models load
     set_seed(cfg.seed)
     timer = StageTimer()
     t0 = time.perf_counter()
+    log.info("run dir: %s", run_dir)
     with tracking.start(cfg, run_dir, group=group, name=name, job_type=cfg.method.name) as tracker:
         # r(x, y): the embedded BT reward is trained on the train split's pairs (cached) and checked on held-out.
         with timer("reward_setup"):
@@ -111,6 +115,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
 def main(cfg: DictConfig) -> float:
     """Hydra wrapper; returns the held-out mean reward so a sweeper can optimise it."""
     ctx = run_context()
+    tracking.scrub_hydra_dir(ctx["run_dir"])
     try:
         return train(cfg, ctx["run_dir"], ctx["group"], ctx["name"])["reward_mean"]
     except (ConfigError, DataError, AssetError) as err:

@@ -47,3 +47,20 @@ def test_no_logger_backend_writes_files_only(tmp_path):
         t.write_json("m.json", {"a": 1})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
     assert not (tmp_path / "wandb").exists()
+
+
+def test_secrets_typed_on_the_command_line_are_scrubbed_from_hydra_files(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    secret = "sk-live-abcdef0123456789"
+    proc = subprocess.run([sys.executable, "-m", "alignpro.train", "experiment=smoke", f"+logger.api_key={secret}",
+                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0 and "holds a secret" in proc.stderr
+    assert secret not in proc.stderr + proc.stdout
+    assert (tmp_path / ".hydra" / "overrides.yaml").exists()
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
