@@ -173,8 +173,8 @@ def start(cfg, run_dir: Path, *, group: str, name: str, job_type: str) -> Tracke
             config={**resolved, "run_info": info}, reinit="finish_previous",
         )
         if tracker.run.settings.mode == "offline":
-            log.info("W&B offline run: %s (upload later with: wandb sync %s)", tracker.run.dir,
-                     Path(tracker.run.dir).parent)
+            offline_dir = Path(tracker.run.dir).parent  # run.dir is its files/ subfolder
+            log.info("W&B offline run: %s (upload later with: wandb sync %s)", offline_dir, offline_dir)
         else:
             log.info("W&B run: %s", tracker.run.url)
     return tracker

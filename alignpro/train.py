@@ -30,6 +30,9 @@ from alignpro.methods import run_method
 from alignpro.reward import build_reward
 
 log = logging.getLogger("alignpro")
+# Absolute, so `python -m alignpro.train` and the `alignpro-train` console script find the same conf/ directory
+# (a relative path is resolved against the calling module, which differs between the two).
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def pick_device(device: str) -> str:
@@ -111,7 +114,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra wrapper; returns the held-out mean reward so a sweeper can optimise it."""
     ctx = run_context()

@@ -36,6 +36,13 @@ def test_smoke_runs_every_method_end_to_end(method, tmp_path):
     assert run["config"]["run_info"]["versions"]["trl"]
 
 
+def test_smoke_runs_with_grpo(tmp_path):
+    cfg = compose("experiment=smoke", "trainer=grpo", "logger=none")
+    train(cfg, tmp_path)
+    samples = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == cfg.trainer.num_generations * cfg.trainer.max_steps * cfg.trainer.prompts_per_step
+
+
 def test_trained_prompter_differs_from_reference(tmp_path):
     """A few real RLOO steps at a high learning rate move the prompter's weights (the update happens)."""
     import torch
