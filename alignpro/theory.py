@@ -1,0 +1,259 @@
+"""An exact discrete world for Align-Pro: Lemma 5.1 and Theorem 6.1 computed in closed form.
+
+Finite prompts x ∈ X, a finite prompt space S that the frozen model reads (rewrites x′ ∈ S; X ⊆ S, so the frozen
+model can also answer x itself), finite responses y ∈ Y, and tables:
+
+    P(x)            prompt distribution                     ρ_ref(x′|x)   reference prompter
+    π_F(y|s)        frozen model, s ∈ S                     r(x, y) ∈ [0, r_max]   reward
+
+Everything of the paper is then a finite sum:
+
+    R(x, x′)  = Σ_y π_F(y|x′) r(x, y)                                        (Lemma 5.1's R)
+    ρ*(x′|x) ∝ ρ_ref(x′|x) exp(R(x, x′)/λ)                                    (Lemma 5.1, maximiser of eq. 9)
+    π*(y|x)  ∝ π_F(y|x) exp(r(x, y)/β)                                       (eq. 4, the RLHF oracle)
+    π̃_ρ(y|x) = Σ_x′ ρ(x′|x) π_F(y|x′)                                        (eq. 3, prompter + frozen model)
+    J(π)      = Σ_x P(x) Σ_y π(y|x) r(x, y)
+
+Theorem 6.1:  J(π*) − J(π̃_ρ*) ≤ r_max E_x TV(π*(·|x), π_F(·|x)) + r_max E_{x, x′∼ρ_ref} TV(π_F(·|x), π_F(·|x′))
+                                   − λ E_x KL(ρ*(·|x) ‖ ρ_ref(·|x)).
+
+TV convention (ambiguity A13): TV(p, q) = ½ Σ |p − q| (the largest difference in probability of an event), with
+rewards in [0, r_max]. Then |E_p r − E_q r| ≤ r_max·TV(p, q) — the step the proof needs (shift r by r_max/2 and
+use Hölder). With the ½-less convention, or rewards in [−r_max, r_max], the constant would change by 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class World:
+    """Tables of a finite Align-Pro problem. Rows are distributions; prompts x are the first n_x elements of S."""
+
+    p_x: np.ndarray      # (n_x,)
+    rho_ref: np.ndarray  # (n_x, n_s)   ρ_ref(x′|x)
+    pi_f: np.ndarray     # (n_s, n_y)   π_F(y|s)
+    r: np.ndarray        # (n_x, n_y)   r(x, y) ∈ [0, r_max]
+    r_max: float
+
+    def __post_init__(self) -> None:
+        n_x, n_s = self.rho_ref.shape
+        if self.p_x.shape != (n_x,) or self.pi_f.shape[0] != n_s or self.r.shape != (n_x, self.pi_f.shape[1]):
+            raise ValueError("inconsistent table shapes")
+        if n_s < n_x:
+            raise ValueError("the prompt space S must contain the prompts X (n_s ≥ n_x)")
+        for name, t in (("p_x", self.p_x), ("rho_ref", self.rho_ref), ("pi_f", self.pi_f)):
+            if (t < 0).any() or not np.allclose(t.sum(-1), 1):
+                raise ValueError(f"{name} rows must be probability distributions")
+        if (self.r < 0).any() or (self.r > self.r_max).any():
+            raise ValueError("rewards must lie in [0, r_max]")
+
+    @property
+    def n_x(self) -> int:
+        return self.rho_ref.shape[0]
+
+
+def tv(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Total variation ½ Σ|p − q| along the last axis."""
+    return 0.5 * np.abs(p - q).sum(-1)
+
+
+def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """KL(p ‖ q) along the last axis (0 log 0 = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
+    return terms.sum(-1)
+
+
+def expected_reward(w: World) -> np.ndarray:
+    """R(x, x′) = E_{y∼π_F(·|x′)} r(x, y), shape (n_x, n_s)."""
+    return w.r @ w.pi_f.T
+
+
+def optimal_prompter(w: World, lam: float) -> np.ndarray:
+    """Lemma 5.1: ρ*(x′|x) ∝ ρ_ref(x′|x) exp(R(x, x′)/λ) (computed in log space for small λ)."""
+    if lam <= 0:
+        raise ValueError(f"lam must be > 0, got {lam}")
+    with np.errstate(divide="ignore"):
+        logits = np.log(w.rho_ref) + expected_reward(w) / lam
+    logits -= logits.max(-1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(-1, keepdims=True)
+
+
+def rlhf_optimum(w: World, beta: float) -> np.ndarray:
+    """Eq. 4: π*(y|x) ∝ π_F(y|x) exp(r(x, y)/β), the frozen model RL-fine-tuned on x (the oracle)."""
+    with np.errstate(divide="ignore"):
+        logits = np.log(w.pi_f[: w.n_x]) + w.r / beta
+    logits -= logits.max(-1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(-1, keepdims=True)
+
+
+def induced_policy(w: World, rho: np.ndarray) -> np.ndarray:
+    """Eq. 3: π̃_ρ(y|x) = Σ_x′ ρ(x′|x) π_F(y|x′)."""
+    return rho @ w.pi_f
+
+
+def value(w: World, pi: np.ndarray) -> float:
+    """J(π) = E_x E_{y∼π(·|x)} r(x, y)."""
+    return float(w.p_x @ (pi * w.r).sum(-1))
+
+
+def objective(w: World, rho: np.ndarray, lam: float) -> float:
+    """Eq. 9: E_x [ E_{x′∼ρ} R(x, x′) − λ KL(ρ(·|x) ‖ ρ_ref(·|x)) ]."""
+    return float(w.p_x @ ((rho * expected_reward(w)).sum(-1) - lam * kl(rho, w.rho_ref)))
+
+
+def theorem_6_1(w: World, lam: float, beta: float | None = None) -> dict:
+    """Both sides of Theorem 6.1 for ρ* (Lemma 5.1) and π* (eq. 4, with β = λ unless given)."""
+    beta = lam if beta is None else beta
+    rho_star, pi_star = optimal_prompter(w, lam), rlhf_optimum(w, beta)
+    pi_f_x = w.pi_f[: w.n_x]
+    term1 = w.r_max * float(w.p_x @ tv(pi_star, pi_f_x))
+    # E_{x′∼ρ_ref(·|x)} TV(π_F(·|x), π_F(·|x′)) for every x, then averaged over P.
+    pairwise = tv(pi_f_x[:, None, :], w.pi_f[None, :, :])  # (n_x, n_s)
+    term2 = w.r_max * float(w.p_x @ (w.rho_ref * pairwise).sum(-1))
+    term3 = lam * float(w.p_x @ kl(rho_star, w.rho_ref))
+    gap = value(w, pi_star) - value(w, induced_policy(w, rho_star))
+    bound = term1 + term2 - term3
+    return {"gap": gap, "bound": bound, "slack": bound - gap, "term1_oracle_tv": term1,
+            "term2_rewrite_tv": term2, "term3_kl": term3, "J_oracle": value(w, pi_star),
+            "J_alignpro": value(w, induced_policy(w, rho_star)), "J_frozen": value(w, pi_f_x)}
+
+
+def random_world(rng: np.random.Generator, n_x: int = 3, n_s: int = 5, n_y: int = 4, r_max: float = 1.0,
+                 concentration: float = 1.0) -> World:
+    """A random world: Dirichlet tables (small ``concentration`` = peaked), uniform rewards in [0, r_max]."""
+    def dirichlet(rows: int, cols: int) -> np.ndarray:
+        t = rng.dirichlet(np.full(cols, concentration), size=rows)
+        t = np.clip(t, 1e-12, None)  # strictly positive so KL(ρ* ‖ ρ_ref) is finite
+        return t / t.sum(-1, keepdims=True)
+
+    return World(p_x=dirichlet(1, n_x)[0], rho_ref=dirichlet(n_x, n_s), pi_f=dirichlet(n_s, n_y),
+                 r=rng.uniform(0, r_max, size=(n_x, n_y)), r_max=r_max)
+
+
+# ---- the same world through the real training path ---------------------------------------------------------------
+# The prompter is a tiny causal LM whose rewrite x′ is one token; the frozen model and the reward are the world's
+# tables behind the Frozen/Reward interfaces; training is alignpro.trainer (TRL RLOO, beta = λ) driven by
+# alignpro.episode.AlignProEpisode — exactly the objects `method=alignpro` uses, with only the models swapped.
+EMPTY = ""  # what a special token (pad/eos) decodes to: the "empty rewrite"
+
+
+class TableFrozen:
+    """π_F as a table: answers the string s with y ∼ π_F(·|s) (seeded)."""
+
+    def __init__(self, states: list[str], responses: list[str], pi_f: np.ndarray, seed: int = 0):
+        self.index = {s: i for i, s in enumerate(states)}
+        self.responses, self.pi_f = responses, pi_f
+        self.rng = np.random.default_rng(seed)
+
+    def answer(self, prompts: list[str], sampling=None, desc=None) -> list[str]:
+        return [self.responses[self.rng.choice(len(self.responses), p=self.pi_f[self.index[p.strip()]])]
+                for p in prompts]
+
+
+class TableReward:
+    """r(x, y) as a table."""
+
+    def __init__(self, prompts: list[str], responses: list[str], r: np.ndarray):
+        self.x_index = {x: i for i, x in enumerate(prompts)}
+        self.y_index = {y: i for i, y in enumerate(responses)}
+        self.r = r
+
+    def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+        return [float(self.r[self.x_index[x], self.y_index[y]]) for x, y in zip(prompts, responses, strict=True)]
+
+
+def token_world(n_x: int = 3, n_rewrites: int = 6, n_y: int = 4, seed: int = 0, hidden: int = 32):
+    """A tiny LM prompter over the vocabulary {pad, eos, p0.., a0..} saved to a folder, and a World whose prompt
+    space S is what its one-token rewrites decode to: [p0.., a0.., EMPTY]. ρ_ref is the LM's exact next-token
+    distribution (grouped by decoded string). Returns (model_dir, world, states, token_state)."""
+    import tempfile
+
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+
+    prompts, rewrites = [f"p{i}" for i in range(n_x)], [f"a{j}" for j in range(n_rewrites)]
+    vocab = {t: i for i, t in enumerate(["<pad>", "</s>", *prompts, *rewrites])}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>")
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16,
+                      initializer_range=0.5, pad_token_id=0, eos_token_id=1, bos_token_id=None,
+                      tie_word_embeddings=False)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = 0, 1
+    model_dir = tempfile.mkdtemp(prefix="alignpro-theory-")
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+
+    states = [*prompts, *rewrites, EMPTY]
+    token_state = np.array([states.index(tok.decode([i], skip_special_tokens=True)) for i in range(len(vocab))])
+    rng = np.random.default_rng(seed + 1)
+    pi_f = rng.dirichlet(np.full(n_y, 0.5), size=len(states))
+    world = World(p_x=np.full(n_x, 1 / n_x), rho_ref=prompter_state_probs(model, tok, prompts, token_state,
+                                                                            len(states)),
+                  pi_f=pi_f, r=rng.uniform(0, 1, size=(n_x, n_y)), r_max=1.0)
+    return model_dir, world, states, token_state
+
+
+def prompter_state_probs(model, tok, prompts: list[str], token_state: np.ndarray, n_states: int) -> np.ndarray:
+    """ρ(s|x): the LM's exact next-token distribution after each prompt's chat text, summed per decoded string."""
+    import torch
+
+    rows = []
+    with torch.no_grad():
+        for x in prompts:
+            text = tok.apply_chat_template([[{"role": "user", "content": x}]], tokenize=False,
+                                           add_generation_prompt=True)[0]
+            ids = tok(text, return_tensors="pt")["input_ids"]
+            p_tok = torch.softmax(model(input_ids=ids).logits[0, -1].double(), -1).numpy()
+            rows.append(np.bincount(token_state, weights=p_tok, minlength=n_states))
+    return np.array(rows)
+
+
+def train_through_trl(lam: float, steps: int = 300, k: int = 8, lr: float = 3e-2, seed: int = 0,
+                      world_seed: int = 0) -> dict:
+    """Train the token-world prompter with alignpro's RLOO path; compare with Lemma 5.1's ρ* (per-prompt TV)."""
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignpro.episode import AlignProEpisode
+    from alignpro.rollout import Sampling
+    from alignpro.trainer import build_trainer, trainer_args
+
+    model_dir, w, states, token_state = token_world(seed=world_seed)
+    prompts, responses = states[: w.n_x], [f"y{i}" for i in range(w.r.shape[1])]
+    episode = AlignProEpisode(TableFrozen(states, responses, w.pi_f, seed), TableReward(prompts, responses, w.r))
+    tcfg = OmegaConf.create({"name": "rloo", "num_generations": k, "prompts_per_step": w.n_x, "max_steps": steps,
+                             "learning_rate": lr, "lr_scheduler_type": "linear", "warmup_steps": 0, "bf16": False,
+                             "gradient_checkpointing": False, "save_steps": 0, "extra": {}})
+    import tempfile
+
+    args = trainer_args(tcfg, lam=lam, seed=seed, output_dir=tempfile.mkdtemp(prefix="alignpro-theory-out-"),
+                        sampling=Sampling(1, 1.0, 1.0, 0), device="cpu", report_to=[])
+    rows = [{"prompt": [{"role": "user", "content": x}], "x": x} for x in prompts] * 64
+    trainer = build_trainer(tcfg, model_path=model_dir, model_dtype="float32", train_rows=rows, reward_fn=episode,
+                            args=args, callbacks=[])
+    trainer.train()
+    model = trainer.model.eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    rho = prompter_state_probs(model, tok, prompts, token_state, len(states))
+    rho_ref = prompter_state_probs(AutoModelForCausalLM.from_pretrained(model_dir), tok, prompts, token_state,
+                                   len(states))
+    rho_star = optimal_prompter(w, lam)
+    return {"lam": lam, "tv_per_prompt": tv(rho, rho_star).tolist(), "tv_ref_to_star": tv(rho_ref, rho_star).tolist(),
+            "objective_trained": objective(w, rho, lam), "objective_star": objective(w, rho_star, lam),
+            "reward_trained": float(w.p_x @ (rho * expected_reward(w)).sum(-1)),
+            "kl_trained": float(w.p_x @ kl(rho, w.rho_ref)),
+            "reward_star": float(w.p_x @ (rho_star * expected_reward(w)).sum(-1)),
+            "kl_star": float(w.p_x @ kl(rho_star, w.rho_ref))}

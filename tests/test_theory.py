@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from alignpro import theory as T
+
+
+@pytest.fixture
+def world():
+    return T.random_world(np.random.default_rng(0), n_x=3, n_s=6, n_y=4)
+
+
+def test_lemma_5_1_closed_form_maximises_eq_9(world):
+    rng = np.random.default_rng(1)
+    for lam in (0.05, 0.5, 3.0):
+        star = T.optimal_prompter(world, lam)
+        best = T.objective(world, star, lam)
+        others = rng.dirichlet(np.ones(6), size=(300, 3))
+        assert all(T.objective(world, rho, lam) <= best + 1e-12 for rho in others)
+        # and small perturbations of ρ* only lose
+        bumped = np.clip(star + 1e-3 * rng.standard_normal(star.shape), 1e-12, None)
+        assert T.objective(world, bumped / bumped.sum(-1, keepdims=True), lam) <= best + 1e-12
+
+
+def test_lambda_limits(world):
+    assert np.allclose(T.optimal_prompter(world, 1e6), world.rho_ref, atol=1e-5)  # λ → ∞: no optimisation
+    greedy = T.optimal_prompter(world, 1e-4)  # λ → 0: all mass on argmax_x′ R(x, x′)
+    assert np.allclose(greedy.argmax(-1), T.expected_reward(world).argmax(-1)) and (greedy.max(-1) > 0.99).all()
+
+
+def test_tv_and_kl_conventions():
+    p, q = np.array([1.0, 0.0]), np.array([0.5, 0.5])
+    assert T.tv(p, q) == 0.5 and T.tv(p, p) == 0
+    assert T.kl(p, q) == pytest.approx(np.log(2)) and T.kl(q, q) == 0
+
+
+def test_induced_policy_and_value_by_hand():
+    w = T.World(p_x=np.array([1.0]), rho_ref=np.array([[0.25, 0.75]]), pi_f=np.array([[1.0, 0.0], [0.0, 1.0]]),
+                r=np.array([[0.0, 1.0]]), r_max=1.0)
+    assert np.allclose(T.induced_policy(w, w.rho_ref), [[0.25, 0.75]])
+    assert T.value(w, T.induced_policy(w, w.rho_ref)) == 0.75
+
+
+def test_theorem_6_1_holds_on_1000_random_worlds():
+    rng = np.random.default_rng(2026)
+    slack = []
+    for _ in range(1000):
+        w = T.random_world(rng, n_x=int(rng.integers(1, 5)), n_s=int(rng.integers(5, 9)), n_y=int(rng.integers(2, 7)),
+                           r_max=float(rng.uniform(0.5, 5)), concentration=float(rng.choice([0.1, 0.5, 1.0, 5.0])))
+        res = T.theorem_6_1(w, lam=float(10 ** rng.uniform(-2, 1)), beta=float(10 ** rng.uniform(-2, 1)))
+        slack.append(res["slack"])
+        assert res["J_oracle"] >= res["J_frozen"] - 1e-12  # π* improves on π_F
+    assert min(slack) >= -1e-9
+
+
+def test_world_validation():
+    with pytest.raises(ValueError, match="distributions"):
+        T.World(p_x=np.array([1.0]), rho_ref=np.array([[0.5, 0.6]]), pi_f=np.eye(2), r=np.zeros((1, 2)), r_max=1.0)
+    with pytest.raises(ValueError, match=r"\[0, r_max\]"):
+        T.World(p_x=np.array([1.0]), rho_ref=np.array([[0.5, 0.5]]), pi_f=np.eye(2), r=np.full((1, 2), 2.0),
+                r_max=1.0)
+    with pytest.raises(ValueError, match="lam"):
+        T.optimal_prompter(T.random_world(np.random.default_rng(0)), 0.0)
