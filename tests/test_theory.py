@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,47 @@ def test_world_validation():
                 r_max=1.0)
     with pytest.raises(ValueError, match="lam"):
         T.optimal_prompter(T.random_world(np.random.default_rng(0)), 0.0)
+
+
+def test_tolerance_would_catch_a_factor_two_error_in_the_kl_coefficient():
+    """The training-path test is a real test: had TRL's coefficient been 2λ or λ/2 (a per-token/per-sequence or
+    a ½ slip), its optimum ρ*(cλ) would fail that test's TV bound or its KL match (within 10 %)."""
+    model_dir, w, _, _ = T.token_world(r_max=2.0)
+    shutil.rmtree(model_dir)
+    for lam in (0.1, 0.5, 2.0):
+        star = T.optimal_prompter(w, lam)
+        kl_star = float(w.p_x @ T.kl(star, w.rho_ref))
+        for c in (0.5, 2.0):
+            wrong = T.optimal_prompter(w, c * lam)
+            kl_wrong = float(w.p_x @ T.kl(wrong, w.rho_ref))
+            assert T.tv(star, wrong).max() > 0.02 or abs(kl_wrong / kl_star - 1) > 0.1
+            assert abs(kl_wrong / kl_star - 1) > 0.3  # the KL check alone already separates them
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("lam", [0.1, 0.5, 2.0])
+def test_rloo_through_alignpro_reaches_lemma_5_1(lam):
+    """The real training path (alignpro.trainer + AlignProEpisode, TRL RLOO, beta = lam) converges to the
+    closed-form optimum of eq. 9 on a one-token-rewrite world: per-prompt TV ≤ 0.02, and the objective and the
+    KL match. If this fails, fix the λ → beta mapping, not the test."""
+    res = T.train_through_trl(lam)  # 1600 steps, k = 64: about a minute on one core
+    assert max(res["tv_per_prompt"]) <= 0.02, res
+    assert min(res["tv_ref_to_star"]) > 0.02  # training had to move
+    assert res["objective_trained"] == pytest.approx(res["objective_star"], abs=2e-3)
+    assert res["kl_trained"] == pytest.approx(res["kl_star"], rel=0.1, abs=5e-4)
+
+
+def test_theory_cli_prints_a_json_last_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "alignpro.theory", "--json", "--lams", "0.5", "--steps", "20",
+                           "--k", "4", "--worlds", "100", "--out", str(tmp_path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, check=True)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["bound_violations"] == 0 and summary["n_worlds"] == 100
+    assert {"max_tv_to_closed_form", "slack_min", "tv_per_lambda"} <= set(summary)
+    assert (tmp_path / "reward_vs_kl.png").stat().st_size > 10_000
