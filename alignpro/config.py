@@ -80,6 +80,11 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.trainer.learning_rate > 0, "trainer.learning_rate", cfg.trainer.learning_rate, "must be > 0")
     for key in ("prompter.sampling", "frozen.sampling", "eval.sampling", "eval.rewrite_sampling"):
         _sampling(cfg, key)
+    policy = {"alignpro": "prompter", "rlhf": "frozen"}.get(m)
+    if policy:  # the trained policy's rollouts must be sampled: RLOO/GRPO estimate gradients from samples
+        t = cfg[policy].sampling.temperature
+        _require(t > 0, f"{policy}.sampling.temperature", t, f"method={m} trains the {policy} from sampled "
+                 "rollouts: use a temperature > 0 (1.0 samples the policy itself)")
     _require(PLACEHOLDER in cfg.prompter.meta_prompt, "prompter.meta_prompt", cfg.prompter.meta_prompt,
              f"must contain the placeholder {PLACEHOLDER} where the user prompt goes")
     _no_secrets(OmegaConf.to_container(cfg, resolve=False))

@@ -21,7 +21,7 @@ from alignpro.frozen import Frozen, HFFrozen, frozen_path
 from alignpro.prompter import Prompter, load_prompter, prompter_path, rewrite_conversation
 from alignpro.reward import Reward
 from alignpro.rollout import Sampling
-from alignpro.trainer import RewardKLProgress, build_trainer, trainer_args
+from alignpro.trainer import JsonlLog, RewardKLProgress, build_trainer, trainer_args
 
 METHODS = ("alignpro", "rlhf", "no_finetune", "base_prompter")
 
@@ -45,7 +45,8 @@ def _fit(cfg, *, policy_path: str, rows: list[dict], episode, sampling: Sampling
     args = trainer_args(cfg.trainer, lam=cfg.lam, seed=cfg.seed, output_dir=str(run_dir / "checkpoints"),
                         sampling=sampling, device=device, report_to=report_to)
     trainer = build_trainer(cfg.trainer, model_path=policy_path, model_dtype=resolve_dtype(dtype, device),
-                            train_rows=rows, reward_fn=episode, args=args, callbacks=[RewardKLProgress(label)])
+                            train_rows=rows, reward_fn=episode, args=args,
+                            callbacks=[RewardKLProgress(label), JsonlLog(run_dir / "train_log.jsonl")])
     # Time the policy's own sampling (the rest of a step is log-prob passes, the episode and the update).
     trainer._generate = timer.wrap("policy_generation", trainer._generate)
     with timer("train_total"):

@@ -128,6 +128,10 @@ class BTEncoderReward:
             return []
         return self.head(self.encoder.encode(prompts), self.encoder.encode(responses)).tolist()
 
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """Unit-norm sentence embeddings (used by evaluation's answer-shift diagnostic)."""
+        return self.encoder.encode(texts)
+
 
 def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -95,7 +95,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         prompts = [r["prompt"] for r in splits.heldout[: cfg.eval.n_prompts]]
         with timer("evaluation"):
             summary, rows = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
-                                     cfg.eval.bootstrap_resamples, cfg.seed)
+                                     cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift)
         summary.update(lam=cfg.lam, seed=cfg.seed, dataset=splits.info, reward_model=rm_stats)
         summary["timing_s"] = {k: round(v, 3) for k, v in timer.seconds.items()}
         summary["timing_s"]["job_total"] = round(time.perf_counter() - t0, 3)

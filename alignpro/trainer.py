@@ -9,7 +9,9 @@ closest match and is offered as an ablation. RLOO needs k ≥ 2 rewrites per pro
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -25,8 +27,32 @@ def kl_coefficient(lam: float) -> float:
     return float(lam)
 
 
+class SequenceKL(TrainerCallback):
+    """Adds ``kl_seq``: the mean over rewrites of Σ_t (log ρ − log ρ_ref), the single-sample estimate of
+    KL(ρ(·|x) ‖ ρ_ref(·|x)) that λ weights in eq. 9. TRL logs ``kl`` as a per-token mean (Σ kl·mask / Σ mask);
+    times ``completions/mean_length`` (Σ mask / n) it is exactly the per-sequence mean for a step (we log every
+    step). Inserted before the W&B callback, so the value reaches W&B too (callbacks share the ``logs`` dict)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and isinstance(logs.get("kl"), (int, float)) and "completions/mean_length" in logs:
+            logs["kl_seq"] = logs["kl"] * logs["completions/mean_length"]
+
+
+class JsonlLog(TrainerCallback):
+    """Appends every logged row (step, reward, kl_seq, lengths, …) to ``train_log.jsonl`` in the run dir as it is
+    logged: the training curves without W&B, and kept if the run dies."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}, default=float) + "\n")
+
+
 class RewardKLProgress(TrainerCallback):
-    """One progress bar over optimizer steps, showing the latest reward and KL (replaces HF's bar)."""
+    """One progress bar over optimizer steps, showing the latest reward and sequence KL (replaces HF's bar)."""
 
     def __init__(self, desc: str = "train"):
         self.desc, self.bar = desc, None
@@ -40,7 +66,8 @@ class RewardKLProgress(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.bar is not None and logs:
-            shown = {k: logs[k] for k in ("reward", "kl") if isinstance(logs.get(k), (int, float))}
+            shown = {name: logs[k] for name, k in (("reward", "reward"), ("kl", "kl_seq"))
+                     if isinstance(logs.get(k), (int, float))}
             self.bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=True)
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -68,7 +95,7 @@ def trainer_args(cfg, *, lam: float, seed: int, output_dir: str, sampling, devic
         lr_scheduler_type=cfg.lr_scheduler_type,
         warmup_steps=cfg.warmup_steps,
         max_completion_length=sampling.max_new_tokens,
-        temperature=sampling.temperature if sampling.temperature > 0 else 1.0,
+        temperature=sampling.temperature,  # > 0: checked by config.validate (RL needs sampled rollouts)
         top_p=sampling.top_p,
         top_k=sampling.top_k,
         seed=seed,
@@ -88,21 +115,21 @@ def trainer_args(cfg, *, lam: float, seed: int, output_dir: str, sampling, devic
     )
     if cfg.name == "grpo":
         common.update(scale_rewards="none", loss_type=cfg.get("loss_type", "dr_grpo"))
-        return GRPOConfig(**common, **dict(cfg.extra or {}))
-    return RLOOConfig(**common, **dict(cfg.extra or {}))
+    common.update(dict(cfg.extra or {}))  # trainer.extra wins: any TRL option, verbatim
+    return (GRPOConfig if cfg.name == "grpo" else RLOOConfig)(**common)
 
 
 def build_trainer(cfg, *, model_path: str, model_dtype, train_rows: list[dict], reward_fn, args, callbacks):
     """Factory for the ``trainer`` group: ``train_rows`` carry ``prompt`` (conversation) and ``x`` (for the reward)."""
     from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer, RLOOTrainer
 
     args.model_init_kwargs = {"dtype": model_dtype}
-    from transformers.trainer_callback import PrinterCallback
-
     cls = GRPOTrainer if cfg.name == "grpo" else RLOOTrainer
     # The policy is passed as a path, not a live model: TRL then loads ρ_ref from the same path.
     trainer = cls(model=model_path, reward_funcs=reward_fn, args=args, train_dataset=Dataset.from_list(train_rows),
                   callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # logs go to W&B and the progress bar, not as dicts on stdout
+    trainer.callback_handler.callbacks.insert(0, SequenceKL())  # first, so W&B and the bar see kl_seq
     return trainer

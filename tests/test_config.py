@@ -8,7 +8,7 @@ import yaml
 from alignpro.config import ConfigError, validate
 from tests.conftest import CONF, ROOT, compose
 
-GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
+GROUPS = {g: sorted(str(p.relative_to(CONF / g).with_suffix("")) for p in (CONF / g).rglob("*.yaml"))
           for g in ("prompter", "frozen", "reward", "dataset", "method", "trainer", "logger", "experiment", "launcher")}
 
 
@@ -20,7 +20,8 @@ def test_every_group_has_the_options_the_design_names():
     assert GROUPS["method"] == ["alignpro", "base_prompter", "no_finetune", "rlhf"]
     assert GROUPS["trainer"] == ["grpo", "rloo"]
     assert GROUPS["logger"] == ["none", "wandb"]
-    assert {"smoke", "embedded"} <= set(GROUPS["experiment"])
+    assert {"smoke", "embedded", "ablation/lam", "ablation/reward_prompt", "ablation/trainer", "ablation/k"} <= set(
+        GROUPS["experiment"])
 
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g, opts in GROUPS.items() for o in opts])
@@ -91,6 +92,7 @@ def test_cli_group_override_beats_the_experiment():
     ("reward.prompt=both", r"reward.prompt='both' is invalid.*original, rewritten"),
     ("prompter.meta_prompt=rewrite", r"meta_prompt.*\[PROMPT\]"),
     ("+logger.api_key=abc123", r"logger.api_key holds a secret.*environment"),
+    ("prompter.sampling.temperature=0", r"prompter.sampling.temperature=0 is invalid.*sampled"),
 ])
 def test_bad_values_are_named(override, match):
     with pytest.raises(ConfigError, match=match):

@@ -31,9 +31,18 @@ def test_smoke_runs_every_method_end_to_end(method, tmp_path):
         assert {s["step"] for s in samples} == set(range(steps))
         assert (tmp_path / ("prompter" if method == "alignpro" else "oracle") / "config.json").exists()
         assert metrics["timing_s"]["per_step"] > 0
+        curve = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+        steps_logged = [row for row in curve if "kl_seq" in row]
+        assert [row["step"] for row in steps_logged] == list(range(1, steps + 1))
     run = read_run(tmp_path / "wandb")
     assert run["job_type"] == method and run["config"]["method"]["name"] == method
     assert run["config"]["run_info"]["versions"]["trl"]
+    assert any("eval/reward_mean" in row for row in run["history"])
+    if trains:  # the sequence-level KL of eq. 9 reaches W&B every step, = per-token KL × mean rewrite length
+        steps_logged = [row for row in run["history"] if "train/kl_seq" in row]
+        assert len(steps_logged) == cfg.trainer.max_steps
+        for row in steps_logged:
+            assert row["train/kl_seq"] == pytest.approx(row["train/kl"] * row["train/completions/mean_length"])
 
 
 def test_smoke_runs_with_grpo(tmp_path):

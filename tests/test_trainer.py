@@ -3,7 +3,7 @@ import math
 import pytest
 
 from alignpro.rollout import Sampling
-from alignpro.trainer import kl_coefficient, trainer_args
+from alignpro.trainer import RewardKLProgress, SequenceKL, kl_coefficient, trainer_args
 from tests.conftest import compose
 
 
@@ -32,6 +32,13 @@ def test_trainer_args_map_the_config(name, tmp_path):
         assert args.scale_rewards == "none"
 
 
+def test_trainer_extra_passes_any_trl_option_and_wins(tmp_path):
+    cfg = compose("+trainer.extra={max_grad_norm: 0.5, logging_steps: 5}").trainer
+    args = trainer_args(cfg, lam=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu",
+                        report_to=[])
+    assert args.max_grad_norm == 0.5 and args.logging_steps == 5
+
+
 def test_rloo_penalises_the_sequence_kl_with_beta():
     """The mapping assumed by kl_coefficient: TRL's RLOO subtracts beta * sum_t log-ratio from the reward."""
     import inspect
@@ -41,3 +48,24 @@ def test_rloo_penalises_the_sequence_kl_with_beta():
     src = inspect.getsource(RLOOTrainer._generate_and_score_completions)
     assert "kl = (per_token_kl * completion_mask).sum(-1)" in src
     assert "rewards = rewards - self.beta * kl" in src
+
+
+def test_sequence_kl_is_per_token_kl_times_mean_length():
+    logs = {"kl": 0.02, "completions/mean_length": 30.0, "reward": 1.0}
+    SequenceKL().on_log(None, None, None, logs=logs)
+    assert logs["kl_seq"] == pytest.approx(0.6)
+    untouched = {"loss": 1.0}
+    SequenceKL().on_log(None, None, None, logs=untouched)
+    assert "kl_seq" not in untouched
+
+
+def test_progress_bar_shows_reward_and_sequence_kl():
+    from types import SimpleNamespace
+
+    bar = RewardKLProgress("t")
+    bar.on_train_begin(None, SimpleNamespace(max_steps=3), None)
+    bar.on_log(None, None, None, logs={"reward": 1.25, "kl": 0.01, "kl_seq": 0.5})
+    assert bar.bar.postfix == "reward=1.250, kl=0.500"
+    bar.on_step_end(None, SimpleNamespace(global_step=2), None)
+    assert bar.bar.n == 2
+    bar.on_train_end(None, None, None)

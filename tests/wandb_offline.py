@@ -45,11 +45,16 @@ def records(path: Path) -> list:
 
 
 def read_run(run_dir: Path) -> dict:
-    """{id, group, name, job_type, config} of the single offline run under ``run_dir``."""
+    """{id, group, name, job_type, config, history} of the single offline run under ``run_dir``; ``history`` is
+    the list of logged rows (dicts of key → value)."""
     (path,) = run_dir.glob("offline-run-*/run-*.wandb")
-    info: dict = {"config": {}}
+    info: dict = {"config": {}, "history": []}
     for rec in records(path):
         kind = rec.WhichOneof("record_type")
+        if kind == "history":
+            info["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                                    for item in rec.history.item})
+            continue
         if kind == "run":
             info.update(id=rec.run.run_id, group=rec.run.run_group, name=rec.run.display_name,
                         job_type=rec.run.job_type)
