@@ -62,11 +62,19 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
 
 
 def factors(jobs: list[dict]) -> list[str]:
-    """Config keys whose values differ between jobs (the sweep's factors), seed excluded."""
+    """Config keys whose values differ between jobs (the sweep's factors), seed excluded. Keys that split the jobs
+    identically (``meta_prompt_name`` and ``meta_prompt``) count once, by their shortest values."""
     keys = set().union(*(j["config"] for j in jobs)) if jobs else set()
     varied = [k for k in sorted(keys)
               if k not in IGNORED and len({json.dumps(j["config"].get(k), sort_keys=True) for j in jobs}) > 1]
-    return varied
+    by_partition: dict[tuple, list[str]] = defaultdict(list)
+    for k in varied:
+        values = [json.dumps(j["config"].get(k), sort_keys=True) for j in jobs]
+        first_seen = {v: i for i, v in reversed(list(enumerate(values)))}
+        by_partition[tuple(first_seen[v] for v in values)].append(k)
+    chosen = [min(ks, key=lambda k: (max(len(json.dumps(j["config"].get(k))) for j in jobs), k))
+              for ks in by_partition.values()]
+    return sorted(chosen)
 
 
 def ablation_table(jobs: list[dict], by: list[str]) -> list[dict]:

@@ -9,19 +9,21 @@ from alignpro.config import ConfigError, validate
 from tests.conftest import CONF, ROOT, compose
 
 GROUPS = {g: sorted(str(p.relative_to(CONF / g).with_suffix("")) for p in (CONF / g).rglob("*.yaml"))
-          for g in ("prompter", "frozen", "reward", "dataset", "method", "trainer", "logger", "experiment", "launcher")}
+          for g in ("prompter", "meta_prompt", "frozen", "reward", "dataset", "method", "trainer", "logger",
+                    "experiment", "launcher")}
 
 
 def test_every_group_has_the_options_the_design_names():
     assert GROUPS["prompter"] == ["phi35_mini", "qwen25_1_5b", "smollm2_135m", "tiny"]
+    assert GROUPS["meta_prompt"] == ["helpful", "none", "paper"]
     assert GROUPS["frozen"] == ["llama31_8b", "qwen25_7b", "smollm2_135m", "tiny"]
     assert GROUPS["reward"] == ["bt_minilm", "rm_gemma_2b", "tiny"]
     assert GROUPS["dataset"] == ["embedded", "helpsteer", "orca", "ultrafeedback"]
     assert GROUPS["method"] == ["alignpro", "base_prompter", "no_finetune", "rlhf"]
     assert GROUPS["trainer"] == ["grpo", "rloo"]
     assert GROUPS["logger"] == ["none", "wandb"]
-    assert {"smoke", "embedded", "ablation/lam", "ablation/reward_prompt", "ablation/trainer", "ablation/k"} <= set(
-        GROUPS["experiment"])
+    assert {"smoke", "embedded", "ablation/lam", "ablation/reward_prompt", "ablation/trainer", "ablation/k",
+            "ablation/meta_prompt"} <= set(GROUPS["experiment"])
 
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g, opts in GROUPS.items() for o in opts])
@@ -29,8 +31,18 @@ def test_every_option_composes_and_validates(override):
     cfg = compose(override)
     validate(cfg)  # hub options pass too: they need the hub only when loading
     group, option = override.split("=")
-    if group not in ("experiment", "launcher", "logger"):
+    if group == "meta_prompt":
+        assert cfg.prompter.meta_prompt_name == option
+    elif group not in ("experiment", "launcher", "logger"):
         assert cfg[group].name == option
+
+
+def test_meta_prompt_default_is_the_papers_verbatim_and_none_is_bare_x():
+    from alignpro.prompter import PAPER_META_PROMPT
+
+    assert compose().prompter.meta_prompt == PAPER_META_PROMPT
+    assert compose("prompter=qwen25_1_5b").prompter.meta_prompt == PAPER_META_PROMPT
+    assert compose("meta_prompt=none").prompter.meta_prompt == "[PROMPT]"
 
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g, opts in GROUPS.items() for o in opts])
@@ -40,7 +52,9 @@ def test_every_option_composes_through_the_cli_cfg_job(override):
     cfg = yaml.safe_load(out)
     group, option = override.split("=")
     assert set(cfg) >= {"prompter", "frozen", "reward", "dataset", "method", "trainer", "logger", "lam", "seed"}
-    if group not in ("experiment", "launcher", "logger"):
+    if group == "meta_prompt":
+        assert cfg["prompter"]["meta_prompt_name"] == option
+    elif group not in ("experiment", "launcher", "logger"):
         assert cfg[group]["name"] == option
     assert "hydra" not in cfg
 

@@ -62,6 +62,12 @@ def test_factors_ignore_seed_and_unvaried_keys():
     assert factors(jobs) == ["lam"]
 
 
+def test_factors_collapse_keys_that_vary_together():
+    jobs = [{"config": flatten({"prompter": {"meta_prompt_name": n, "meta_prompt": f"a long prompt text {n} [PROMPT]"},
+                                "seed": s})} for n in ("paper", "none") for s in (0, 1)]
+    assert factors(jobs) == ["prompter.meta_prompt_name"]
+
+
 def test_report_cli_errors_clearly(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "alignpro.report", str(tmp_path / "nope"), "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
