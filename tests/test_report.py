@@ -72,3 +72,25 @@ def test_report_cli_errors_clearly(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "alignpro.report", str(tmp_path / "nope"), "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode != 0 and "is not a directory of runs" in proc.stderr
+
+
+@pytest.mark.parametrize("ablation,factor,levels", [
+    ("meta_prompt", "prompter.meta_prompt_name", ["helpful", "none", "paper"]),
+    ("reward_prompt", "reward.prompt", ["original", "rewritten"]),
+    ("trainer", "trainer.name", ["grpo", "rloo"]),
+    ("k", "trainer.num_generations", [2, 4]),
+])
+def test_every_ablation_sweep_runs_and_reports(ablation, factor, levels, tmp_path):
+    """Each ablation config is a real sweep (tiny models here): it runs, and its report finds its factor."""
+    sweep = tmp_path / ablation
+    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", f"experiment=ablation/{ablation}", "prompter=tiny",
+           "frozen=tiny", "reward=tiny", "device=cpu", "logger=none", "trainer.max_steps=1",
+           "trainer.prompts_per_step=2", "eval.n_prompts=3", "eval.bootstrap_resamples=50",
+           "eval.answer_shift=false", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = ablation_report(sweep, tmp_path / "report")
+    assert res["by"] == [factor] and res["missing"] == []
+    assert [r[factor] for r in res["rows"]] == levels
+    assert all(r["seeds"] == [0, 1] for r in res["rows"])
+    assert (tmp_path / "report" / "reward_vs_factor.png").exists()
