@@ -44,12 +44,25 @@ def records(path: Path) -> list:
     return parsed
 
 
+def finished_records(path: Path, timeout: float = 60.0) -> list:
+    """The run's records once its ``exit`` record is on disk: ``run.finish()`` can return before wandb's core
+    process has written the last history rows, so a reader must wait for the record that comes last."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in recs) or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.2)
+
+
 def read_run(run_dir: Path) -> dict:
     """{id, group, name, job_type, config, history} of the single offline run under ``run_dir``; ``history`` is
     the list of logged rows (dicts of key → value)."""
     (path,) = run_dir.glob("offline-run-*/run-*.wandb")
     info: dict = {"config": {}, "history": []}
-    for rec in records(path):
+    for rec in finished_records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             info["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
