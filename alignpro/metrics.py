@@ -60,3 +60,40 @@ def gap_closed(alignpro: float, no_finetune: float, oracle: float) -> float:
     """D11: (Align-Pro − no FT) / (oracle − no FT); the paper's figures give ≈ 0.67 on average."""
     gap = oracle - no_finetune
     return float("nan") if gap == 0 else (alignpro - no_finetune) / gap
+
+
+# ---- pairwise judge verdicts (D9) ----------------------------------------------------------------------------------
+Outcome = int | None  # +1: A better, 0: tie, −1: B better, None: the judge's answer could not be parsed
+
+
+def _share(verdicts: Sequence[tuple[int, int]], value: int) -> list[float]:
+    """Per pair, the fraction of its two orders whose outcome is ``value`` (0, 0.5 or 1)."""
+    return [((ab == value) + (ba == value)) / 2 for ab, ba in verdicts]
+
+
+def win_tie_loss(outcomes: Sequence[tuple[Outcome, Outcome]], n_resamples: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> dict:
+    """Win / tie / loss rates of A against B from pairs judged in both orders (D9).
+
+    ``outcomes[i] = (A as Assistant 1, A as Assistant 2)``, both already from A's point of view. Each pair's two
+    verdicts are averaged, so a pair that flips with the order counts half win, half loss. A pair with an
+    unparseable verdict in either order is invalid: reported in ``n_invalid``, never scored as a tie. CIs are
+    percentile bootstraps over pairs. ``position_consistency`` is the share of valid pairs whose verdict does not
+    change with the order; ``first_position_win`` is how often Assistant 1 wins (0.5 ± ties = no position bias).
+    """
+    valid = [(ab, ba) for ab, ba in outcomes if ab is not None and ba is not None]
+    out: dict = {"n_pairs": len(outcomes), "n_valid": len(valid), "n_invalid": len(outcomes) - len(valid),
+                 "n_invalid_orders": sum((ab is None) + (ba is None) for ab, ba in outcomes), "ci_level": level}
+    if not valid:
+        nan = float("nan")
+        out.update({k: nan for k in ("win", "tie", "loss", "position_consistency", "first_position_win")})
+        out.update({f"{k}_ci": (nan, nan) for k in ("win", "tie", "loss")})
+        return out
+    for name, value in (("win", 1), ("tie", 0), ("loss", -1)):
+        shares = _share(valid, value)
+        out[name] = mean(shares)
+        out[f"{name}_ci"] = bootstrap_ci(shares, mean, n_resamples, level, seed)
+    out["position_consistency"] = mean([float(ab == ba) for ab, ba in valid])
+    # Assistant 1 is A in the first order and B in the second: A wins there (+1) / B wins there (−1 from A's view).
+    out["first_position_win"] = mean([((ab == 1) + (ba == -1)) / 2 for ab, ba in valid])
+    return out

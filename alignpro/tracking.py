@@ -46,6 +46,16 @@ def redact(obj: Any) -> Any:
     return obj
 
 
+def redact_text(text: str) -> str:
+    """Free text (an error message, a log line) with ``key=value`` secrets and the values of secret-looking
+    environment variables (``*_API_KEY``, ``*_TOKEN``, …) replaced, so it can be written to disk or W&B."""
+    text = SECRET_OVERRIDE.sub(lambda m: f"{m.group(1)}=<redacted>", text)
+    for name, value in os.environ.items():
+        if SECRET_KEY.search(name) and len(value) >= 8 and value in text:
+            text = text.replace(value, f"<{name}>")
+    return text
+
+
 def scrub_hydra_dir(run_dir: Path) -> None:
     """Redact secrets from the files Hydra wrote into ``run_dir/.hydra`` before our code ran: a ``key=value``
     typed on the command line lands verbatim in ``overrides.yaml`` and in ``hydra.yaml`` (task overrides,

@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from alignpro import tracking
+from alignpro import CONF_DIR, tracking
 from alignpro.assets import AssetError
 from alignpro.config import ConfigError, validate
 from alignpro.data import DataError, load_splits
@@ -30,9 +30,6 @@ from alignpro.methods import run_method
 from alignpro.reward import build_reward
 
 log = logging.getLogger("alignpro")
-# Absolute, so `python -m alignpro.train` and the `alignpro-train` console script find the same conf/ directory
-# (a relative path is resolved against the calling module, which differs between the two).
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def pick_device(device: str) -> str:
@@ -55,6 +52,7 @@ def run_context() -> dict:
     overrides = hc.job.override_dirname or "defaults"
     return {
         "run_dir": Path(hc.runtime.output_dir),
+        "multirun": multirun,
         "group": f"sweep-{Path(hc.sweep.dir).name}" if multirun else f"run-{Path(hc.runtime.output_dir).name}",
         "name": f"{hc.job.num}:{overrides}" if multirun else overrides,
     }
@@ -121,8 +119,14 @@ def main(cfg: DictConfig) -> float:
     tracking.scrub_hydra_dir(ctx["run_dir"])
     try:
         return train(cfg, ctx["run_dir"], ctx["group"], ctx["name"])["reward_mean"]
-    except (ConfigError, DataError, AssetError) as err:
-        raise SystemExit(f"alignpro: {err}") from None
+    except BaseException as err:
+        # The job dir says why it has no metrics.json, so a sweep's report can name the failed cells and why.
+        ctx["run_dir"].mkdir(parents=True, exist_ok=True)
+        (ctx["run_dir"] / "error.txt").write_text(tracking.redact_text(f"{type(err).__name__}: {err}\n"))
+        if isinstance(err, (ConfigError, DataError, AssetError)) and not ctx["multirun"]:
+            raise SystemExit(f"alignpro: {err}") from None
+        # In a multirun an Exception (not SystemExit) lets Hydra's sweeper finish the other jobs, then report it.
+        raise
 
 
 if __name__ == "__main__":

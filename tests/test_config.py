@@ -143,3 +143,37 @@ def test_conf_dir_is_where_the_entrypoint_looks():
     import alignpro.train
 
     assert Path(alignpro.train.CONF_DIR) == CONF
+
+
+# ---- the paper's grid (experiment=paper/...) -------------------------------------------------------------------
+PAPER_PROMPTERS, PAPER_FROZEN = ("phi35_mini", "qwen25_1_5b"), ("llama31_8b", "qwen25_7b")
+PAPER_DATASETS = ("ultrafeedback", "helpsteer", "orca")
+
+
+@pytest.mark.parametrize("prompter", PAPER_PROMPTERS)
+@pytest.mark.parametrize("frozen", PAPER_FROZEN)
+@pytest.mark.parametrize("dataset", PAPER_DATASETS)
+def test_each_paper_cell_config_pins_the_cell_and_equals_the_grids_job(prompter, frozen, dataset):
+    from omegaconf import OmegaConf
+
+    cell = compose(f"experiment=paper/{prompter}_{frozen}_{dataset}", "method=rlhf")
+    assert (cell.prompter.name, cell.frozen.name, cell.dataset.name) == (prompter, frozen, dataset)
+    assert cell.reward.model_id == "weqweasdas/RM-Gemma-2B"
+    assert cell.trainer.learning_rate == 1.41e-5 and cell.trainer.name == "rloo"
+    assert cell.eval.n_prompts == 100 and cell.eval.max_new_tokens == 256
+    assert (cell.eval.sampling.temperature, cell.eval.sampling.top_p, cell.eval.sampling.top_k) == (1.5, 0.6, 20)
+    grid = compose("experiment=paper/grid", f"prompter={prompter}", f"frozen={frozen}", f"dataset={dataset}",
+                   "method=rlhf")
+    assert OmegaConf.to_container(grid) == OmegaConf.to_container(cell)
+
+
+def test_paper_grid_sweeps_12_cells_times_4_arms():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=["experiment=paper/grid"], return_hydra_config=True)
+    params = {k: v.split(",") for k, v in cfg.hydra.sweeper.params.items()}
+    assert params == {"dataset": list(PAPER_DATASETS), "prompter": list(PAPER_PROMPTERS),
+                      "frozen": list(PAPER_FROZEN), "method": ["no_finetune", "base_prompter", "alignpro", "rlhf"]}
+    assert str(cfg.hydra.sweep.dir).startswith("outputs/paper/")

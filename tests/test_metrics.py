@@ -3,7 +3,7 @@ import statistics
 
 import pytest
 
-from alignpro.metrics import bootstrap_ci, gap_closed, mean, sample_variance, summarize
+from alignpro.metrics import bootstrap_ci, gap_closed, mean, sample_variance, summarize, win_tie_loss
 
 
 def test_mean_and_sample_variance_match_statistics_module():
@@ -48,3 +48,33 @@ def test_summarize_reports_all_fields():
 def test_gap_closed_d11():
     assert gap_closed(alignpro=1.13, no_finetune=0.46, oracle=1.40) == pytest.approx(0.67 / 0.94)
     assert math.isnan(gap_closed(1.0, 0.5, 0.5))
+
+
+def test_win_tie_loss_averages_both_orders():
+    # consistent win, consistent loss, flips with the order (half win, half loss), consistent tie
+    res = win_tie_loss([(1, 1), (-1, -1), (1, -1), (0, 0)], n_resamples=200)
+    assert res["n_valid"] == 4 and res["n_invalid"] == 0
+    assert res["win"] == pytest.approx(1.5 / 4)
+    assert res["loss"] == pytest.approx(1.5 / 4)
+    assert res["tie"] == pytest.approx(1 / 4)
+    assert res["win"] + res["tie"] + res["loss"] == pytest.approx(1)
+    assert res["position_consistency"] == pytest.approx(3 / 4)
+    # Assistant 1 won in: (1,1) order 1; (-1,-1) order 2; (1,-1) both orders -> (0.5 + 0.5 + 1 + 0) / 4
+    assert res["first_position_win"] == pytest.approx(0.5)
+    lo, hi = res["win_ci"]
+    assert 0 <= lo <= res["win"] <= hi <= 1
+
+
+def test_win_tie_loss_counts_invalid_pairs_apart_from_ties():
+    res = win_tie_loss([(1, 1), (None, 1), (None, None), (0, None)], n_resamples=100)
+    assert (res["n_pairs"], res["n_valid"], res["n_invalid"], res["n_invalid_orders"]) == (4, 1, 3, 4)
+    assert res["win"] == 1.0 and res["tie"] == 0.0
+    empty = win_tie_loss([(None, None)])
+    assert math.isnan(empty["win"]) and empty["n_invalid"] == 1
+
+
+def test_position_bias_shows_in_first_position_win():
+    # a judge that always prefers Assistant 1: A wins as Assistant 1, loses as Assistant 2
+    res = win_tie_loss([(1, -1)] * 10, n_resamples=100)
+    assert res["first_position_win"] == 1.0 and res["position_consistency"] == 0.0
+    assert res["win"] == res["loss"] == 0.5

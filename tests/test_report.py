@@ -94,3 +94,119 @@ def test_every_ablation_sweep_runs_and_reports(ablation, factor, levels, tmp_pat
     assert [r[factor] for r in res["rows"]] == levels
     assert all(r["seeds"] == [0, 1] for r in res["rows"])
     assert (tmp_path / "report" / "reward_vs_factor.png").exists()
+
+
+# ---- the paper's comparison: Table 1 and Figures 2–3 --------------------------------------------------------------
+ARMS = ["no_finetune", "base_prompter", "alignpro", "rlhf"]
+
+
+@pytest.fixture(scope="module")
+def arms_sweep(tmp_path_factory):
+    """A real multirun of the four arms on tiny models, two seeds: the paper's comparison in miniature."""
+    sweep = tmp_path_factory.mktemp("arms") / "sweep"
+    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=smoke", "logger=none",
+           "trainer.max_steps=1", "eval.n_prompts=6", "eval.answer_shift=false", f"method={','.join(ARMS)}",
+           "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep
+
+
+def test_paper_values_reproduce_the_papers_headline(tmp_path):
+    """The shipped numbers carry provenance and give the paper's own claims: Align-Pro > no FT in 12/12 cells,
+    oracle > Align-Pro in 12/12, lowest variance in 10/12, about two thirds of the gap closed."""
+    from alignpro.report import paper_claims, paper_only_rows, paper_results
+
+    paper = paper_results()
+    assert paper["table1"]["provenance"]["win"].startswith("printed")
+    assert paper["figure2_mean"]["provenance"].startswith("digitised")
+    rows = paper_only_rows()
+    assert len(rows) == 12 and {r["cell"]["dataset.name"] for r in rows} == {"ultrafeedback", "helpsteer", "orca"}
+    claims = paper_claims(rows)["paper"]
+    assert (claims["alignpro_beats_no_finetune"], claims["oracle_beats_alignpro"]) == (12, 12)
+    assert claims["alignpro_lowest_variance"] == 10
+    assert claims["mean_gap_closed"] == pytest.approx(0.67, abs=0.01)
+    wins = [r["paper_table1"]["win"] for r in rows]
+    assert sum(wins) / 12 == pytest.approx(58.4, abs=0.05) and max(wins) == 67  # paper.md §4.1, derived
+
+
+def test_paper_mode_renders_the_papers_tables_and_figures(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "alignpro.report", "--paper", "--out", str(tmp_path), "--no-wandb"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    md = (tmp_path / "report.md").read_text()
+    assert "| helpsteer: P2-F1 | 67 | 10 | 23 |" in md  # Table 1's best cell, verbatim
+    assert "| ultrafeedback: P2-F1 | 0.46 | 1.13 | 1.40 | 0.713 |" in md  # Figure 2, digitised
+    for stem in ("figure2_mean", "figure3_variance"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 20_000 and (tmp_path / f"{stem}.pdf").exists()
+
+
+def test_comparison_report_pools_seeds_per_arm_and_computes_gap_closed(arms_sweep, tmp_path):
+    from alignpro.metrics import gap_closed
+    from alignpro.report import collect, comparison_report, is_comparison
+
+    jobs, missing = collect(arms_sweep)
+    assert len(jobs) == 8 and not missing and is_comparison(jobs)
+    res = comparison_report(arms_sweep, tmp_path, wandb_log=False)
+    (row,) = res["rows"]  # one cell: embedded × tiny × tiny
+    assert row["cell"] == {"dataset.name": "embedded", "prompter.name": "tiny", "frozen.name": "tiny"}
+    assert sorted(row["arms"]) == sorted(ARMS)
+    for arm, stats in row["arms"].items():
+        assert stats["seeds"] == [0, 1] and stats["n"] == 12, arm  # 6 prompts × 2 seeds pooled
+        assert stats["ci_low"] <= stats["reward_mean"] <= stats["ci_high"]
+        assert stats["var_ci"][0] <= stats["reward_var"] <= stats["var_ci"][1]
+    a = row["arms"]
+    assert row["gap_closed"] == pytest.approx(gap_closed(a["alignpro"]["reward_mean"],
+                                                         a["no_finetune"]["reward_mean"], a["rlhf"]["reward_mean"]))
+    assert row["paper_mean"] is None  # not one of the paper's cells
+    md = (tmp_path / "report.md").read_text()
+    assert "embedded: tiny → tiny" in md and "gap closed" in md
+    for stem in ("figure2_mean", "figure3_variance"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 10_000
+
+
+def test_a_failed_job_leaves_the_others_and_the_report_names_it(tmp_path):
+    """One arm of the sweep fails its validation (a greedy RL rollout); the other arm finishes, the sweep exits
+    non-zero, and the report lists the failed arm of the cell with its error."""
+    from alignpro.report import comparison_report
+
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=smoke", "logger=none",
+           "eval.n_prompts=3", "eval.answer_shift=false", "method=alignpro,no_finetune",
+           "prompter.sampling.temperature=0", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode != 0
+    assert (sweep / "1" / "metrics.json").exists()  # no_finetune ran after alignpro failed
+    assert "temperature" in (sweep / "0" / "error.txt").read_text()
+    res = comparison_report(sweep, tmp_path / "report", wandb_log=False)
+    (row,) = res["rows"]
+    assert list(row["arms"]) == ["no_finetune"]
+    assert [m["method"] for m in row["missing"]] == ["alignpro"]
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Missing runs" in md and "alignpro" in md and "temperature" in md
+
+
+def test_comparison_report_logs_tables_and_figures_to_offline_wandb(arms_sweep, tmp_path, monkeypatch):
+    from alignpro.report import comparison_report
+    from tests.wandb_offline import read_run
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    res = comparison_report(arms_sweep, tmp_path, wandb_log=True)
+    run = read_run(tmp_path / "wandb")
+    assert run["job_type"] == "report" and res["wandb"].startswith(str(tmp_path))
+    row = {k: v for r in run["history"] for k, v in r.items()}
+    assert row["report/cells/_type"] == row["report/table1/_type"] == "table-file"
+    assert row["report/cells/nrows"] == 4  # one cell × four arms
+    assert row["report/table1/nrows"] == 1
+    for stem in ("figure2_mean", "figure3_variance"):
+        assert row[f"report/{stem}/_type"] == "image-file" and row[f"report/{stem}/width"] > 300
+
+
+def test_report_cli_picks_the_comparison_for_a_sweep_over_arms(arms_sweep, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path),
+                           "--no-wandb"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "## Table 1" in proc.stdout and (tmp_path / "figure3_variance.pdf").exists()
+    bad = subprocess.run([sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path),
+                          "--judge", "nope", "--no-wandb"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert bad.returncode != 0 and "--judge nope is unknown; valid:" in bad.stderr

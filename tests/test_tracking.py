@@ -64,3 +64,14 @@ def test_secrets_typed_on_the_command_line_are_scrubbed_from_hydra_files(tmp_pat
     for f in tmp_path.rglob("*"):
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f
+
+
+def test_redact_text_hides_overrides_and_secret_env_values(monkeypatch):
+    from alignpro.tracking import redact_text
+
+    monkeypatch.setenv("MY_SERVICE_API_KEY", "sk-verysecret123")
+    text = "failed: +judge.api_key=abc123 sent sk-verysecret123 to the server"
+    clean = redact_text(text)
+    assert "abc123" not in clean and "sk-verysecret123" not in clean
+    assert "+judge.api_key=<redacted>" in clean and "<MY_SERVICE_API_KEY>" in clean
+    assert redact_text("nothing to hide") == "nothing to hide"
