@@ -2,7 +2,8 @@
 
 The paper drives an off-the-shelf instruct model with a fixed meta-prompt (Appendix C.1, wording and grammar kept
 verbatim) placed in the prompter's user turn; its chat template does the rest. ρ_ref, the anchor of the KL term in
-eq. 9, is this same model before training (TRL keeps a frozen copy, or disables the LoRA adapters).
+eq. 9, is this same model before training: TRL keeps a frozen copy (full fine-tuning), or, with ``prompter.lora``
+set, trains a LoRA adapter and computes ρ_ref with the adapter disabled (alignpro/trainer.py).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def prompter_path(cfg) -> str:
 
 
 def load_prompter(cfg, path: str | None = None, device: str = "cpu") -> Prompter:
-    """Load a prompter from ``path`` (a trained checkpoint) or from its config's source (ρ_ref)."""
+    """Load a prompter from ``path`` (a trained checkpoint) or from its config's source (ρ_ref).
+
+    ``path`` may hold full weights or, after a LoRA run, only the adapter and tokenizer (``run_dir/prompter``):
+    transformers' PEFT integration then loads the base model named in ``adapter_config.json`` and attaches the
+    adapter, unmerged."""
     model, tok = load_causal_lm(path or prompter_path(cfg), cfg.dtype, device)
     return Prompter(model, tok, cfg.meta_prompt, cfg.get("system"), cfg.batch_size)

@@ -5,9 +5,11 @@
   preference pairs. r is a small MLP on frozen sentence embeddings of the prompt and the answer,
   [e(x), e(y), e(x)⊙e(y)]: the product term lets the reward depend on whether y answers *this* x, which is what
   keeps a prompter from drifting off the user's question. Trained once (seconds) and cached.
-* :class:`HFClassifierReward` (``reward=rm_gemma_2b`` or any sequence-classification RM): the (x, y) conversation
-  rendered with the RM tokenizer's own chat template, one BOS, raw logit of label 0 (no sigmoid) — the
-  RM-Gemma-2B calling convention.
+* :class:`HFClassifierReward` (``reward=rm_gemma_2b``, the paper's RM, or ``reward=hf_classifier`` for any
+  sequence-classification RM on the hub or in a local folder): the (x, y) conversation rendered with the RM
+  tokenizer's own chat template (TRL's stored copy of the family's template as fallback), exactly one BOS, left
+  truncation, raw logit of label 0 (no sigmoid) — the RM-Gemma-2B model card's calling convention, reproduced
+  without the card's ``pipeline`` so that it batches (the pipeline scores one text at a time in the card).
 
 Which prompt the reward sees, x (theory, default) or x′ (ablation, ``reward.prompt=rewritten``), is the episode's
 choice (D5), not the reward model's.
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from alignpro.assets import cache_dir, resolve_model
 
@@ -166,55 +169,164 @@ def build_bt_reward(cfg, train: list[dict], heldout: list[dict], device: str = "
 
 
 # ---- pretrained sequence-classification reward models (RM-Gemma-2B and friends) ----------------------------------
+CHAT_TEMPLATE_DIR = ("trl", "chat_templates")  # TRL ships the original templates of the common model families
+
+
+def chat_template_names() -> list[str]:
+    """Names accepted by ``reward.fallback_chat_template``: the ``*.jinja`` files TRL ships (gemma, llama3_1, …)."""
+    from importlib.resources import files
+
+    root = files(CHAT_TEMPLATE_DIR[0]).joinpath(CHAT_TEMPLATE_DIR[1])
+    return sorted(f.name[: -len(".jinja")] for f in root.iterdir() if f.name.endswith(".jinja"))
+
+
+def fallback_chat_template(name: str) -> str:
+    """The text of TRL's stored template ``name`` (e.g. ``gemma``: RM-Gemma-2B's template, verbatim)."""
+    from importlib.resources import files
+
+    valid = chat_template_names()
+    if name not in valid:
+        raise ValueError(f"reward.fallback_chat_template='{name}' is not one of TRL's stored chat templates; "
+                         f"valid: {', '.join(valid)}")
+    return files(CHAT_TEMPLATE_DIR[0]).joinpath(CHAT_TEMPLATE_DIR[1], f"{name}.jinja").read_text(encoding="utf-8")
+
+
+def tokenizer_adds_bos(tokenizer) -> bool:
+    """Whether ``tokenizer(text)`` prepends the BOS id by itself (Gemma's and Llama's tokenizers do; Qwen's has no
+    BOS at all). Probed rather than read from a flag, because transformers 5 tokenizers keep this in the
+    ``tokenizer.json`` post-processor, whose form varies by family."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+
+
+def keep_tail(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
+    """Left truncation that keeps a leading BOS: the BOS plus the last ``max_length − 1`` tokens. This is what the
+    RM's training script did (``truncation_side="left"``, BOS added after truncation), so an over-long answer keeps
+    its end, the part a reward model reads last and pools on."""
+    if len(ids) <= max_length:
+        return ids
+    head = ids[:1] if bos_id is not None and ids[:1] == [bos_id] else []
+    return head + ids[len(ids) - (max_length - len(head)) :]
+
+
 @dataclass
 class HFClassifierReward:
+    """r(x, y) = the raw logit of a sequence-classification reward model on the chat-formatted (x, y) pair.
+
+    Exactly the RM-Gemma-2B model card's convention (datasets-models.md §6), which is also the generic one for
+    Bradley–Terry RMs on the hub:
+
+    * the conversation ``[user: x, assistant: y]`` (no system turn, D5) rendered with the RM tokenizer's chat
+      template, without a generation prompt;
+    * exactly one BOS: when the tokenizer adds BOS itself (Gemma, Llama), the template's BOS string is stripped
+      from the text, as the card does; when it does not, the text keeps the template's BOS (decided once by
+      :func:`tokenizer_adds_bos`);
+    * truncation from the left at ``max_length``, keeping the BOS (:func:`keep_tail`);
+    * batches right-padded with ``config.pad_token_id`` set: the classifier pools the rightmost non-pad token, and a
+      causal model's real tokens never attend to right padding, so a batch scores exactly as one-by-one;
+    * the raw ``logits[:, 0]`` in float32: no sigmoid (the pipeline applies one to ``num_labels == 1`` models unless
+      told ``function_to_apply="none"``), because the BT reward is the logit itself.
+    """
+
     model: Any
     tokenizer: Any
     max_length: int
     batch_size: int = 8
     stats: dict | None = None
 
+    def __post_init__(self) -> None:
+        num_labels = self.model.config.num_labels
+        if num_labels != 1:
+            raise ValueError(f"reward model '{self.model.config.name_or_path}' has num_labels={num_labels}; a "
+                             "reward model outputs one logit (num_labels=1). A classifier with several labels is "
+                             "not a Bradley-Terry reward.")
+        if self.max_length < 2:
+            raise ValueError(f"reward.max_length={self.max_length} is too small: BOS plus at least one token")
+        tok = self.tokenizer
+        if tok.chat_template is None:
+            raise ValueError(f"reward tokenizer '{tok.name_or_path}' has no chat template; set "
+                             f"reward.fallback_chat_template (valid: {', '.join(chat_template_names())})")
+        if tok.pad_token_id is None:
+            # The checkpoint's own pad id if it has one, else eos (what TRL does for reward models). With pad == eos
+            # a trailing eos is skipped by the classifier's pooling, exactly as in TRL.
+            cfg_pad = self.model.config.get_text_config().pad_token_id
+            pad = tok.convert_ids_to_tokens(cfg_pad) if cfg_pad is not None else tok.eos_token
+            if pad is None:
+                raise ValueError(f"reward tokenizer '{tok.name_or_path}' defines neither a pad nor an eos token")
+            tok.pad_token = pad
+        # The classifier pools on "rightmost token != config.pad_token_id": it must be the id we pad with.
+        self.model.config.get_text_config().pad_token_id = tok.pad_token_id
+        tok.padding_side = "right"
+        tok.truncation_side = "left"
+        self.adds_bos = tokenizer_adds_bos(tok)
+
     def render(self, prompt: str, response: str) -> str:
-        """The conversation in the RM's chat template, without the BOS string (the tokenizer adds it back once)."""
+        """The conversation in the RM's chat template; without the BOS string when the tokenizer adds it back."""
         conv = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
         text = self.tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=False)
         bos = self.tokenizer.bos_token
-        return text[len(bos):] if bos and text.startswith(bos) else text
+        if self.adds_bos and bos:
+            while text.startswith(bos):
+                text = text[len(bos) :]
+        return text
 
-    @torch.no_grad()
-    def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+    def encode(self, prompts: list[str], responses: list[str]) -> list[list[int]]:
+        """Token ids the RM reads for each pair: rendered, one BOS, left-truncated to ``max_length``; unpadded."""
         if len(prompts) != len(responses):
             raise ValueError(f"score() got {len(prompts)} prompts but {len(responses)} responses")
-        device = next(self.model.parameters()).device
-        out: list[float] = []
         texts = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt").to(device)
-            out.extend(self.model(**enc).logits[:, 0].float().tolist())  # raw logit: no sigmoid
+        if not texts:
+            return []
+        ids = self.tokenizer(texts, verbose=False)["input_ids"]  # untruncated: keep_tail truncates, BOS kept
+        return [keep_tail(x, self.max_length, self.tokenizer.bos_token_id) for x in ids]
+
+    @torch.no_grad()
+    def score(self, prompts: list[str], responses: list[str], desc: str | None = "reward") -> list[float]:
+        ids = self.encode(prompts, responses)
+        device = next(self.model.parameters()).device
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
+        out = [0.0] * len(ids)
+        starts = range(0, len(order), self.batch_size)
+        for start in tqdm(starts, desc=desc, disable=desc is None or len(starts) < 2, leave=False):
+            idx = order[start : start + self.batch_size]
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt")
+            logits = self.model(**batch.to(device)).logits[:, 0].float()  # raw logit of label 0: no sigmoid
+            for i, v in zip(idx, logits.tolist(), strict=True):
+                out[i] = v
         return out
 
 
 def build_hf_classifier_reward(cfg, device: str = "cpu") -> HFClassifierReward:
-    from importlib.resources import files
-
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """Load a sequence-classification RM from ``reward.model_id`` (a hub id, or a local folder with ``source:
+    hub``) and its tokenizer, with TRL's stored template as fallback when the tokenizer ships none."""
+    from omegaconf import OmegaConf
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from alignpro.assets import resolve_dtype
 
+    if OmegaConf.is_config(cfg) and OmegaConf.is_missing(cfg, "model_id"):
+        raise ValueError(f"reward={cfg.name} needs reward.model_id: a hub id or a local folder of a sequence-"
+                         "classification reward model, e.g. reward.model_id=Skywork/Skywork-Reward-Llama-3.1-8B-v0.2")
     path = resolve_model(cfg.source, cfg.get("model_id"), role="reward")
+    num_labels = AutoConfig.from_pretrained(path).num_labels  # checked before gigabytes of weights load
+    if num_labels != 1:
+        raise ValueError(f"reward model '{path}' has num_labels={num_labels}; a reward model outputs one logit "
+                         "(num_labels=1). A classifier with several labels is not a Bradley-Terry reward.")
     tok = AutoTokenizer.from_pretrained(path)
+    template = "tokenizer"
     if tok.chat_template is None:
-        if not cfg.get("fallback_chat_template"):
-            raise ValueError(f"reward tokenizer '{path}' has no chat template; set reward.fallback_chat_template "
-                             "to one of trl/chat_templates (e.g. gemma).")
-        tok.chat_template = (files("trl") / "chat_templates" / f"{cfg.fallback_chat_template}.jinja").read_text()
-    tok.truncation_side = "left"  # keep the answer's end, as the RM was trained
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
-                                                               dtype=resolve_dtype(cfg.dtype, device))
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tok.pad_token_id
-    return HFClassifierReward(model.to(device).eval(), tok, cfg.max_length, cfg.batch_size)
+        name = cfg.get("fallback_chat_template")
+        if not name:
+            raise ValueError(f"reward tokenizer '{path}' has no chat template and reward.fallback_chat_template is "
+                             f"null; set it to one of TRL's stored templates: {', '.join(chat_template_names())}")
+        tok.chat_template = fallback_chat_template(name)
+        template = f"trl:{name}"
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=resolve_dtype(cfg.dtype, device))
+    model = model.to(device).eval().requires_grad_(False)
+    rm = HFClassifierReward(model, tok, cfg.max_length, cfg.batch_size)
+    rm.stats = {"model": path, "num_parameters": model.num_parameters(), "chat_template": template,
+                "tokenizer_adds_bos": rm.adds_bos, "max_length": cfg.max_length, "dtype": str(model.dtype)}
+    return rm
 
 
 def build_reward(cfg, train: list[dict], heldout: list[dict], device: str = "cpu") -> Reward:

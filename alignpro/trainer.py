@@ -5,6 +5,16 @@ leave-one-out baseline: a single-sample estimate of the sequence-level KL(ρ(·|
 makes the per-sample objective r(x, y) − λ·KL exactly the one of eq. 9 (and of Lemma 5.1's closed form).
 GRPO puts a k3 per-token KL in the loss instead; with ``beta = λ`` and ``scale_rewards="none"`` it is the
 closest match and is offered as an ablation. RLOO needs k ≥ 2 rewrites per prompt; the paper's PPO drew one.
+
+LoRA (D7). A model config's ``lora`` key (``prompter.lora`` for Align-Pro, ``frozen.lora`` for the RLHF oracle) is
+either ``null`` (full fine-tuning) or a dict turned into a ``peft.LoraConfig`` by :func:`lora_config` and handed to
+the trainer as ``peft_config``. TRL then wraps the policy itself and keeps **no second copy as ρ_ref**: in TRL 1.16's
+``RLOOTrainer.__init__`` the branch ``elif is_peft_model(model): self.ref_model = None`` ("the adapter can be
+disabled to revert to the initial model"), and in ``_generate_and_score_completions`` the reference log-probs are
+computed under ``use_adapter(model, adapter_name=None)``, i.e. ``model.disable_adapter()``: the base weights, which
+are the untrained model (GRPOTrainer does the same). With a fresh adapter (B = 0) ρ_ref is therefore exactly the
+model before training, as eq. 9 wants. Base weights stay frozen in their loaded dtype (bf16 on GPU); peft keeps the
+adapter weights in fp32, so the optimizer's small steps at lr 1.41e-5 are not rounded away.
 """
 
 from __future__ import annotations
@@ -75,6 +85,50 @@ class RewardKLProgress(TrainerCallback):
             self.bar.close()
 
 
+# Defaults for keys a ``lora`` dict leaves out, so ``prompter.lora={r: 8}`` is enough on the command line.
+# alpha = 2r (the common ratio; the adapter's scale alpha/r stays 2 whatever r); "all-linear" = every linear layer of
+# the transformer blocks (attention and MLP), not the output head.
+LORA_DEFAULTS: dict[str, Any] = {"r": 16, "alpha": None, "dropout": 0.05, "target_modules": "all-linear"}
+LORA_KEYS = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}
+
+
+def lora_config(lora) -> Any:
+    """A model config's ``lora`` value → ``peft.LoraConfig`` for a causal LM, or ``None`` for full fine-tuning.
+
+    ``lora`` is ``None``/``false`` (full fine-tuning) or a mapping with ``r``, ``alpha`` (default 2r), ``dropout``,
+    ``target_modules`` (defaults in :data:`LORA_DEFAULTS`); any other key is passed to ``LoraConfig`` verbatim (e.g.
+    ``use_rslora``, ``modules_to_save``)."""
+    if lora is None or lora is False:
+        return None
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(lora):
+        lora = OmegaConf.to_container(lora, resolve=True)
+    if not isinstance(lora, dict):
+        raise ValueError(f"lora={lora!r} is invalid: null (full fine-tuning) or a mapping such as "
+                         "{r: 16, alpha: 32, dropout: 0.05, target_modules: all-linear}")
+    opts = {**LORA_DEFAULTS, **lora}
+    r, alpha, dropout = opts["r"], opts["alpha"], opts["dropout"]
+    if not (isinstance(r, int) and not isinstance(r, bool) and r > 0):
+        raise ValueError(f"lora.r={r!r} is invalid: the adapter rank must be an integer > 0 (e.g. 16)")
+    alpha = 2 * r if alpha is None else alpha
+    if not (isinstance(alpha, (int, float)) and alpha > 0):
+        raise ValueError(f"lora.alpha={alpha!r} is invalid: must be > 0 (null = 2 * r)")
+    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise ValueError(f"lora.dropout={dropout!r} is invalid: must be in [0, 1)")
+    opts["alpha"] = alpha
+    kwargs = {LORA_KEYS.get(k, k): v for k, v in opts.items()}
+    try:
+        from peft import LoraConfig
+    except ImportError as err:  # a declared dependency; only a broken install gets here
+        raise ImportError("LoRA (a `lora` config key) needs the `peft` package: pip install 'peft>=0.18'") from err
+    try:
+        return LoraConfig(task_type="CAUSAL_LM", **kwargs)
+    except TypeError as err:
+        raise ValueError(f"lora={lora!r}: {err}; valid keys: r, alpha, dropout, target_modules, or any "
+                         "peft.LoraConfig field") from err
+
+
 def trainer_args(cfg, *, lam: float, seed: int, output_dir: str, sampling, device: str, report_to: list[str]):
     """TRL config for the ``trainer`` group. ``sampling`` is the policy's rollout sampling (prompter or oracle)."""
     from trl import GRPOConfig, RLOOConfig
@@ -119,17 +173,20 @@ def trainer_args(cfg, *, lam: float, seed: int, output_dir: str, sampling, devic
     return (GRPOConfig if cfg.name == "grpo" else RLOOConfig)(**common)
 
 
-def build_trainer(cfg, *, model_path: str, model_dtype, train_rows: list[dict], reward_fn, args, callbacks):
-    """Factory for the ``trainer`` group: ``train_rows`` carry ``prompt`` (conversation) and ``x`` (for the reward)."""
+def build_trainer(cfg, *, model_path: str, model_dtype, train_rows: list[dict], reward_fn, args, callbacks,
+                  lora=None):
+    """Factory for the ``trainer`` group: ``train_rows`` carry ``prompt`` (conversation) and ``x`` (for the reward).
+    ``lora`` is the trained model's ``lora`` config value (``None`` = full fine-tuning)."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer, RLOOTrainer
 
     args.model_init_kwargs = {"dtype": model_dtype}
     cls = GRPOTrainer if cfg.name == "grpo" else RLOOTrainer
-    # The policy is passed as a path, not a live model: TRL then loads ρ_ref from the same path.
+    # The policy is passed as a path, not a live model: TRL then loads ρ_ref from the same path (full fine-tuning),
+    # or wraps the policy in a fresh LoRA adapter and gets ρ_ref by disabling it (peft_config; see the docstring).
     trainer = cls(model=model_path, reward_funcs=reward_fn, args=args, train_dataset=Dataset.from_list(train_rows),
-                  callbacks=callbacks)
+                  callbacks=callbacks, peft_config=lora_config(lora))
     trainer.remove_callback(PrinterCallback)  # logs go to W&B and the progress bar, not as dicts on stdout
     trainer.callback_handler.callbacks.insert(0, SequenceKL())  # first, so W&B and the bar see kl_seq
     return trainer

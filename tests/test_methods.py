@@ -24,3 +24,99 @@ def test_unknown_method(tmp_path, tiny_reward, embedded_splits):
     with pytest.raises(ValueError, match="method.name='dpo'.*alignpro, rlhf, no_finetune, base_prompter"):
         run_method(cfg, train_records=[], reward=tiny_reward, frozen=None, run_dir=tmp_path, device="cpu",
                    report_to=[], timer=None)
+
+
+# ---- LoRA (D7): only the adapter trains, ρ_ref is the untouched base, the saved adapter reloads ----------------------
+def split_peft_parameters(model) -> tuple[dict, dict]:
+    """(base weights under the reference model's names, adapter weights) of a peft-wrapped causal LM."""
+    base, adapter = {}, {}
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            adapter[name] = p.detach().clone()
+        else:
+            base[name.removeprefix("base_model.model.").replace(".base_layer", "")] = p.detach().clone()
+    return base, adapter
+
+
+def logits(model, tok, text: str = "Rephrase the given text in detail"):
+    import torch
+
+    with torch.no_grad():
+        return model(**tok([text], return_tensors="pt")).logits
+
+
+def check_lora_run(model, saved, r: int, responder: bool = False) -> None:
+    """Only adapter parameters trained; the base equals the untrained model (= ρ_ref); the adapter moved.
+    A trained oracle comes back as the evaluation responder, frozen (no parameter requires grad)."""
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from alignpro.assets import tiny_model_dir
+
+    assert isinstance(model, PeftModel)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not trainable if responder else (trainable and all("lora_" in n for n in trainable))
+    base, adapter = split_peft_parameters(model)
+    reference = dict(AutoModelForCausalLM.from_pretrained(tiny_model_dir("causal_lm")).named_parameters())
+    assert base.keys() == reference.keys()
+    assert all((base[k] == reference[k]).all() for k in base)  # bit-identical: the base never trained
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)  # B starts at 0: it trained
+    files = {p.name for p in saved.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= files
+    assert "model.safetensors" not in files  # only the adapter is saved, not a copy of the base
+    meta = json.loads((saved / "adapter_config.json").read_text())
+    assert meta["r"] == r and meta["lora_alpha"] == 2 * r
+
+
+def test_alignpro_with_lora_trains_only_the_prompters_adapter(tmp_path, tiny_reward, embedded_splits):
+    import torch
+
+    from alignpro.evaluate import evaluate
+    from alignpro.prompter import load_prompter
+    from alignpro.rollout import Sampling
+
+    cfg = compose("experiment=smoke", "method=alignpro", "prompter.lora={r: 4}", "trainer.learning_rate=1e-2")
+    arm = run_method(cfg, train_records=embedded_splits.train, reward=tiny_reward, frozen=build_frozen(cfg.frozen),
+                     run_dir=tmp_path, device="cpu", report_to=[], timer=None)
+    model, tok = arm.prompter.model, arm.prompter.tokenizer
+    check_lora_run(model, tmp_path / "prompter", r=4)
+    # The saved adapter folder reloads as the trained model, not as the base.
+    reloaded = load_prompter(cfg.prompter, path=str(tmp_path / "prompter"))
+    assert torch.allclose(logits(reloaded.model, tok), logits(model.eval(), tok), atol=1e-5)
+    with model.disable_adapter():
+        assert not torch.allclose(logits(model, tok), logits(reloaded.model, tok), atol=1e-4)
+    # Evaluation runs on the trained (peft-wrapped, unmerged) prompter.
+    summary, rows = evaluate(arm, ["How do I boil an egg?", "Name a colour."], tiny_reward, Sampling(4), Sampling(4))
+    assert summary["n"] == 2 and all(r["x_prime"] is not None for r in rows)
+
+
+def test_rlhf_with_lora_trains_only_the_frozen_models_adapter(tmp_path, tiny_reward, embedded_splits):
+    import torch
+
+    from alignpro.evaluate import evaluate
+    from alignpro.rollout import Sampling
+
+    cfg = compose("experiment=smoke", "method=rlhf", "frozen.lora={r: 2}", "trainer.learning_rate=1e-2")
+    arm = run_method(cfg, train_records=embedded_splits.train, reward=tiny_reward, frozen=None, run_dir=tmp_path,
+                     device="cpu", report_to=[], timer=None)
+    assert arm.prompter is None
+    model, tok = arm.responder.model, arm.responder.tokenizer
+    check_lora_run(model, tmp_path / "oracle", r=2, responder=True)
+    oracle = build_frozen(cfg.frozen, path=str(tmp_path / "oracle"))
+    assert torch.allclose(logits(oracle.model, tok), logits(model.eval(), tok), atol=1e-5)
+    summary, _ = evaluate(arm, ["How do I boil an egg?"], tiny_reward, Sampling(4), Sampling(4))
+    assert summary["n"] == 1
+
+
+def test_full_finetuning_trains_fp32_master_weights_lora_keeps_the_config_dtype():
+    import torch
+
+    from alignpro.methods import training_dtype
+
+    assert training_dtype("bfloat16", "cuda", None) == torch.float32  # pure-bf16 AdamW would round lr 1.41e-5 away
+    assert training_dtype("auto", "cuda", None) == torch.float32
+    assert training_dtype("auto", "cuda", {"r": 16}) == torch.bfloat16  # frozen base; peft keeps the adapter fp32
+    assert training_dtype("auto", "cuda", {}) == torch.bfloat16  # {} = LoRA with defaults
+    assert training_dtype("auto", "cpu", {"r": 16}) == torch.float32

@@ -39,3 +39,36 @@ def test_prompter_rewrites_one_string_per_prompt(tiny_lm):
     p = Prompter(model, tok, PAPER_META_PROMPT, batch_size=2)
     out = p.rewrite(["a", "b", "c"], Sampling(max_new_tokens=4))
     assert len(out) == 3 and all(isinstance(s, str) for s in out)
+
+
+def test_load_prompter_loads_a_saved_lora_adapter_folder(tmp_path):
+    """What a LoRA run leaves in run_dir/prompter (adapter + tokenizer, no full weights) loads as the trained model."""
+    import torch
+    from peft import get_peft_model
+
+    from alignpro.assets import load_causal_lm, tiny_model_dir
+    from alignpro.prompter import load_prompter
+    from alignpro.trainer import lora_config
+    from tests.conftest import compose
+
+    base, tok = load_causal_lm(str(tiny_model_dir("causal_lm")))
+    trained = get_peft_model(base, lora_config({"r": 4}))
+    torch.manual_seed(1)
+    with torch.no_grad():  # B = 0 at init would make the adapter a no-op; give it a trained-looking value
+        for name, param in trained.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    trained.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert not (tmp_path / "model.safetensors").exists() and (tmp_path / "adapter_model.safetensors").exists()
+
+    loaded = load_prompter(compose("prompter=tiny").prompter, path=str(tmp_path))
+    ids = tok(["Rephrase the given text"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        want = trained.eval()(input_ids=ids).logits
+        got = loaded.model(input_ids=ids).logits
+        with trained.disable_adapter():
+            untrained = trained(input_ids=ids).logits
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, untrained, atol=1e-3)  # the adapter is applied, not just the base weights
+    assert len(loaded.rewrite(["a", "b"], Sampling(max_new_tokens=3))) == 2

@@ -69,3 +69,87 @@ def test_progress_bar_shows_reward_and_sequence_kl():
     bar.on_step_end(None, SimpleNamespace(global_step=2), None)
     assert bar.bar.n == 2
     bar.on_train_end(None, None, None)
+
+
+# ---- LoRA (D7) ------------------------------------------------------------------------------------------------------
+def test_lora_config_fills_defaults_and_passes_other_peft_fields():
+    from alignpro.trainer import lora_config
+
+    assert lora_config(None) is None and lora_config(False) is None  # full fine-tuning
+    c = lora_config({"r": 8})
+    assert (c.r, c.lora_alpha, c.lora_dropout, c.target_modules) == (8, 16, 0.05, "all-linear")
+    assert c.task_type == "CAUSAL_LM"
+    assert lora_config({}).r == 16  # an empty mapping is LoRA with every default
+    c = lora_config({"r": 4, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "use_rslora": True})
+    assert (c.r, c.lora_alpha, c.lora_dropout, c.use_rslora) == (4, 4, 0.0, True)
+    assert set(c.target_modules) == {"q_proj", "v_proj"}
+
+
+@pytest.mark.parametrize("bad, match", [({"r": 0}, "lora.r=0"), ({"r": 2.5}, "lora.r=2.5"), ({"alpha": -1}, "alpha"),
+                                        ({"dropout": 1.0}, "dropout"), ({"rank": 8}, "valid keys"),
+                                        ("yes", "null .full fine-tuning. or a mapping")])
+def test_lora_config_rejects_bad_values(bad, match):
+    from alignpro.trainer import lora_config
+
+    with pytest.raises(ValueError, match=match):
+        lora_config(bad)
+
+
+def test_lora_is_on_for_the_large_models_and_off_for_the_small_ones():
+    """D7: the 7-8B frozen models (trained by method=rlhf) and the 3.8B prompter get LoRA; 1.5B and smaller are
+    fully fine-tuned (the memory arithmetic is in each yaml)."""
+    from alignpro.trainer import lora_config
+
+    for override, group in [("frozen=llama31_8b", "frozen"), ("frozen=qwen25_7b", "frozen"),
+                            ("prompter=phi35_mini", "prompter")]:
+        c = lora_config(compose(override)[group].lora)
+        assert (c.r, c.lora_alpha, c.lora_dropout, c.target_modules) == (16, 32, 0.05, "all-linear"), override
+    for override in ["prompter=qwen25_1_5b", "prompter=smollm2_135m", "prompter=tiny", "frozen=smollm2_135m",
+                     "frozen=tiny"]:
+        group = override.split("=")[0]
+        assert compose(override)[group].lora is None, override
+
+
+def test_lora_is_switched_on_and_off_from_the_command_line():
+    from alignpro.trainer import lora_config
+
+    assert lora_config(compose("prompter.lora={r: 8}").prompter.lora).lora_alpha == 16  # from null: a mapping
+    assert lora_config(compose("frozen=llama31_8b", "frozen.lora.r=8").frozen.lora).r == 8  # one key of a mapping
+    assert lora_config(compose("frozen=llama31_8b", "frozen.lora=null").frozen.lora) is None
+
+
+def _tiny_trainer(tmp_path, lora, name: str = "rloo"):
+    import torch
+
+    from alignpro.assets import tiny_model_dir
+    from alignpro.trainer import build_trainer
+
+    cfg = compose("experiment=smoke", f"trainer={name}").trainer
+    args = trainer_args(cfg, lam=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu",
+                        report_to=[])
+
+    def constant(prompts, completions, **kwargs):
+        return [0.0] * len(prompts)
+
+    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "x": f"q{i}"} for i in range(4)]
+    return build_trainer(cfg, model_path=str(tiny_model_dir("causal_lm")), model_dtype=torch.float32,
+                         train_rows=rows, reward_fn=constant, args=args, callbacks=[], lora=lora)
+
+
+@pytest.mark.parametrize("name", ["rloo", "grpo"])
+def test_with_lora_trl_keeps_no_reference_copy_and_disables_the_adapter_instead(tmp_path, name):
+    """TRL 1.16 with peft_config: no ρ_ref model is loaded; reference log-probs come from the same weights with the
+    adapter disabled (= the untrained base, since a fresh adapter's B is 0)."""
+    import inspect
+
+    from peft import PeftModel
+    from trl import GRPOTrainer, RLOOTrainer
+
+    full = _tiny_trainer(tmp_path / "full", None, name)
+    assert full.ref_model is not None and not isinstance(full.model, PeftModel)
+    lora = _tiny_trainer(tmp_path / "lora", {"r": 4}, name)
+    assert lora.ref_model is None and isinstance(lora.model, PeftModel)
+    n_trainable = sum(p.numel() for p in lora.model.parameters() if p.requires_grad)
+    assert 0 < n_trainable < 0.2 * sum(p.numel() for p in full.model.parameters() if p.requires_grad)
+    src = inspect.getsource((RLOOTrainer if name == "rloo" else GRPOTrainer)._generate_and_score_completions)
+    assert 'with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):' in src
