@@ -2,7 +2,9 @@
 
 Hydra itself rejects an unknown group option (``prompter=nope`` lists the available ones); this module checks
 values: λ > 0, k ≥ 2, positive lengths and sizes, sampling ranges, known sources/kinds/names, offline assets
-installed, the meta-prompt placeholder, and that no secret is passed as a config value.
+installed, the meta-prompt placeholder, and that no secret is passed as a config value. Models behind an
+OpenAI-compatible API (``frozen=openai_api``, ``judge=openai_api``) get their endpoint settings checked here too
+(URL, concurrency, timeouts, the key's variable *name*); their key itself is only looked up when the client is built.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 
 from omegaconf import DictConfig, OmegaConf
 
+from alignpro.api import ENV_NAME, EXTRA_SAMPLING
 from alignpro.assets import AssetError, check_available
 from alignpro.episode import REWARD_PROMPTS
 from alignpro.methods import METHODS
@@ -55,6 +58,62 @@ def _no_secrets(node, path: str = "") -> None:
             _no_secrets(v, here)
 
 
+def _number(cfg: DictConfig, key: str, low: float, strict: bool = True) -> None:
+    v = OmegaConf.select(cfg, key)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v > low if strict else v >= low)
+    _require(ok, key, v, f"must be a number {'>' if strict else '≥'} {low:g}")
+
+
+def _api_endpoint(cfg: DictConfig, group: str) -> None:
+    """The keys of an OpenAI-compatible endpoint (alignpro/api.py ChatClient) under ``group``."""
+    from urllib.parse import urlparse
+
+    node = cfg[group]
+    url = node.get("base_url")
+    _require(isinstance(url, str) and urlparse(url).scheme in ("http", "https") and bool(urlparse(url).netloc),
+             f"{group}.base_url", url, "must be an http(s) URL of the server's OpenAI root, e.g. "
+             "http://localhost:8000/v1")
+    _require(isinstance(node.get("model"), str) and bool(node.get("model")), f"{group}.model", node.get("model"),
+             "must name the served model (as the server's /v1/models lists it)")
+    env = node.get("api_key_env")
+    if env is not None and not (isinstance(env, str) and ENV_NAME.match(env)):
+        # The value is not echoed: it may be the key itself, pasted in the wrong place.
+        raise ConfigError(f"{group}.api_key_env must be the NAME of an environment variable holding the key "
+                          "(e.g. OPENAI_API_KEY), or null for a server without authentication; export the key "
+                          "in that variable, never put it in a config")
+    _positive_int(cfg, f"{group}.max_concurrency")
+    _number(cfg, f"{group}.timeout_s", 0)
+    mr = node.get("max_retries")
+    _require(isinstance(mr, int) and not isinstance(mr, bool) and mr >= 0, f"{group}.max_retries", mr,
+             "must be an integer ≥ 0 (extra attempts after a retryable failure)")
+    _number(cfg, f"{group}.backoff_s", 0, strict=False)
+    _require(node.get("extra_sampling", "top_k") in EXTRA_SAMPLING, f"{group}.extra_sampling",
+             node.get("extra_sampling"), f"valid: {', '.join(EXTRA_SAMPLING)}")
+
+
+JUDGE_BACKENDS = ("openai_api", "hf")
+FROZEN_BACKENDS = ("hf", "openai_api")
+
+
+def validate_judge(cfg: DictConfig) -> None:
+    """Check a config holding a ``judge`` group (``+judge=...``, conf/judge/); run by :func:`validate` too."""
+    j = cfg.judge
+    _require(j.backend in JUDGE_BACKENDS, "judge.backend", j.backend, f"valid: {', '.join(JUDGE_BACKENDS)}")
+    for key in ("judge.max_new_tokens", "judge.max_attempts", "judge.n_prompts"):
+        _positive_int(cfg, key)
+    _sampling(cfg, "judge.sampling")
+    _number(cfg, "judge.retry_temperature", 0)
+    if j.backend == "openai_api":
+        _api_endpoint(cfg, "judge")
+    else:
+        _positive_int(cfg, "judge.batch_size")
+        try:
+            check_available(j.source, role="judge")
+        except AssetError as err:
+            raise ConfigError(f"judge={j.name}: {err}") from err
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` (or :class:`AssetError`) on the first invalid value."""
     lam = cfg.lam
@@ -88,8 +147,16 @@ def validate(cfg: DictConfig) -> None:
     _require(PLACEHOLDER in cfg.prompter.meta_prompt, "prompter.meta_prompt", cfg.prompter.meta_prompt,
              f"must contain the placeholder {PLACEHOLDER} where the user prompt goes")
     _no_secrets(OmegaConf.to_container(cfg, resolve=False))
-    # Offline assets: only those this method will load.
-    needs = {"prompter": m in ("alignpro", "base_prompter"), "frozen": True, "reward": True}
+    fb = cfg.frozen.backend
+    _require(fb in FROZEN_BACKENDS, "frozen.backend", fb, f"valid: {', '.join(FROZEN_BACKENDS)}")
+    if fb == "openai_api":
+        _require(m != "rlhf", "frozen.backend", fb, "method=rlhf fine-tunes the frozen model itself (the oracle, D7) "
+                 "and a model behind an API cannot be trained: use a local frozen model (e.g. frozen=llama31_8b)")
+        _api_endpoint(cfg, "frozen")
+    if "judge" in cfg:
+        validate_judge(cfg)
+    # Offline assets: only those this run will load (a frozen model behind an API loads nothing here).
+    needs = {"prompter": m in ("alignpro", "base_prompter"), "frozen": fb == "hf", "reward": True}
     for role, needed in needs.items():
         if needed:
             try:

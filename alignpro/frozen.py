@@ -1,8 +1,13 @@
 """The frozen LLM π_F(y|x′): answers the rewritten prompt and is never updated by Align-Pro.
 
 Backends sit behind one interface, :class:`Frozen` (``answer(prompts) -> answers``); the episode and the
-evaluation only see that interface. The local HF backend is here; an API backend (vLLM, TGI, hosted models)
-is one more class with the same method.
+evaluation only see that interface. ``frozen.backend`` picks one:
+
+* ``hf``         – :class:`HFFrozen`, a causal LM run in-process with ``transformers``.
+* ``openai_api`` – :class:`APIFrozen`, any OpenAI-compatible chat endpoint (vLLM, TGI, ``transformers serve``, a
+  hosted model) through :class:`alignpro.api.ChatClient` (concurrency, retries, counted failures, no key in
+  configs or logs). Such a model can answer but not be trained, so ``method=rlhf`` (the oracle fine-tunes the
+  frozen model itself, D7) needs ``hf``; :func:`alignpro.config.validate` says so before anything loads.
 """
 
 from __future__ import annotations
@@ -10,8 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from alignpro.api import ChatClient
 from alignpro.assets import load_causal_lm, resolve_model
 from alignpro.rollout import Sampling, generate_chat
+
+BACKENDS = ("hf", "openai_api")
 
 
 class Frozen(Protocol):
@@ -40,16 +48,39 @@ class HFFrozen:
         return generate_chat(self.model, self.tokenizer, convs, sampling or self.sampling, self.batch_size, desc)
 
 
+@dataclass
+class APIFrozen:
+    """A frozen model behind an OpenAI-compatible endpoint; one request per prompt, ``client.max_concurrency`` at
+    a time. A request that fails for good raises :class:`alignpro.api.ChatAPIError`: no answer is made up."""
+
+    client: ChatClient
+    sampling: Sampling
+    system: str | None = None
+
+    def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
+        turns = [{"role": "system", "content": self.system}] if self.system else []
+        convs = [turns + [{"role": "user", "content": p}] for p in prompts]
+        # Stripped like generate_chat's decoded text, so both backends hand the reward the same kind of string.
+        return [a.strip() for a in self.client.complete(convs, sampling or self.sampling, desc)]
+
+
 def frozen_path(cfg) -> str:
     """Where the frozen model's weights are (``cfg`` is the ``frozen`` config group)."""
     return resolve_model(cfg.source, cfg.get("model_id"), role="frozen")
 
 
-def build_frozen(cfg, device: str = "cpu", path: str | None = None) -> HFFrozen:
+def build_frozen(cfg, device: str = "cpu", path: str | None = None) -> Frozen:
     """Factory for the ``frozen`` config group. ``path`` loads other weights (the trained RLHF oracle)."""
-    if cfg.backend != "hf":
-        raise ValueError(f"frozen.backend='{cfg.backend}' is not available; valid: hf")
-    model, tok = load_causal_lm(path or frozen_path(cfg), cfg.dtype, device)
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"frozen.backend='{cfg.backend}' is not available; valid: {', '.join(BACKENDS)}")
     s = cfg.sampling
     sampling = Sampling(cfg.max_new_tokens, s.temperature, s.top_p, s.top_k)
+    if cfg.backend == "openai_api":
+        if path is not None:
+            raise ValueError("frozen.backend=openai_api serves a model behind an API: it cannot load other weights "
+                             f"({path}); the RLHF oracle needs frozen.backend=hf")
+        client = ChatClient.from_config(cfg)
+        client.api_key()  # a missing key fails here, before any training, not at the first answer
+        return APIFrozen(client, sampling, cfg.get("system"))
+    model, tok = load_causal_lm(path or frozen_path(cfg), cfg.dtype, device)
     return HFFrozen(model, tok, sampling, cfg.get("system"), cfg.batch_size)

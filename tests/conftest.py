@@ -46,3 +46,21 @@ def tiny_reward(embedded_splits):
     from alignpro.reward import build_reward
 
     return build_reward(compose("reward=tiny").reward, embedded_splits.train, embedded_splits.heldout)
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(tmp_path_factory):
+    """A real OpenAI-compatible server: ``transformers serve`` on SmolLM2-135M-Instruct (CPU, one thread), started
+    once per session on a free localhost port (tests/server.py)."""
+    from alignpro.assets import AssetError, export_smollm2
+    from tests.server import missing_serve_packages, transformers_serve
+
+    missing = missing_serve_packages()
+    if missing:
+        pytest.skip(f"transformers serve needs {', '.join(missing)}: pip install -e '.[dev]' (transformers[serving])")
+    try:
+        model_dir = export_smollm2()
+    except AssetError as err:
+        pytest.skip(f"SmolLM2 asset unavailable: {err}")
+    with transformers_serve(model_dir, tmp_path_factory.mktemp("transformers-serve")) as server:
+        yield server

@@ -16,8 +16,8 @@ GROUPS = {g: sorted(str(p.relative_to(CONF / g).with_suffix("")) for p in (CONF 
 def test_every_group_has_the_options_the_design_names():
     assert GROUPS["prompter"] == ["phi35_mini", "qwen25_1_5b", "smollm2_135m", "tiny"]
     assert GROUPS["meta_prompt"] == ["helpful", "none", "paper"]
-    assert GROUPS["frozen"] == ["llama31_8b", "qwen25_7b", "smollm2_135m", "tiny"]
-    assert GROUPS["reward"] == ["bt_minilm", "rm_gemma_2b", "tiny"]
+    assert GROUPS["frozen"] == ["llama31_8b", "openai_api", "qwen25_7b", "smollm2_135m", "tiny"]
+    assert GROUPS["reward"] == ["bt_minilm", "hf_classifier", "rm_gemma_2b", "tiny"]
     assert GROUPS["dataset"] == ["embedded", "helpsteer", "orca", "ultrafeedback"]
     assert GROUPS["method"] == ["alignpro", "base_prompter", "no_finetune", "rlhf"]
     assert GROUPS["trainer"] == ["grpo", "rloo"]
