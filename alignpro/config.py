@@ -19,7 +19,7 @@ from alignpro.episode import REWARD_PROMPTS
 from alignpro.methods import METHODS
 from alignpro.prompter import PLACEHOLDER
 from alignpro.tracking import BACKENDS, SECRET_KEY
-from alignpro.trainer import TRAINERS
+from alignpro.trainer import TRAINERS, lora_config
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -144,6 +144,15 @@ def validate(cfg: DictConfig) -> None:
         t = cfg[policy].sampling.temperature
         _require(t > 0, f"{policy}.sampling.temperature", t, f"method={m} trains the {policy} from sampled "
                  "rollouts: use a temperature > 0 (1.0 samples the policy itself)")
+    if policy:  # a bad LoRA spec of the trained model fails here, not after the models have loaded
+        try:
+            lora_config(cfg[policy].get("lora"))
+        except ValueError as err:
+            raise ConfigError(f"{policy}.lora: {err}") from err
+    if cfg.reward.kind == "hf_classifier":
+        _require(not OmegaConf.is_missing(cfg.reward, "model_id") and bool(cfg.reward.model_id), "reward.model_id",
+                 OmegaConf.select(cfg, "reward.model_id", throw_on_missing=False) or "???",
+                 f"reward={cfg.reward.name} needs the reward model: reward.model_id=<hub id or local folder>")
     _require(PLACEHOLDER in cfg.prompter.meta_prompt, "prompter.meta_prompt", cfg.prompter.meta_prompt,
              f"must contain the placeholder {PLACEHOLDER} where the user prompt goes")
     _no_secrets(OmegaConf.to_container(cfg, resolve=False))

@@ -574,6 +574,9 @@ def comparison_report(sweep_dir: str | Path | None, out: str | Path, *, judge_cf
         judge_name = f"{judge_cfg.get('name', '?')} ({judge_cfg.get('model') or judge_cfg.get('model_id') or ''})"
         for r in rows:
             r["judge"] = judge_cell(r, judge, judge_cfg.get("n_prompts", 100), out)
+        judge_stats = dict(judge.stats)  # orders judged, backend requests, cache hits, retries, invalid orders
+        judge_name += f"; {judge_stats.get('orders', 0)} orders, {judge_stats.get('cache_hits', 0)} from the cache, " \
+                      f"{judge_stats.get('retries', 0)} retries, {judge_stats.get('invalid', 0)} invalid"
     figures = plot_bars(rows, "reward_mean", out, "figure2_mean", "Figure 2: mean reward r(x, y)")
     figures += plot_bars(rows, "reward_var", out, "figure3_variance", "Figure 3: reward variance")
     claims = paper_claims(rows)

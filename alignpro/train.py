@@ -95,6 +95,9 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
             summary, rows = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
                                      cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift)
         summary.update(lam=cfg.lam, seed=cfg.seed, dataset=splits.info, reward_model=rm_stats)
+        client = getattr(frozen, "client", None)
+        if client is not None:  # a frozen model behind an API: its requests, retries and failures, counted
+            summary["frozen_api"] = client.stats.as_dict()
         summary["timing_s"] = {k: round(v, 3) for k, v in timer.seconds.items()}
         summary["timing_s"]["job_total"] = round(time.perf_counter() - t0, 3)
         if cfg.method.name in ("alignpro", "rlhf"):
@@ -103,6 +106,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         tracker.write_json("metrics.json", summary)
         tracker.table("eval/samples", rows)
         flat = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
+        flat.update({f"frozen_api/{k}": v for k, v in summary.get("frozen_api", {}).items()})
         flat.update({f"time/{k}": v for k, v in summary["timing_s"].items()})
         tracker.log(flat)
         tracker.set_summary(flat)

@@ -28,7 +28,8 @@ def test_every_group_has_the_options_the_design_names():
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g, opts in GROUPS.items() for o in opts])
 def test_every_option_composes_and_validates(override):
-    cfg = compose(override)
+    # the generic RM has no default model: its one mandatory value (tested to fail without it below)
+    cfg = compose(override, *(["reward.model_id=some/rm"] if override == "reward=hf_classifier" else []))
     validate(cfg)  # hub options pass too: they need the hub only when loading
     group, option = override.split("=")
     if group == "meta_prompt":
@@ -177,3 +178,15 @@ def test_paper_grid_sweeps_12_cells_times_4_arms():
     assert params == {"dataset": list(PAPER_DATASETS), "prompter": list(PAPER_PROMPTERS),
                       "frozen": list(PAPER_FROZEN), "method": ["no_finetune", "base_prompter", "alignpro", "rlhf"]}
     assert str(cfg.hydra.sweep.dir).startswith("outputs/paper/")
+
+
+def test_bad_lora_and_missing_reward_model_fail_before_anything_loads():
+    bad_rank = compose("experiment=smoke", "method=alignpro", "prompter.lora={r: 0}")
+    with pytest.raises(ConfigError, match=r"prompter.lora: lora.r=0 is invalid"):
+        validate(bad_rank)
+    bad_key = compose("experiment=smoke", "method=rlhf", "frozen.lora={rank: 4}")
+    with pytest.raises(ConfigError, match=r"frozen.lora: .*valid keys"):
+        validate(bad_key)
+    validate(compose("experiment=smoke", "method=no_finetune", "prompter.lora={r: 0}"))  # nothing is trained
+    with pytest.raises(ConfigError, match=r"reward.model_id.*needs the reward model"):
+        validate(compose("experiment=smoke", "reward=hf_classifier"))

@@ -84,3 +84,19 @@ def test_multirun_gives_one_wandb_run_per_job_with_its_own_config(tmp_path):
     assert runs[1]["name"].startswith("1:") and "lam=0.5" in runs[1]["name"]
     for job, lam in zip(jobs, (0.05, 0.5), strict=True):
         assert json.loads((job / "metrics.json").read_text())["lam"] == lam
+
+
+def test_align_pro_trains_against_a_frozen_model_behind_a_real_api(smollm2_server, tmp_path):
+    """The paper's motivating case: the frozen model is only reachable over HTTP (a real `transformers serve`).
+    Align-Pro trains the tiny prompter against it; every answer is a counted request, none failed."""
+    cfg = compose("experiment=smoke", "method=alignpro", "logger=none", "trainer.max_steps=1", "eval.n_prompts=2",
+                  "eval.answer_shift=false", "frozen=openai_api", f"frozen.base_url={smollm2_server.base_url}",
+                  f"frozen.model={smollm2_server.model}", "frozen.api_key_env=null",
+                  "frozen.extra_sampling=generation_config", "frozen.max_new_tokens=8", "frozen.max_concurrency=4")
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    rollouts = cfg.trainer.prompts_per_step * cfg.trainer.num_generations
+    assert metrics["frozen_api"]["completed"] == rollouts + cfg.eval.n_prompts
+    assert metrics["frozen_api"]["failures"] == 0
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == rollouts and all(isinstance(s["y"], str) for s in samples)
