@@ -20,6 +20,17 @@
 * **Backends** – ``openai_api``: :class:`alignpro.api.ChatClient` (GPT-4 as in the paper, or any served model;
   concurrency, retries and counted transport failures live there, and a request that fails for good raises
   instead of counting as invalid); ``hf``: a local causal LM through :func:`alignpro.rollout.generate_chat`.
+* **Constrained score line** (``constrain_scores``, ``backend: hf`` only) – a small local judge (SmolLM2-135M)
+  follows the prompt's format so rarely that every verdict comes back unparseable and nothing can be measured.
+  The standard remedy is constrained decoding: :class:`ScoreLineProcessor` masks, at every step, each token whose
+  decoded text would stop the answer from being a prefix of ``^(10|[1-9]) (10|[1-9])\n`` (the paper's "two scores
+  separated by a space" line), and allows only end-of-sequence once the line is complete. The model still chooses
+  the scores (greedy: the most likely valid pair; retries sample), only the format is forced; the explanation the
+  prompt asks for on the next line is not generated because nothing here reads it. The constraint works on the
+  decoded text of candidate tokens (:class:`ScoreLineVocab`), so it fits any tokenizer. A served API cannot be
+  constrained this way, so ``constrain_scores: true`` with ``openai_api`` is refused rather than silently ignored.
+  Constrained answers are cached under keys of their own (the grammar's name is part of the key); free answers
+  keep the keys they always had.
 """
 
 from __future__ import annotations
@@ -31,16 +42,18 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from alignpro.api import ChatClient
 from alignpro.assets import cache_dir, load_causal_lm, resolve_model
-from alignpro.rollout import Sampling, generate_chat
+from alignpro.rollout import Sampling, chat_inputs, generate_chat
 
 log = logging.getLogger("alignpro.judge")
 
@@ -68,6 +81,13 @@ BACKENDS = ("openai_api", "hf")
 SCORE_RANGE = (1.0, 10.0)
 ORDERS = ("ab", "ba")  # ab: A is Assistant 1; ba: B is Assistant 1 (D9)
 CACHE_VERSION = 1  # bump when the key material or the stored record changes meaning
+
+# The constrained first line (hf backend, ``constrain_scores``): exactly ``^(10|[1-9]) (10|[1-9])\n``.
+SCORE_LINE_CONSTRAINT = "score_line_v1"  # its name in the cache key: rename it whenever the grammar below changes
+SCORE_LINES = frozenset(f"{a} {b}\n" for a in range(1, 11) for b in range(1, 11))
+SCORE_LINE_PREFIXES = frozenset(line[:k] for line in SCORE_LINES for k in range(len(line) + 1))
+SCORE_LINE_MAX_TOKENS = max(map(len, SCORE_LINES))  # every allowed token adds ≥ 1 character: 6 tokens always suffice
+_SCORE_CHARS = frozenset("0123456789 \n")
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?!\.?\d)")
 _OUT_OF = re.compile(r"\s*(?:/|out\s+of)\s*10(?:\.0+)?(?![\d.])", re.IGNORECASE)
@@ -107,29 +127,136 @@ def outcome_pairs(records: list[dict]) -> list[tuple[int | None, int | None]]:
 
 class ChatBackend(Protocol):
     """What the judge needs from a model: one answer per conversation, each also handed to ``on_answer(i, text)``
-    as soon as it exists (the judge caches it then, so a crash later in the call loses nothing paid for)."""
+    as soon as it exists (the judge caches it then, so a crash later in the call loses nothing paid for). A backend
+    that decodes under a constraint also has a ``constraint`` attribute naming it (:attr:`HFChat.constraint`); the
+    judge puts it in the cache key, and a backend without one is taken to write free text."""
 
     def complete(self, conversations: list[list[dict]], sampling: Sampling, desc: str | None = None,
                  on_answer: Callable[[int, str], None] | None = None) -> list[str]:
         ...
 
 
+class ScoreLineVocab:
+    """The tokens of one tokenizer that can appear in a score line, by their decoded text.
+
+    Only tokens made entirely of digits, spaces and newlines can ever extend a score line, so they are found once
+    (a few hundred ms for a 50k vocabulary) and the allowed set of each line prefix is memoised: a score line has
+    only a few dozen prefixes. Each token is decoded after an anchor token and the anchor's text removed, because
+    SentencePiece-style tokenizers drop a token's leading space when it is decoded alone (``▁7`` is " 7" mid-text
+    but "7" on its own); byte-fragment and special tokens decode to text outside the alphabet and drop out."""
+
+    def __init__(self, tokenizer, stop_ids: Iterable[int]):
+        self.stop_ids = sorted({int(i) for i in stop_ids})
+        if not self.stop_ids:
+            raise ValueError("constrained judging needs an end-of-sequence token to stop after the score line; "
+                             f"tokenizer '{tokenizer.name_or_path}' and the model's generation config define none")
+        anchor = tokenizer.encode("a", add_special_tokens=False)
+        base = tokenizer.decode(anchor, clean_up_tokenization_spaces=False)
+        texts = tokenizer.batch_decode([[*anchor, i] for i in range(len(tokenizer))],
+                                       clean_up_tokenization_spaces=False)
+        # token id -> its text, for the tokens that could be part of a score line (never a stop token)
+        self.pieces: dict[int, str] = {
+            i: t[len(base):] for i, t in enumerate(texts)
+            if t.startswith(base) and len(t) > len(base) and set(t[len(base):]) <= _SCORE_CHARS
+            and i not in self.stop_ids}
+        self._allowed: dict[str, list[int]] = {}
+        missing = [c for c in "0123456789 \n" if c not in self.pieces.values()]
+        if missing:  # byte-level and SentencePiece vocabularies always have them; a gap could strand a line
+            log.warning("tokenizer '%s' has no single-character token for %s: some score lines cannot be written",
+                        tokenizer.name_or_path, ", ".join(map(repr, missing)))
+
+    def text_of(self, ids: Sequence[int]) -> str | None:
+        """The score-line text that ``ids`` (generated tokens) spell, or None once one of them is not a score-line
+        token (the row has stopped: end-of-sequence, then padding)."""
+        parts = [self.pieces.get(i) for i in ids]
+        return None if None in parts else "".join(parts)  # type: ignore[arg-type]
+
+    def allowed(self, text: str | None) -> list[int]:
+        """Token ids that may follow the generated ``text``: those keeping it a prefix of a score line, or only the
+        stop tokens once the line is complete (or the row has stopped, or — never under the constraint — the text
+        left the grammar; stop rather than mask every token, which would make sampling divide by zero)."""
+        if text is None or text not in SCORE_LINE_PREFIXES or text in SCORE_LINES:
+            return self.stop_ids
+        if text not in self._allowed:
+            ids = [i for i, p in self.pieces.items() if text + p in SCORE_LINE_PREFIXES]
+            self._allowed[text] = ids or self.stop_ids
+        return self._allowed[text]
+
+
+class ScoreLineProcessor(LogitsProcessor):
+    """Masks (−inf) every token that would break the score line, for one ``generate`` call whose prompts (left
+    padded) are ``prompt_len`` tokens long. It runs before temperature / top-k / top-p (transformers applies custom
+    processors first), so a sampled retry draws among valid tokens only and top-k counts valid tokens."""
+
+    def __init__(self, vocab: ScoreLineVocab, prompt_len: int):
+        self.vocab = vocab
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        keep = torch.zeros_like(scores, dtype=torch.bool)
+        for row, ids in enumerate(input_ids[:, self.prompt_len:].tolist()):
+            allowed = [i for i in self.vocab.allowed(self.vocab.text_of(ids)) if i < scores.shape[-1]]
+            keep[row, allowed] = True
+        return scores.masked_fill(~keep, float("-inf"))
+
+
 @dataclass
 class HFChat:
-    """A local causal LM as a chat backend; ``generated`` counts the conversations it answered."""
+    """A local causal LM as a chat backend; ``generated`` counts the conversations it answered.
+
+    ``constrain_scores`` forces each answer to be exactly one score line (see the module docstring); without it
+    the model writes freely through :func:`alignpro.rollout.generate_chat`, as the paper's GPT-4 judge did."""
 
     model: Any
     tokenizer: Any
     batch_size: int = 8
+    constrain_scores: bool = False
     generated: int = 0
+    _vocab: ScoreLineVocab | None = field(default=None, init=False, repr=False)
+
+    @property
+    def constraint(self) -> str | None:
+        """The name of the grammar answers are decoded under (None: free text); part of the judge's cache key."""
+        return SCORE_LINE_CONSTRAINT if self.constrain_scores else None
+
+    def score_vocab(self) -> ScoreLineVocab:
+        """The tokenizer's score-line tokens, found on first use; generation stops at the model's own EOS ids."""
+        if self._vocab is None:
+            eos = self.model.generation_config.eos_token_id
+            eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+            if self.tokenizer.eos_token_id is not None:
+                eos.append(self.tokenizer.eos_token_id)
+            self._vocab = ScoreLineVocab(self.tokenizer, eos)
+        return self._vocab
+
+    @torch.inference_mode()
+    def _generate_constrained(self, conversations: list[list[dict]], sampling: Sampling) -> list[str]:
+        """One batch under :class:`ScoreLineProcessor`: :func:`alignpro.rollout.generate_chat` has no hook for extra
+        ``generate`` arguments, so its few lines are repeated here with the processor added."""
+        device = next(self.model.parameters()).device
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        enc = {k: v.to(device) for k, v in chat_inputs(tok, conversations).items()}
+        prompt_len = enc["input_ids"].shape[1]
+        processors = LogitsProcessorList([ScoreLineProcessor(self.score_vocab(), prompt_len)])
+        out = self.model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=pad_id,
+                                  logits_processor=processors)
+        return [t.strip() for t in tok.batch_decode(out[:, prompt_len:], skip_special_tokens=True)]
 
     def complete(self, conversations: list[list[dict]], sampling: Sampling, desc: str | None = None,
                  on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+        if self.constrain_scores and sampling.max_new_tokens < SCORE_LINE_MAX_TOKENS:
+            raise ValueError(f"max_new_tokens={sampling.max_new_tokens} cannot hold a constrained score line: it "
+                             f"takes up to {SCORE_LINE_MAX_TOKENS} tokens (\"10 10\\n\"), and a cut line can "
+                             "misread (\"10 1\" of \"10 10\")")
         out: list[str] = []
         starts = range(0, len(conversations), self.batch_size)
         for start in tqdm(starts, desc=desc, disable=desc is None or len(starts) < 2, leave=False):
-            batch = generate_chat(self.model, self.tokenizer, conversations[start: start + self.batch_size],
-                                  sampling, self.batch_size)
+            convs = conversations[start: start + self.batch_size]
+            if self.constrain_scores:
+                batch = self._generate_constrained(convs, sampling)
+            else:
+                batch = generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size)
             self.generated += len(batch)
             for i, text in enumerate(batch, start):
                 if on_answer is not None:
@@ -201,10 +328,23 @@ class Judge:
             return self.sampling
         return dataclasses.replace(self.sampling, temperature=self.retry_temperature)
 
-    def _answers(self, convs: list[list[dict]], sampling: Sampling, attempt: int, desc: str | None) -> list[str]:
-        """The judge's texts for ``convs``: from the cache where present, the rest from the backend in one call."""
+    def cache_meta(self, sampling: Sampling, attempt: int) -> dict:
+        """What besides the messages decides an answer: the cache key's material (also stored with each answer).
+        A backend that decodes under a constraint names it (``backend.constraint``), so constrained and free
+        answers never share a key; free decoding adds nothing, so earlier free (e.g. paid API) entries still hit."""
         meta = {"v": CACHE_VERSION, "backend": self.kind, "model": self.model_id,
                 "sampling": dataclasses.asdict(sampling), "attempt": attempt}
+        constraint = getattr(self.backend, "constraint", None)
+        if constraint is not None:
+            meta["constraint"] = constraint
+        return meta
+
+    def cache_key(self, conv: list[dict], sampling: Sampling, attempt: int) -> str:
+        return JudgeCache.key({**self.cache_meta(sampling, attempt), "messages": conv})
+
+    def _answers(self, convs: list[list[dict]], sampling: Sampling, attempt: int, desc: str | None) -> list[str]:
+        """The judge's texts for ``convs``: from the cache where present, the rest from the backend in one call."""
+        meta = self.cache_meta(sampling, attempt)
         keys = [JudgeCache.key({**meta, "messages": c}) for c in convs]
         texts: list[str | None] = [self.cache.get(k) if self.cache else None for k in keys]
         todo = [i for i, t in enumerate(texts) if t is None]
@@ -271,6 +411,15 @@ def build_judge(cfg, device: str = "cpu", cache_root: Path | None = None) -> Jud
         raise ValueError(f"judge.backend='{cfg.backend}' is not available; valid: {', '.join(BACKENDS)}")
     s = cfg.sampling
     sampling = Sampling(cfg.max_new_tokens, s.temperature, s.top_p, s.top_k)
+    constrain = cfg.get("constrain_scores", False)
+    if not isinstance(constrain, bool):
+        raise ValueError(f"judge.constrain_scores={constrain!r} is invalid: must be true or false")
+    if constrain and cfg.backend != "hf":  # refused, not ignored: the verdicts would silently be free text
+        raise ValueError(f"judge.constrain_scores=true needs backend: hf (a local model); backend "
+                         f"'{cfg.backend}' returns free text and cannot be constrained: set it to false")
+    if constrain and cfg.max_new_tokens < SCORE_LINE_MAX_TOKENS:
+        raise ValueError(f"judge.max_new_tokens={cfg.max_new_tokens} is too small for judge.constrain_scores=true: "
+                         f"a score line takes up to {SCORE_LINE_MAX_TOKENS} tokens")
     if cfg.backend == "openai_api":
         backend: ChatBackend = ChatClient.from_config(cfg)
         backend.api_key()  # fail now, before any judging, when the key's variable is not set
@@ -279,7 +428,7 @@ def build_judge(cfg, device: str = "cpu", cache_root: Path | None = None) -> Jud
         path = resolve_model(cfg.source, cfg.get("model_id"), role="judge")
         model, tok = load_causal_lm(path, cfg.dtype, device)
         model.requires_grad_(False)
-        backend = HFChat(model, tok, cfg.batch_size)
+        backend = HFChat(model, tok, cfg.batch_size, constrain)
         model_id = f"{cfg.source}:{cfg.get('model_id') or path}:{cfg.dtype}"
     cache = None
     if cfg.get("cache", True):
