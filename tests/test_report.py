@@ -210,3 +210,28 @@ def test_report_cli_picks_the_comparison_for_a_sweep_over_arms(arms_sweep, tmp_p
     bad = subprocess.run([sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path),
                           "--judge", "nope", "--no-wandb"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode != 0 and "--judge nope is unknown; valid:" in bad.stderr
+
+
+def test_report_judges_align_pro_against_no_finetune_in_both_orders(arms_sweep, tmp_path, monkeypatch):
+    """Table 1 through the CLI with a real (tiny, local) judge: every pair judged in both orders, verdicts on disk,
+    win + tie + loss = 1; a second report is served entirely from the judge's disk cache."""
+    monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path / "r1"), "--no-wandb",
+           "--judge", "tiny", "--judge-set", "constrain_scores=true", "max_new_tokens=8", "n_prompts=5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "r1" / "report.json").read_text())
+    (row,) = report["rows"]
+    j = row["judge"]
+    assert j["n_pairs"] == 5 and j["n_invalid"] == 0  # constrained decoding: every verdict parses
+    assert j["win"] + j["tie"] + j["loss"] == pytest.approx(1)
+    assert 0 <= j["position_consistency"] <= 1
+    verdicts = [json.loads(line) for line in open(j["verdicts"])]
+    assert len(verdicts) == 5 and all(v["outcome_ab"] in (-1, 0, 1) and v["outcome_ba"] in (-1, 0, 1)
+                                      for v in verdicts)
+    first = json.loads(open(row["arms"]["alignpro"]["dirs"][0] + "/eval_samples.jsonl").readline())
+    assert verdicts[0]["a"] == first["y"]  # A is Align-Pro
+    assert "10 orders, 0 from the cache" in proc.stdout
+    again = subprocess.run([*cmd[:5], str(tmp_path / "r2"), *cmd[6:]], capture_output=True, text=True, cwd=ROOT,
+                           timeout=600)
+    assert again.returncode == 0 and "10 orders, 10 from the cache" in again.stdout
