@@ -291,8 +291,11 @@ def comparison_cells(jobs: list[dict], missing: list[str], n_resamples: int = 20
                 "dirs": [j["dir"] for j in members],
             }
         pk = (cell["dataset.name"], p_of.get(cell["prompter.name"]), f_of.get(cell["frozen.name"]))
-        gap = (gap_closed(arms["alignpro"]["reward_mean"], arms["no_finetune"]["reward_mean"],
-                          arms["rlhf"]["reward_mean"]) if {"alignpro", "no_finetune", "rlhf"} <= set(arms) else None)
+        gap = None
+        if {"alignpro", "no_finetune", "rlhf"} <= set(arms):
+            nf, orc = arms["no_finetune"]["reward_mean"], arms["rlhf"]["reward_mean"]
+            # D11's ratio only means "share of the gap closed" when the oracle is above no fine-tuning.
+            gap = gap_closed(arms["alignpro"]["reward_mean"], nf, orc) if orc > nf else "no gap (oracle ≤ no FT)"
         paper_gap = (gap_closed(bars[pk]["alignpro"], bars[pk]["no_finetune"], bars[pk]["rlhf"])
                      if pk in bars else None)
         rows.append({"cell": cell, "label": _label(cell, p_of, f_of), "arms": arms, "gap_closed": gap,
@@ -516,7 +519,7 @@ def paper_claims(rows: list[dict]) -> dict:
         if not ts:
             continue
         gaps = [(m["alignpro"] - m["no_finetune"]) / (m["rlhf"] - m["no_finetune"]) for m, _ in ts
-                if m["rlhf"] != m["no_finetune"]]
+                if m["rlhf"] > m["no_finetune"]]
         out[who] = {"cells": len(ts),
                     "alignpro_beats_no_finetune": sum(m["alignpro"] > m["no_finetune"] for m, _ in ts),
                     "oracle_beats_alignpro": sum(m["rlhf"] > m["alignpro"] for m, _ in ts),

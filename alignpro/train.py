@@ -84,13 +84,17 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         # π_F: loaded unless the method replaces it (the oracle trains its own copy).
         frozen = None if cfg.method.name == "rlhf" else build_frozen(cfg.frozen, device)
 
-        # The method: train ρ (Align-Pro) or π_F (oracle), or nothing (baselines).
+        # The method: train ρ (Align-Pro) or π_F (oracle), or nothing (baselines). Re-seeded here and before the
+        # evaluation so a stage's random draws never depend on what ran before it (a reward fitted now or read
+        # from the cache, a model built in-process or loaded): cold and warm caches give the same run.
+        set_seed(cfg.seed)
         arm = run_method(cfg, train_records=splits.train, reward=reward, frozen=frozen, run_dir=run_dir,
                          device=device, report_to=tracker.report_to, timer=timer)
 
         # Held-out evaluation with the paper's sampling (D8), identical for every arm.
         answer, rewrite = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)
         prompts = [r["prompt"] for r in splits.heldout[: cfg.eval.n_prompts]]
+        set_seed(cfg.seed)
         with timer("evaluation"):
             summary, rows = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
                                      cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift)
