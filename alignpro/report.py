@@ -466,13 +466,18 @@ def plot_bars(rows: list[dict], stat: str, out: Path, stem: str, title: str) -> 
     handles = [Patch(facecolor=ARM_COLORS[a], edgecolor="black", alpha=0.45 if w == "paper" else 1,
                      hatch="//" if w == "paper" else None, label=f"{ARM_LABELS[a]}{' (paper)' if w == 'paper' else ''}")
                for a in ARMS for w in ("ours", "paper") if (a, w) in used]
-    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
-    if any(r["label"][:1] == "P" and r["label"][2:4] == "-F" for r in rows):
+    ncol = min(4, len(handles)) if len(datasets) > 1 else 2  # one narrow panel: two legend columns fit
+    keyed = any(r["label"][:1] == "P" and r["label"][2:4] == "-F" for r in rows)  # P1-F2-style labels: say who
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, (0.035 if len(datasets) > 1 else 0.06) if keyed else 0.0))
+    if keyed:
         paper = paper_results()
-        key = "; ".join(f"{k} = {v['paper_name']}" for k, v in {**paper["prompters"], **paper["frozen"]}.items())
-        fig.text(0.01, 0.01, key, fontsize=7, color="#444444")
+        parts = ["; ".join(f"{k} = {v['paper_name']}" for k, v in paper[g].items()) for g in ("prompters", "frozen")]
+        fig.text(0.5, 0.008, ("; " if len(datasets) > 1 else "\n").join(parts), fontsize=7, color="#444444",
+                 ha="center")
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.1 if len(handles) <= 4 else 0.16, 1, 1))
+    key_height = 0.035 * keyed * (1 if len(datasets) > 1 else 2)
+    fig.tight_layout(rect=(0, 0.05 + 0.045 * math.ceil(len(handles) / ncol) + key_height, 1, 1))
     written = []
     for ext in ("png", "pdf"):
         path = out / f"{stem}.{ext}"
