@@ -18,6 +18,7 @@ from alignpro.assets import AssetError, check_available
 from alignpro.episode import REWARD_PROMPTS
 from alignpro.methods import METHODS
 from alignpro.prompter import PLACEHOLDER
+from alignpro.rollout import ENGINES
 from alignpro.tracking import BACKENDS, SECRET_KEY
 from alignpro.trainer import TRAINERS, lora_config
 
@@ -153,6 +154,11 @@ def validate(cfg: DictConfig) -> None:
         _require(not OmegaConf.is_missing(cfg.reward, "model_id") and bool(cfg.reward.model_id), "reward.model_id",
                  OmegaConf.select(cfg, "reward.model_id", throw_on_missing=False) or "???",
                  f"reward={cfg.reward.name} needs the reward model: reward.model_id=<hub id or local folder>")
+    r = cfg.get("rollout")
+    if r is not None:  # the generation engine (alignpro/rollout.py)
+        _require(r.get("engine") in ENGINES, "rollout.engine", r.get("engine"), f"valid: {', '.join(ENGINES)}")
+        _require(r.get("compile") in ("auto", True, False), "rollout.compile", r.get("compile"), "auto, true or false")
+        _require(isinstance(r.get("bucket"), bool), "rollout.bucket", r.get("bucket"), "true or false")
     _require(PLACEHOLDER in cfg.prompter.meta_prompt, "prompter.meta_prompt", cfg.prompter.meta_prompt,
              f"must contain the placeholder {PLACEHOLDER} where the user prompt goes")
     _no_secrets(OmegaConf.to_container(cfg, resolve=False))

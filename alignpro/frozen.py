@@ -12,12 +12,12 @@ evaluation only see that interface. ``frozen.backend`` picks one:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alignpro.api import ChatClient
 from alignpro.assets import load_causal_lm, resolve_model
-from alignpro.rollout import Sampling, generate_chat
+from alignpro.rollout import Rollout, Sampling, generate_chat
 
 BACKENDS = ("hf", "openai_api")
 
@@ -38,6 +38,7 @@ class HFFrozen:
     sampling: Sampling
     system: str | None = None
     batch_size: int = 8
+    rollout: Rollout = field(default_factory=Rollout)  # generation engine (the `rollout` config block)
 
     def __post_init__(self) -> None:
         self.model.requires_grad_(False)
@@ -45,7 +46,8 @@ class HFFrozen:
     def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
         turns = [{"role": "system", "content": self.system}] if self.system else []
         convs = [turns + [{"role": "user", "content": p}] for p in prompts]
-        return generate_chat(self.model, self.tokenizer, convs, sampling or self.sampling, self.batch_size, desc)
+        return generate_chat(self.model, self.tokenizer, convs, sampling or self.sampling, self.batch_size, desc,
+                            self.rollout)
 
 
 @dataclass
@@ -69,8 +71,9 @@ def frozen_path(cfg) -> str:
     return resolve_model(cfg.source, cfg.get("model_id"), role="frozen")
 
 
-def build_frozen(cfg, device: str = "cpu", path: str | None = None) -> Frozen:
-    """Factory for the ``frozen`` config group. ``path`` loads other weights (the trained RLHF oracle)."""
+def build_frozen(cfg, device: str = "cpu", path: str | None = None, rollout: Rollout | None = None) -> Frozen:
+    """Factory for the ``frozen`` config group. ``path`` loads other weights (the trained RLHF oracle); ``rollout``
+    (the top-level ``rollout`` block) picks the generation engine of the ``hf`` backend."""
     if cfg.backend not in BACKENDS:
         raise ValueError(f"frozen.backend='{cfg.backend}' is not available; valid: {', '.join(BACKENDS)}")
     s = cfg.sampling
@@ -83,4 +86,4 @@ def build_frozen(cfg, device: str = "cpu", path: str | None = None) -> Frozen:
         client.api_key()  # a missing key fails here, before any training, not at the first answer
         return APIFrozen(client, sampling, cfg.get("system"))
     model, tok = load_causal_lm(path or frozen_path(cfg), cfg.dtype, device)
-    return HFFrozen(model, tok, sampling, cfg.get("system"), cfg.batch_size)
+    return HFFrozen(model, tok, sampling, cfg.get("system"), cfg.batch_size, rollout or Rollout())

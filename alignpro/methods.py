@@ -34,7 +34,7 @@ from alignpro.episode import AlignProEpisode, OracleEpisode, SampleLog, StageTim
 from alignpro.frozen import Frozen, HFFrozen, frozen_path
 from alignpro.prompter import Prompter, load_prompter, prompter_path, rewrite_conversation
 from alignpro.reward import Reward
-from alignpro.rollout import Sampling
+from alignpro.rollout import Rollout, Sampling
 from alignpro.trainer import JsonlLog, RewardKLProgress, build_trainer, trainer_args
 
 METHODS = ("alignpro", "rlhf", "no_finetune", "base_prompter")
@@ -85,6 +85,7 @@ def run_method(cfg, *, train_records: list[dict], reward: Reward, frozen: Frozen
                device: str, report_to: list[str], timer: StageTimer | None = None) -> Arm:
     """Factory for the ``method`` group: train what the method trains, return the arm to evaluate."""
     timer = timer or StageTimer()
+    rollout = Rollout.from_config(cfg.get("rollout"))  # evaluation generation; TRL's rollouts: trainer.extra
     name = cfg.method.name
     if name not in METHODS:
         raise ValueError(f"method.name='{name}' is unknown; valid: {', '.join(METHODS)}")
@@ -92,7 +93,7 @@ def run_method(cfg, *, train_records: list[dict], reward: Reward, frozen: Frozen
     if name == "no_finetune":
         return Arm(name, None, frozen)
     if name == "base_prompter":
-        return Arm(name, load_prompter(cfg.prompter, device=device), frozen)
+        return Arm(name, load_prompter(cfg.prompter, device=device, rollout=rollout), frozen)
     if name == "alignpro":
         p = cfg.prompter
         rows = [{"prompt": rewrite_conversation(r["prompt"], p.meta_prompt, p.get("system")), "x": r["prompt"]}
@@ -104,7 +105,8 @@ def run_method(cfg, *, train_records: list[dict], reward: Reward, frozen: Frozen
         # Finished work is on disk before evaluation starts (with LoRA: the adapter and the tokenizer).
         trainer.save_model(str(run_dir / "prompter"))
         model = trainer.model.eval()  # with LoRA a PeftModel, adapter unmerged (see the module docstring)
-        return Arm(name, Prompter(model, trainer.processing_class, p.meta_prompt, p.get("system"), p.batch_size),
+        return Arm(name, Prompter(model, trainer.processing_class, p.meta_prompt, p.get("system"), p.batch_size,
+                                     rollout),
                    frozen)
     # rlhf: the oracle fine-tunes the frozen model itself on x with the same trainer and reward (D7).
     f = cfg.frozen
@@ -115,4 +117,4 @@ def run_method(cfg, *, train_records: list[dict], reward: Reward, frozen: Frozen
                    timer=timer, label="rlhf-oracle", lora=f.get("lora"))
     trainer.save_model(str(run_dir / "oracle"))
     return Arm(name, None, HFFrozen(trainer.model.eval(), trainer.processing_class, sampling_of(f), f.get("system"),
-                                    f.batch_size))
+                                    f.batch_size, rollout))

@@ -8,11 +8,11 @@ set, trains a LoRA adapter and computes ρ_ref with the adapter disabled (alignp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from alignpro.assets import load_causal_lm, resolve_model
-from alignpro.rollout import Sampling, generate_chat
+from alignpro.rollout import Rollout, Sampling, generate_chat
 
 # Paper, Appendix C.1 (exact string; "[PROMPT]" is replaced by the user prompt x).
 PAPER_META_PROMPT = (
@@ -44,10 +44,11 @@ class Prompter:
     meta_prompt: str
     system: str | None = None
     batch_size: int = 8
+    rollout: Rollout = field(default_factory=Rollout)  # generation engine (the `rollout` config block)
 
     def rewrite(self, prompts: list[str], sampling: Sampling, desc: str | None = None) -> list[str]:
         convs = [rewrite_conversation(x, self.meta_prompt, self.system) for x in prompts]
-        return generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size, desc=desc)
+        return generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size, desc, self.rollout)
 
 
 def prompter_path(cfg) -> str:
@@ -55,11 +56,11 @@ def prompter_path(cfg) -> str:
     return resolve_model(cfg.source, cfg.get("model_id"), role="prompter")
 
 
-def load_prompter(cfg, path: str | None = None, device: str = "cpu") -> Prompter:
+def load_prompter(cfg, path: str | None = None, device: str = "cpu", rollout: Rollout | None = None) -> Prompter:
     """Load a prompter from ``path`` (a trained checkpoint) or from its config's source (ρ_ref).
 
     ``path`` may hold full weights or, after a LoRA run, only the adapter and tokenizer (``run_dir/prompter``):
     transformers' PEFT integration then loads the base model named in ``adapter_config.json`` and attaches the
-    adapter, unmerged."""
+    adapter, unmerged. ``rollout`` picks the generation engine of its evaluation rewrites."""
     model, tok = load_causal_lm(path or prompter_path(cfg), cfg.dtype, device)
-    return Prompter(model, tok, cfg.meta_prompt, cfg.get("system"), cfg.batch_size)
+    return Prompter(model, tok, cfg.meta_prompt, cfg.get("system"), cfg.batch_size, rollout or Rollout())

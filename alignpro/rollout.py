@@ -1,17 +1,51 @@
 """The generation engine shared by the prompter (evaluation rewrites), the frozen model and the RLHF oracle.
 
-One function, :func:`generate_chat`: chat-format each conversation with the model's own template, left-pad,
+One public function, :func:`generate_chat`: chat-format each conversation with the model's own template, left-pad,
 generate in batches, decode only the new tokens. Sampling parameters mean exactly what they mean in
 ``transformers.generate`` (the paper's evaluation sampling is temperature 1.5, top_p 0.6, top_k 20; D8).
-The faster engines of the rollout issue plug in behind this same function.
+
+Two engines sit behind it, chosen by the ``rollout`` config block (:class:`Rollout`):
+
+* ``hf`` (default) – ``model.generate`` with its dynamic KV cache, eager. This is TRL's default path and the path
+  every published number of this repository was measured with, so it stays the default.
+* ``compiled`` – :func:`decode`, our own loop: one prefill into a preallocated ``transformers.StaticCache``, then
+  one-token decode steps whose every input has a fixed shape and address (the attention mask is allocated once at
+  the cache's full length; causality hides the not-yet-written slots), so the step can be wrapped in
+  ``torch.compile(mode="reduce-overhead")``, i.e. replayed as a CUDA graph. On the GPU anchors
+  (``/work/shared/reference/gpu-anchors.md``) eager decoding at batch 64 is bound by kernel launches (≈ 82 ms per
+  step for the 8B shape against a 10.6 ms weight-streaming floor); a graph-replayed static-cache step is what
+  removes that overhead. Rows stop individually at EOS (they then emit padding, as in ``generate``) and the loop
+  exits as soon as every row has finished. Sampling reuses transformers' own ``TemperatureLogitsWarper``,
+  ``TopKLogitsWarper`` and ``TopPLogitsWarper`` in ``generate``'s order on fp32 logits, then ``softmax`` +
+  ``torch.multinomial``, the same ops ``generate`` runs, so 1.5 / 0.6 / 20 mean the same thing on both engines.
+
+``Rollout.compile`` is ``auto`` (compile only on CUDA), ``true`` or ``false``. On CPU ``torch.compile`` needs a C++
+toolchain, takes tens of seconds per new shape and gives little: the CPU step is bound by matmul FLOPs and weight
+reads, not by launch overhead, so ``auto`` leaves it off there.
+
+``Rollout.bucket`` (compiled engine only: on ``hf`` it would regroup rows and so change today's seeded samples)
+sorts a call's prompts by token length before cutting them into batches (order restored on
+return), so each batch pads to a similar length: less wasted prefill and attention, and on the compiled engine
+fewer distinct cache shapes. The evaluation already hands every rewrite of every prompt (``samples_per_prompt``)
+to one call, so batching across the k rewrites of a prompt comes for free; bucketing puts those identical-length
+copies side by side.
+
+The trained policy's own rollouts during RL are TRL's ``RLOOTrainer._generate`` and do not go through this module;
+see :func:`trl_rollout_options` for what TRL 1.16 offers there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessorList, StaticCache, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+ENGINES = ("hf", "compiled")
+# Decode-cache lengths are rounded up to this multiple so that a compiled step sees few distinct shapes.
+CACHE_LEN_MULTIPLE = 64
 
 
 @dataclass(frozen=True)
@@ -34,6 +68,72 @@ class Sampling:
             "max_new_tokens": self.max_new_tokens,
         }
 
+    def warpers(self) -> LogitsProcessorList:
+        """The logits warpers ``generate`` builds for these settings, in its order (temperature, top-k, top-p), with
+        the same no-op conditions (temperature 1, top_k 0, top_p 1 add nothing)."""
+        out = LogitsProcessorList()
+        if self.temperature == 0:
+            return out
+        if self.temperature != 1.0:
+            out.append(TemperatureLogitsWarper(self.temperature))
+        if self.top_k != 0:
+            out.append(TopKLogitsWarper(top_k=self.top_k, min_tokens_to_keep=1))
+        if self.top_p < 1.0:
+            out.append(TopPLogitsWarper(top_p=self.top_p, min_tokens_to_keep=1))
+        return out
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Which engine generates (the ``rollout`` config block): ``engine`` ∈ {hf, compiled}; ``compile`` ∈
+    {auto, true, false} (compiled engine only; auto = on for CUDA); ``bucket`` = sort prompts by length into batches."""
+
+    engine: str = "hf"
+    compile: str | bool = "auto"
+    bucket: bool = False
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"rollout.engine={self.engine!r} is invalid: valid: {', '.join(ENGINES)}")
+        if self.compile not in ("auto", True, False):
+            raise ValueError(f"rollout.compile={self.compile!r} is invalid: auto, true or false")
+
+    def compiles(self, device: torch.device) -> bool:
+        return device.type == "cuda" if self.compile == "auto" else bool(self.compile)
+
+    @classmethod
+    def from_config(cls, cfg) -> Rollout:
+        """From the ``rollout`` block of a composed config (missing block or keys = defaults)."""
+        if cfg is None:
+            return cls()
+        return cls(cfg.get("engine", "hf"), cfg.get("compile", "auto"), bool(cfg.get("bucket", False)))
+
+
+def trl_rollout_options() -> dict:
+    """What TRL 1.16's ``RLOOConfig`` offers for the trained policy's own rollouts (``RLOOTrainer._generate``).
+
+    This repository does not rewrite TRL's generation; its options go through ``trainer.extra`` (passed verbatim to
+    ``RLOOConfig``; alignpro/trainer.py):
+
+    * ``cache_implementation: static`` – ``generate`` then uses a ``StaticCache`` and transformers compiles the
+      decode step itself (the anchors' ``generate(cache_implementation="static")`` rows: 8B 99 → 22.5 ms/step,
+      1.5B 88.7 → 14.0 ms/step at batch 64 on an H100). The cheapest way to put the prompter's training rollouts
+      on the same static-cache idea as ``engine=compiled``: ``trainer.extra={cache_implementation: static}``.
+      Unmeasured here with gradient checkpointing / LoRA toggling between steps (the policy's weights change every
+      step, which a compiled graph handles since weights are read by address, but a LoRA adapter's enable/disable
+      for ρ_ref may trigger recompiles).
+    * ``use_transformers_continuous_batching: true`` (formerly ``use_transformers_paged``) – transformers' paged
+      continuous-batching engine; ``transformers_continuous_batching_config`` tunes it.
+    * ``use_vllm: true`` – vLLM (colocate or server); not a dependency of this repository.
+    * ``generation_kwargs`` – extra ``GenerationConfig`` fields; they override the sampling fields.
+
+    Returns the option names and the ``trainer.extra`` value that enables the static cache."""
+    return {
+        "static_cache": {"cache_implementation": "static"},
+        "continuous_batching": {"use_transformers_continuous_batching": True},
+        "vllm": {"use_vllm": True},
+    }
+
 
 def chat_inputs(tokenizer, conversations: list[list[dict]]) -> dict[str, torch.Tensor]:
     """Left-padded ``input_ids``/``attention_mask`` for a batch of conversations, generation prompt appended."""
@@ -48,6 +148,124 @@ def chat_inputs(tokenizer, conversations: list[list[dict]]) -> dict[str, torch.T
     )
 
 
+def eos_ids(model, tokenizer) -> list[int]:
+    """The ids that end a row: the model's generation config first (as ``generate`` does; Llama 3.1 lists three),
+    else the tokenizer's EOS."""
+    gen = getattr(model, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+# Generation-config fields that make ``generate`` add logits processors of its own; the compiled engine does not
+# reproduce them, so a model that sets one is refused rather than sampled differently.
+_UNSUPPORTED = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                "encoder_repetition_penalty": 1.0, "min_length": 0, "min_new_tokens": None, "bad_words_ids": None,
+                "suppress_tokens": None, "begin_suppress_tokens": None, "forced_bos_token_id": None,
+                "forced_eos_token_id": None, "min_p": None, "typical_p": 1.0, "epsilon_cutoff": 0.0,
+                "eta_cutoff": 0.0, "sequence_bias": None, "top_h": None}
+
+
+def _check_generation_config(model) -> None:
+    gen = getattr(model, "generation_config", None)
+    for key, default in _UNSUPPORTED.items():
+        value = getattr(gen, key, default) if gen is not None else default
+        if value not in (default, None):
+            raise ValueError(f"the model's generation_config sets {key}={value!r}, which generate() applies and "
+                             "rollout.engine=compiled does not; use rollout.engine=hf for this model")
+
+
+@dataclass
+class Decoded:
+    """Output of :func:`decode`: ``tokens`` [B, steps] (padding after a row's EOS) and the decode steps run."""
+
+    tokens: torch.Tensor
+    steps: int
+
+
+_COMPILED: dict[int, Callable] = {}
+
+
+def _step_fn(model, compiled: bool) -> Callable:
+    """One decode forward returning the last position's fp32 logits; compiled once per model object."""
+
+    def step(input_ids, position_ids, attention_mask, cache):
+        out = model(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1].float()
+
+    if not compiled:
+        return step
+    key = id(model)
+    if key not in _COMPILED:
+        mode = "reduce-overhead" if next(model.parameters()).device.type == "cuda" else None
+        _COMPILED[key] = torch.compile(step, mode=mode, fullgraph=False)
+    return _COMPILED[key]
+
+
+@torch.inference_mode()
+def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, sampling: Sampling, eos: list[int],
+           pad_id: int, compiled: bool = False) -> Decoded:
+    """Static-cache generation for one left-padded batch: prefill, then one token per step until every row has
+    emitted an EOS id or ``max_new_tokens`` is reached. Greedy is ``argmax`` of the fp32 logits; sampling is
+    ``multinomial(softmax(warpers(logits)))``, both exactly as in ``generate``'s ``_sample`` loop."""
+    _check_generation_config(model)
+    batch, prompt_len = input_ids.shape
+    device = input_ids.device
+    n_new = sampling.max_new_tokens
+    cache_len = prompt_len + n_new
+    if compiled:  # few distinct shapes -> few graphs
+        cache_len = -(-cache_len // CACHE_LEN_MULTIPLE) * CACHE_LEN_MULTIPLE
+    cache = StaticCache(config=model.config, max_cache_len=cache_len)
+    # The full-length mask is allocated once: slots not yet written are hidden by causality, not by the mask.
+    mask = torch.ones(batch, cache_len, dtype=attention_mask.dtype, device=device)
+    mask[:, :prompt_len] = attention_mask
+    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    warpers = sampling.warpers()
+    greedy = sampling.temperature == 0
+    eos_t = torch.tensor(eos, device=device, dtype=torch.long)
+    unfinished = torch.ones(batch, dtype=torch.bool, device=device)
+    out = torch.full((batch, n_new), pad_id, dtype=torch.long, device=device)
+    step = _step_fn(model, compiled)
+
+    logits = model(input_ids=input_ids, position_ids=positions, attention_mask=mask, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1].float()
+    next_pos = positions[:, -1:] + 1
+    steps = 0
+    for t in range(n_new):
+        if greedy:
+            nxt = torch.argmax(logits, dim=-1)
+        else:
+            # warpers ignore input_ids for these three; generate passes the ids so far, shape [B, L+t]
+            scores = warpers(input_ids, logits)
+            nxt = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        nxt = torch.where(unfinished, nxt, torch.full_like(nxt, pad_id))
+        out[:, t] = nxt
+        steps = t + 1
+        if eos_t.numel():
+            unfinished &= ~torch.isin(nxt, eos_t)
+        if t + 1 == n_new or not bool(unfinished.any()):
+            break
+        logits = step(nxt[:, None], next_pos, mask, cache)
+        if compiled:
+            logits = logits.clone()  # a CUDA-graph output is overwritten by the next replay
+        next_pos = next_pos + 1
+    return Decoded(out[:, :steps], steps)
+
+
+def _batches(tokenizer, conversations: list[list[dict]], batch_size: int, bucket: bool) -> list[list[int]]:
+    """Index batches; with ``bucket`` the indices are sorted by prompt token length first (stable)."""
+    order = list(range(len(conversations)))
+    if bucket and len(conversations) > batch_size:
+        lengths = [len(ids) for ids in tokenizer.apply_chat_template(conversations, add_generation_prompt=True,
+                                                                      tokenize=True, return_dict=True)["input_ids"]]
+        order.sort(key=lambda i: lengths[i])
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
 @torch.inference_mode()
 def generate_chat(
     model,
@@ -56,16 +274,27 @@ def generate_chat(
     sampling: Sampling,
     batch_size: int = 8,
     desc: str | None = None,
+    rollout: Rollout | None = None,
 ) -> list[str]:
-    """Answer each conversation; returns the decoded new text (special tokens stripped), one string per input."""
-    outputs: list[str] = []
+    """Answer each conversation; returns the decoded new text (special tokens stripped), one string per input, in
+    input order whatever the engine and bucketing."""
+    rollout = rollout or Rollout()
+    outputs: list[str | None] = [None] * len(conversations)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    starts = range(0, len(conversations), batch_size)
-    for start in tqdm(starts, desc=desc, disable=desc is None or len(starts) < 2, leave=False):
-        enc = chat_inputs(tokenizer, conversations[start : start + batch_size])
+    # hf keeps today's batches (and so today's seeded samples); bucketing is the compiled engine's
+    batches = _batches(tokenizer, conversations, batch_size, rollout.bucket and rollout.engine == "compiled")
+    compiled = rollout.engine == "compiled" and rollout.compiles(device)
+    eos = eos_ids(model, tokenizer)
+    for idx in tqdm(batches, desc=desc, disable=desc is None or len(batches) < 2, leave=False):
+        enc = chat_inputs(tokenizer, [conversations[i] for i in idx])
         enc = {k: v.to(device) for k, v in enc.items()}
-        out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=pad_id)
-        new_tokens = out[:, enc["input_ids"].shape[1] :]
-        outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    return outputs
+        if rollout.engine == "hf":
+            out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=pad_id)
+            new_tokens = out[:, enc["input_ids"].shape[1] :]
+        else:
+            new_tokens = decode(model, enc["input_ids"], enc["attention_mask"], sampling, eos, pad_id,
+                                compiled).tokens
+        for i, text in zip(idx, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
+            outputs[i] = text.strip()
+    return outputs  # type: ignore[return-value]

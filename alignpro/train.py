@@ -28,6 +28,7 @@ from alignpro.evaluate import eval_samplings, evaluate
 from alignpro.frozen import build_frozen
 from alignpro.methods import run_method
 from alignpro.reward import build_reward
+from alignpro.rollout import Rollout
 
 log = logging.getLogger("alignpro")
 
@@ -82,7 +83,8 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         log.info("reward %s ready: %s", cfg.reward.name, {k: rm_stats[k] for k in rm_stats if "accuracy" in k})
 
         # π_F: loaded unless the method replaces it (the oracle trains its own copy).
-        frozen = None if cfg.method.name == "rlhf" else build_frozen(cfg.frozen, device)
+        rollout = Rollout.from_config(cfg.get("rollout"))
+        frozen = None if cfg.method.name == "rlhf" else build_frozen(cfg.frozen, device, rollout=rollout)
 
         # The method: train ρ (Align-Pro) or π_F (oracle), or nothing (baselines). Re-seeded here and before the
         # evaluation so a stage's random draws never depend on what ran before it (a reward fitted now or read

@@ -190,3 +190,15 @@ def test_bad_lora_and_missing_reward_model_fail_before_anything_loads():
     validate(compose("experiment=smoke", "method=no_finetune", "prompter.lora={r: 0}"))  # nothing is trained
     with pytest.raises(ConfigError, match=r"reward.model_id.*needs the reward model"):
         validate(compose("experiment=smoke", "reward=hf_classifier"))
+
+
+def test_rollout_block_defaults_to_hf_and_is_validated():
+    """The generation engine defaults to today's generate() path; a bad engine fails at validation."""
+    from alignpro.rollout import Rollout
+
+    cfg = compose()
+    assert Rollout.from_config(cfg.rollout) == Rollout("hf", "auto", True)
+    with pytest.raises(ConfigError, match="rollout.engine"):
+        validate(compose("rollout.engine=vllm"))
+    with pytest.raises(ConfigError, match="rollout.compile"):
+        validate(compose("rollout.compile=maybe"))

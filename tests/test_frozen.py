@@ -9,12 +9,13 @@ def test_frozen_sees_only_the_prompt_in_its_user_turn(tiny_lm, monkeypatch):
     model, tok = tiny_lm
     seen = {}
 
-    def record(model_, tok_, convs, sampling, batch_size, desc=None):
-        seen["convs"] = convs
+    def record(model_, tok_, convs, sampling, batch_size, desc=None, rollout=None):
+        seen["convs"], seen["rollout"] = convs, rollout
         return ["y"] * len(convs)
 
     monkeypatch.setattr("alignpro.frozen.generate_chat", record)
     HFFrozen(model, tok, Sampling(4)).answer(["x-prime one", "x-prime two"])
+    assert seen["rollout"].engine == "hf"  # the default engine is today's generate() path
     assert seen["convs"] == [[{"role": "user", "content": "x-prime one"}], [{"role": "user", "content": "x-prime two"}]]
 
 

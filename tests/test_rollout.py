@@ -43,3 +43,173 @@ def test_tokenizer_without_chat_template_is_a_clear_error(tiny_lm):
             chat_inputs(tok, [[{"role": "user", "content": "x"}]])
     finally:
         tok.chat_template = saved
+
+
+# --- the compiled engine (static cache, own decode loop) against generate() --------------------------------------
+
+CONVS = [[{"role": "user", "content": c}] for c in
+         ("Hi", "A much longer prompt about cooking pasta and more", "Why?", "x y z", "Tell me about rivers")]
+
+
+@pytest.fixture(scope="module")
+def lively_lm(tiny_lm):
+    """tiny_lm's architecture with larger random weights: tiny_lm's greedy output is one token repeated, which would
+    let a broken decode loop pass; these weights give varied, row-dependent continuations."""
+    import copy
+
+    from transformers import LlamaForCausalLM
+
+    model, tok = tiny_lm
+    cfg = copy.deepcopy(model.config)
+    cfg.initializer_range = 0.2
+    torch.manual_seed(0)
+    lively = LlamaForCausalLM(cfg).eval()
+    lively.generation_config = copy.deepcopy(model.generation_config)
+    return lively, tok
+
+
+def _hf_tokens(model, tok, convs, sampling):
+    enc = chat_inputs(tok, convs)
+    out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=tok.pad_token_id)
+    return enc, out[:, enc["input_ids"].shape[1]:]
+
+
+def test_rollout_config_validates_and_defaults():
+    from omegaconf import OmegaConf
+
+    from alignpro.rollout import Rollout
+
+    assert Rollout() == Rollout("hf", "auto", False)
+    assert Rollout.from_config(None).engine == "hf"
+    assert Rollout.from_config(OmegaConf.create({"engine": "compiled", "compile": False, "bucket": True})) == \
+        Rollout("compiled", False, True)
+    assert Rollout("compiled").compiles(torch.device("cuda")) and not Rollout("compiled").compiles(torch.device("cpu"))
+    with pytest.raises(ValueError, match="rollout.engine"):
+        Rollout("vllm")
+    with pytest.raises(ValueError, match="rollout.compile"):
+        Rollout("compiled", "sometimes")
+
+
+def test_warpers_follow_generate_order_and_no_ops():
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    assert [type(w) for w in Sampling(5, 1.5, 0.6, 20).warpers()] == \
+        [TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper]
+    assert len(Sampling(5, 1.0, 1.0, 0).warpers()) == 0 and len(Sampling(5, 0).warpers()) == 0
+
+
+def test_compiled_greedy_token_identical_to_generate(lively_lm):
+    """A padded batch of prompts of different lengths: the same tokens as generate(), row by row."""
+    from alignpro.rollout import decode
+
+    model, tok = lively_lm
+    greedy = Sampling(12, temperature=0)
+    enc, ref = _hf_tokens(model, tok, CONVS, greedy)
+    assert len(set(enc["attention_mask"].sum(-1).tolist())) > 1  # really padded
+    assert len({tuple(r) for r in ref.tolist()}) > 1  # rows differ: the test can see a mix-up
+    out = decode(model, enc["input_ids"], enc["attention_mask"], greedy, [tok.eos_token_id], tok.pad_token_id)
+    assert out.steps == 12 and torch.equal(out.tokens, ref)
+    assert generate_chat(model, tok, CONVS, greedy, batch_size=5) == \
+        generate_chat(model, tok, CONVS, greedy, batch_size=5, rollout=_compiled())
+
+
+def _compiled(bucket: bool = False):
+    from alignpro.rollout import Rollout
+
+    return Rollout("compiled", compile=False, bucket=bucket)
+
+
+def test_per_row_eos_and_early_exit(lively_lm):
+    """Row 0 stops at its 4th token (made the EOS id), other rows go on; outputs equal generate()'s with that EOS.
+    Then an EOS every row emits first: the loop runs one step, not max_new_tokens."""
+    import copy
+
+    from alignpro.rollout import decode
+
+    model, tok = lively_lm
+    greedy = Sampling(12, temperature=0)
+    enc, free = _hf_tokens(model, tok, CONVS, greedy)
+    eos = int(free[0, 3])
+    assert eos not in free[1].tolist()  # row 1 never meets it: it must run to the end
+    saved = copy.deepcopy(model.generation_config)
+    try:
+        model.generation_config.eos_token_id = eos
+        _, ref = _hf_tokens(model, tok, CONVS, greedy)
+        out = decode(model, enc["input_ids"], enc["attention_mask"], greedy, [eos], tok.pad_token_id)
+        assert torch.equal(out.tokens, ref[:, : out.steps]) and out.steps == ref.shape[1]
+        assert out.tokens[0, 3] == eos and (out.tokens[0, 4:] == tok.pad_token_id).all()
+        assert torch.equal(out.tokens[1], free[1])
+        assert generate_chat(model, tok, CONVS, greedy, 5, rollout=_compiled()) == generate_chat(model, tok, CONVS,
+                                                                                                 greedy, 5)
+        # the decoded row 0 ends at its EOS (this stand-in EOS is an ordinary token, so its own text stays; a real,
+        # special EOS is stripped by skip_special_tokens, as on the hf path)
+        head = tok.decode(free[0, :4], skip_special_tokens=True).strip()
+        assert generate_chat(model, tok, CONVS[:1], greedy, rollout=_compiled())[0] == head
+    finally:
+        model.generation_config = saved
+    one = decode(model, enc["input_ids"][:1], enc["attention_mask"][:1], greedy, [int(free[0, 0])], tok.pad_token_id)
+    assert one.steps == 1 and one.tokens.shape == (1, 1)
+
+
+def test_bucketing_restores_order(lively_lm):
+    from alignpro.rollout import _batches
+
+    model, tok = lively_lm
+    batches = _batches(tok, CONVS, 2, bucket=True)
+    lengths = [len(chat_inputs(tok, [c])["input_ids"][0]) for c in CONVS]
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(CONVS))) and [lengths[i] for i in flat] == sorted(lengths)
+    greedy = Sampling(8, temperature=0)
+    assert generate_chat(model, tok, CONVS, greedy, 2, rollout=_compiled(bucket=True)) == \
+        generate_chat(model, tok, CONVS, greedy, 2)
+
+
+def _first_tokens(model, tok, sampling, n, engine, seed):
+    from alignpro.rollout import decode
+
+    enc = chat_inputs(tok, [[{"role": "user", "content": "Tell me"}]] * n)
+    torch.manual_seed(seed)
+    if engine == "hf":
+        return model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=tok.pad_token_id)[:, -2:]
+    return decode(model, enc["input_ids"], enc["attention_mask"], sampling, [tok.eos_token_id],
+                  tok.pad_token_id).tokens
+
+
+def _tv(a: torch.Tensor, b: torch.Tensor, vocab: int) -> float:
+    pa, pb = torch.bincount(a, minlength=vocab) / len(a), torch.bincount(b, minlength=vocab) / len(b)
+    return float((pa - pb).abs().sum() / 2)
+
+
+def test_sampled_distribution_matches_generate(lively_lm):
+    """The paper's 1.5 / 0.6 / 20: 3000 seeded samples of the first two new tokens from each engine, different seeds.
+    First token (9 tokens survive the warpers): total variation < 0.05; generate against itself with two seeds gives
+    0.026. Second token (marginal over ≈ 80 tokens): TV < 0.15; generate against itself gives 0.091. The warpers
+    must matter: without them the first token's TV is large."""
+    model, tok = lively_lm
+    paper, plain = Sampling(2, 1.5, 0.6, 20), Sampling(2, 1.0, 1.0, 0)
+    vocab = model.config.vocab_size
+    hf = _first_tokens(model, tok, paper, 3000, "hf", seed=1)
+    ours = _first_tokens(model, tok, paper, 3000, "compiled", seed=2)
+    assert _tv(hf[:, 0], ours[:, 0], vocab) < 0.05
+    assert _tv(hf[:, 1], ours[:, 1], vocab) < 0.15
+    unwarped = _first_tokens(model, tok, plain, 3000, "compiled", seed=3)
+    assert _tv(hf[:, 0], unwarped[:, 0], vocab) > 0.2
+    # with one seed the two engines draw the very same tokens (same ops, same RNG stream)
+    assert torch.equal(_first_tokens(model, tok, paper, 64, "hf", 5), _first_tokens(model, tok, paper, 64,
+                                                                                      "compiled", 5))
+
+
+def test_compiled_refuses_generation_config_processors(lively_lm):
+    import copy
+
+    from alignpro.rollout import decode
+
+    model, tok = lively_lm
+    saved = copy.deepcopy(model.generation_config)
+    try:
+        model.generation_config.repetition_penalty = 1.3
+        enc = chat_inputs(tok, CONVS[:1])
+        with pytest.raises(ValueError, match="repetition_penalty"):
+            decode(model, enc["input_ids"], enc["attention_mask"], Sampling(2, 0), [2], 0)
+    finally:
+        model.generation_config = saved
