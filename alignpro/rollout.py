@@ -36,6 +36,7 @@ see :func:`trl_rollout_options` for what TRL 1.16 offers there.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -186,7 +187,8 @@ class Decoded:
     steps: int
 
 
-_COMPILED: dict[int, Callable] = {}
+# Compiled steps per model object; weak keys, so a freed model's graph goes with it (an id() could be reused).
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _step_fn(model, compiled: bool) -> Callable:
@@ -199,11 +201,10 @@ def _step_fn(model, compiled: bool) -> Callable:
 
     if not compiled:
         return step
-    key = id(model)
-    if key not in _COMPILED:
+    if model not in _COMPILED:
         mode = "reduce-overhead" if next(model.parameters()).device.type == "cuda" else None
-        _COMPILED[key] = torch.compile(step, mode=mode, fullgraph=False)
-    return _COMPILED[key]
+        _COMPILED[model] = torch.compile(step, mode=mode, fullgraph=False)
+    return _COMPILED[model]
 
 
 @torch.inference_mode()
