@@ -12,6 +12,7 @@ when the prompter was trained. Jobs without ``metrics.json`` (failed or unfinish
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from alignpro import CONF_DIR
-from alignpro.metrics import mean, summarize
+from alignpro.metrics import bootstrap_ci, gap_closed, mean, sample_variance, summarize, win_tie_loss
 
 IGNORED = ("seed",)  # varied on purpose to average over, never a factor
 
@@ -81,8 +82,8 @@ def why_missing(d: str | Path) -> str:
     d = Path(d)
     overrides = d / ".hydra" / "overrides.yaml"
     what = " ".join(yaml.safe_load(overrides.read_text()) or []) if overrides.exists() else ""
-    err = d / "error.txt"
-    reason = err.read_text().strip().splitlines()[0] if err.exists() and err.read_text().strip() else "unfinished"
+    err = (d / "error.txt").read_text().strip() if (d / "error.txt").exists() else ""
+    reason = err.splitlines()[0] if err else "unfinished"
     return f"`{d}` ({what or 'defaults'}): {reason}"
 
 
@@ -102,23 +103,28 @@ def factors(jobs: list[dict]) -> list[str]:
     return sorted(chosen)
 
 
+def pooled(members: list[dict], n_resamples: int = 2000) -> dict:
+    """One setting's jobs (its seeds): held-out rewards pooled over them (mean with bootstrap CI, sample variance;
+    D10), the seeds, and the spread of the per-seed means."""
+    values = [r for j in members for r in j["rewards"]]
+    s = summarize(values, n_resamples=n_resamples)
+    seed_means = [j["metrics"]["reward_mean"] for j in members]
+    return {"reward_mean": s["reward_mean"], "ci_low": s["reward_ci_low"], "ci_high": s["reward_ci_high"],
+            "reward_var": s["reward_var"], "n": s["n"], "seeds": sorted(j["config"].get("seed") for j in members),
+            "seed_spread": (max(seed_means) - min(seed_means)) if len(seed_means) > 1 else 0.0}
+
+
 def ablation_table(jobs: list[dict], by: list[str]) -> list[dict]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for j in jobs:
         groups[tuple(json.dumps(j["config"].get(k)) for k in by)].append(j)
     rows = []
     for key, members in groups.items():
-        pooled = [r for j in members for r in j["rewards"]]
-        s = summarize(pooled, n_resamples=2000)
-        seed_means = [j["metrics"]["reward_mean"] for j in members]
         kls = [j["final_kl"] for j in members if j["final_kl"] is not None]
         shift = [j["metrics"]["answer_shift_reward"] for j in members if "answer_shift_reward" in j["metrics"]]
         rows.append({
             **{k: json.loads(v) for k, v in zip(by, key, strict=True)},
-            "seeds": sorted(j["config"].get("seed") for j in members),
-            "reward_mean": s["reward_mean"], "ci_low": s["reward_ci_low"], "ci_high": s["reward_ci_high"],
-            "reward_var": s["reward_var"], "n": s["n"],
-            "seed_spread": (max(seed_means) - min(seed_means)) if len(seed_means) > 1 else 0.0,
+            **pooled(members),
             "final_kl_seq": mean(kls) if kls else None,
             "answer_shift_reward": mean(shift) if shift else None,
         })
@@ -224,11 +230,33 @@ CELL_KEYS = ("dataset.name", "prompter.name", "frozen.name")  # a cell of the pa
 DATASET_ORDER = ("ultrafeedback", "helpsteer", "orca")  # the paper's panel order
 
 
+@functools.cache
 def paper_results() -> dict:
-    """The paper's published numbers, shipped as package data with their provenance (printed vs digitised)."""
+    """The paper's published numbers, shipped as package data with their provenance (printed vs digitised).
+    Read once per process; callers only read it."""
     from importlib.resources import files
 
     return json.loads((files("alignpro") / "assets" / "paper_results.json").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def paper_cells() -> dict[tuple, dict]:
+    """(dataset, P label, F label) -> the paper's values of that cell, in the report row's keys."""
+    paper = paper_results()
+
+    def by_cell(block: str) -> dict:
+        return {(r["dataset"], r["prompter"], r["frozen"]): r for r in paper[block]["rows"]}
+
+    var, wins = by_cell("figure3_variance"), by_cell("table1")
+    return {k: {"paper_mean": m, "paper_var": var[k], "paper_table1": wins[k],
+                "paper_gap_closed": gap_closed(m["alignpro"], m["no_finetune"], m["rlhf"])}
+            for k, m in by_cell("figure2_mean").items()}
+
+
+def _row_order(row: dict) -> tuple:
+    """Rows in the paper's panel order (other datasets after it), then by label."""
+    ds = row["cell"]["dataset.name"]
+    return (DATASET_ORDER.index(ds) if ds in DATASET_ORDER else len(DATASET_ORDER), str(ds), row["label"])
 
 
 def _paper_labels(paper: dict) -> tuple[dict, dict]:
@@ -253,10 +281,7 @@ def _label(cell: dict, p_of: dict, f_of: dict) -> str:
 def comparison_cells(jobs: list[dict], missing: list[str], n_resamples: int = 2000) -> list[dict]:
     """One row per cell: per arm the pooled rewards' mean / variance (with bootstrap CIs), seeds and spread; gap
     closed (D11); the paper's values when the cell is one of the paper's; which arms are missing and why."""
-    from alignpro.metrics import bootstrap_ci, gap_closed, sample_variance
-
-    paper = paper_results()
-    p_of, f_of = _paper_labels(paper)
+    p_of, f_of = _paper_labels(paper_results())
     keys = cell_keys(jobs)
     cells: dict[tuple, dict] = {}
 
@@ -271,24 +296,18 @@ def comparison_cells(jobs: list[dict], missing: list[str], n_resamples: int = 20
     for d in missing:
         config = job_config(Path(d))
         cell_of(config)["missing"].append({"method": config.get("method.name"), "why": why_missing(d)})
-    bars = {(r["dataset"], r["prompter"], r["frozen"]): r for r in paper["figure2_mean"]["rows"]}
-    var_bars = {(r["dataset"], r["prompter"], r["frozen"]): r for r in paper["figure3_variance"]["rows"]}
-    wins = {(r["dataset"], r["prompter"], r["frozen"]): r for r in paper["table1"]["rows"]}
+    no_paper = {"paper_mean": None, "paper_var": None, "paper_table1": None, "paper_gap_closed": None}
     rows = []
     for c in cells.values():
         cell = c["cell"]
         arms = {}
         for arm, members in c["jobs"].items():
-            pooled = [r for j in members for r in j["rewards"]]
-            s = summarize(pooled, n_resamples=n_resamples)
-            seed_means = [j["metrics"]["reward_mean"] for j in members]
+            values = [r for j in members for r in j["rewards"]]
             arms[arm] = {
-                "reward_mean": s["reward_mean"], "ci_low": s["reward_ci_low"], "ci_high": s["reward_ci_high"],
-                "reward_var": s["reward_var"],
-                "var_ci": bootstrap_ci(pooled, sample_variance, n_resamples) if len(pooled) > 2 else (None, None),
-                "n": s["n"], "seeds": sorted(j["config"].get("seed") for j in members),
-                "seed_spread": (max(seed_means) - min(seed_means)) if len(seed_means) > 1 else 0.0,
-                "dirs": [j["dir"] for j in members],
+                **pooled(members, n_resamples),
+                "var_ci": bootstrap_ci(values, sample_variance, n_resamples) if len(values) > 2 else (None, None),
+                "runs": sorted(({"seed": j["config"].get("seed"), "dir": j["dir"]} for j in members),
+                               key=lambda run: _sort_key(run["seed"])),
             }
         pk = (cell["dataset.name"], p_of.get(cell["prompter.name"]), f_of.get(cell["frozen.name"]))
         gap = None
@@ -296,34 +315,26 @@ def comparison_cells(jobs: list[dict], missing: list[str], n_resamples: int = 20
             nf, orc = arms["no_finetune"]["reward_mean"], arms["rlhf"]["reward_mean"]
             # D11's ratio only means "share of the gap closed" when the oracle is above no fine-tuning.
             gap = gap_closed(arms["alignpro"]["reward_mean"], nf, orc) if orc > nf else "no gap (oracle ≤ no FT)"
-        paper_gap = (gap_closed(bars[pk]["alignpro"], bars[pk]["no_finetune"], bars[pk]["rlhf"])
-                     if pk in bars else None)
         rows.append({"cell": cell, "label": _label(cell, p_of, f_of), "arms": arms, "gap_closed": gap,
-                     "missing": c["missing"], "paper_mean": bars.get(pk), "paper_var": var_bars.get(pk),
-                     "paper_table1": wins.get(pk), "paper_gap_closed": paper_gap})
-    order = {d: i for i, d in enumerate(DATASET_ORDER)}
-    return sorted(rows, key=lambda r: (order.get(r["cell"]["dataset.name"], 99), str(r["cell"]["dataset.name"]),
-                                       r["label"]))
+                     "missing": c["missing"], **paper_cells().get(pk, no_paper)})
+    return sorted(rows, key=_row_order)
 
 
 def judge_cell(row: dict, judge, n_prompts: int, out: Path) -> dict | None:
     """Judge Align-Pro (A) against no fine-tuning (B) on the same held-out prompts, both orders per pair (D9);
     writes every verdict to ``out/judge/<cell>.jsonl`` and returns win / tie / loss with CIs."""
-    from alignpro.metrics import win_tie_loss
-
     arms = row["arms"]
     if "alignpro" not in arms or "no_finetune" not in arms:
         return None
-    by_seed_b = {}
-    for d in arms["no_finetune"]["dirs"]:
-        by_seed_b[job_config(Path(d)).get("seed")] = read_jsonl(Path(d) / "eval_samples.jsonl")
+    by_seed_b = {run["seed"]: read_jsonl(Path(run["dir"]) / "eval_samples.jsonl")
+                 for run in arms["no_finetune"]["runs"]}
     prompts, a, b = [], [], []
-    for d in arms["alignpro"]["dirs"]:
-        rows_b = by_seed_b.get(job_config(Path(d)).get("seed")) or next(iter(by_seed_b.values()))
+    for run in arms["alignpro"]["runs"]:  # paired with the no_finetune run of the same seed, if there is one
+        rows_b = by_seed_b.get(run["seed"]) or next(iter(by_seed_b.values()))
         answers_b = defaultdict(list)
         for r in rows_b:
             answers_b[r["x"]].append(r["y"])
-        for r in read_jsonl(Path(d) / "eval_samples.jsonl"):
+        for r in read_jsonl(Path(run["dir"]) / "eval_samples.jsonl"):
             if answers_b.get(r["x"]):  # the same prompt x, answered by both arms
                 prompts.append(r["x"])
                 a.append(r["y"])
@@ -461,7 +472,7 @@ def plot_bars(rows: list[dict], stat: str, out: Path, stem: str, title: str) -> 
         ax.set_xticks(range(len(panel)), [r["label"] for r in panel], rotation=15 if len(panel) > 2 else 0,
                       ha="right" if len(panel) > 2 else "center")
         ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_title(paper_results()["datasets"].get(ds, ds))
+        ax.set_title(paper_results()["datasets"].get(ds, ds))  # the paper's dataset names
         ax.set_ylabel("mean reward" if stat == "reward_mean" else "reward variance")
     handles = [Patch(facecolor=ARM_COLORS[a], edgecolor="black", alpha=0.45 if w == "paper" else 1,
                      hatch="//" if w == "paper" else None, label=f"{ARM_LABELS[a]}{' (paper)' if w == 'paper' else ''}")
@@ -492,18 +503,10 @@ def paper_only_rows() -> list[dict]:
     paper = paper_results()
     names = {**{k: v["config"] for k, v in paper["prompters"].items()},
              **{k: v["config"] for k, v in paper["frozen"].items()}}
-    var = {(r["dataset"], r["prompter"], r["frozen"]): r for r in paper["figure3_variance"]["rows"]}
-    wins = {(r["dataset"], r["prompter"], r["frozen"]): r for r in paper["table1"]["rows"]}
-    rows = []
-    for r in paper["figure2_mean"]["rows"]:
-        k = (r["dataset"], r["prompter"], r["frozen"])
-        gap = (r["alignpro"] - r["no_finetune"]) / (r["rlhf"] - r["no_finetune"])
-        rows.append({"cell": {"dataset.name": r["dataset"], "prompter.name": names[r["prompter"]],
-                              "frozen.name": names[r["frozen"]]},
-                     "label": f"{r['prompter']}-{r['frozen']}", "arms": {}, "gap_closed": None, "missing": [],
-                     "paper_mean": r, "paper_var": var[k], "paper_table1": wins[k], "paper_gap_closed": gap})
-    order = {d: i for i, d in enumerate(DATASET_ORDER)}
-    return sorted(rows, key=lambda r: (order[r["cell"]["dataset.name"]], r["label"]))
+    rows = [{"cell": {"dataset.name": ds, "prompter.name": names[p], "frozen.name": names[f]},
+             "label": f"{p}-{f}", "arms": {}, "gap_closed": None, "missing": [], **values}
+            for (ds, p, f), values in paper_cells().items()]
+    return sorted(rows, key=_row_order)
 
 
 def paper_claims(rows: list[dict]) -> dict:
@@ -523,7 +526,7 @@ def paper_claims(rows: list[dict]) -> dict:
         ts = [t for t in (triple(r, ours) for r in rows) if t]
         if not ts:
             continue
-        gaps = [(m["alignpro"] - m["no_finetune"]) / (m["rlhf"] - m["no_finetune"]) for m, _ in ts
+        gaps = [gap_closed(m["alignpro"], m["no_finetune"], m["rlhf"]) for m, _ in ts
                 if m["rlhf"] > m["no_finetune"]]
         out[who] = {"cells": len(ts),
                     "alignpro_beats_no_finetune": sum(m["alignpro"] > m["no_finetune"] for m, _ in ts),

@@ -232,7 +232,7 @@ def test_report_judges_align_pro_against_no_finetune_in_both_orders(arms_sweep, 
     verdicts = [json.loads(line) for line in open(j["verdicts"])]
     assert len(verdicts) == 5 and all(v["outcome_ab"] in (-1, 0, 1) and v["outcome_ba"] in (-1, 0, 1)
                                       for v in verdicts)
-    first = json.loads(open(row["arms"]["alignpro"]["dirs"][0] + "/eval_samples.jsonl").readline())
+    first = json.loads(open(row["arms"]["alignpro"]["runs"][0]["dir"] + "/eval_samples.jsonl").readline())
     assert verdicts[0]["a"] == first["y"]  # A is Align-Pro
     assert "10 orders, 0 from the cache" in proc.stdout
     again = subprocess.run([*cmd[:5], str(tmp_path / "r2"), *cmd[6:]], capture_output=True, text=True, cwd=ROOT,
