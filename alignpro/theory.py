@@ -226,6 +226,8 @@ def prompter_state_probs(model, tok, prompts: list[str], token_state: np.ndarray
 def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e-3, seed: int = 0,
                       world_seed: int = 0, r_max: float = 2.0, max_grad_norm: float | None = None) -> dict:
     """Train the token-world prompter with alignpro's RLOO path; compare with Lemma 5.1's ρ* (per-prompt TV)."""
+    import tempfile
+
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -242,8 +244,6 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
                              # Clipping rescales large-norm gradients only, which biases the expected update
                              # away from ∇ of eq. 9; the optimiser's choice, not the objective's, so off here.
                              "extra": {"max_grad_norm": max_grad_norm or 1e9}})
-    import tempfile
-
     out_dir = tempfile.mkdtemp(prefix="alignpro-theory-out-")
     args = trainer_args(tcfg, lam=lam, seed=seed, output_dir=out_dir, sampling=Sampling(1, 1.0, 1.0, 0), device="cpu",
                         report_to=[])
@@ -269,15 +269,19 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
 
 # ---- command line -------------------------------------------------------------------------------------------------
 def property_check(n_worlds: int = 1000, seed: int = 2026) -> dict:
-    """Theorem 6.1 on random worlds (sizes, peakedness, r_max, λ and β all drawn): violations and slack."""
+    """Theorem 6.1 on random worlds (sizes, peakedness, r_max, λ and β all drawn): violations and slack, and how
+    often the oracle π* fails to improve on π_F (it never should)."""
     rng = np.random.default_rng(seed)
-    slack = []
+    slack, oracle_below_frozen = [], 0
     for _ in range(n_worlds):
         w = random_world(rng, n_x=int(rng.integers(1, 5)), n_s=int(rng.integers(5, 9)), n_y=int(rng.integers(2, 7)),
                          r_max=float(rng.uniform(0.5, 5)), concentration=float(rng.choice([0.1, 0.5, 1.0, 5.0])))
-        slack.append(theorem_6_1(w, lam=float(10 ** rng.uniform(-2, 1)), beta=float(10 ** rng.uniform(-2, 1)))["slack"])
+        res = theorem_6_1(w, lam=float(10 ** rng.uniform(-2, 1)), beta=float(10 ** rng.uniform(-2, 1)))
+        slack.append(res["slack"])
+        oracle_below_frozen += res["J_oracle"] < res["J_frozen"] - 1e-12
     s = np.array(slack)
-    return {"n_worlds": n_worlds, "bound_violations": int((s < -1e-9).sum()), "slack_min": float(s.min()),
+    return {"n_worlds": n_worlds, "bound_violations": int((s < -1e-9).sum()),
+            "oracle_below_frozen": int(oracle_below_frozen), "slack_min": float(s.min()),
             "slack_p05": float(np.percentile(s, 5)), "slack_median": float(np.median(s)),
             "slack_p95": float(np.percentile(s, 95))}
 
@@ -292,8 +296,8 @@ def frontier_plot(trained: list[dict], out: str, r_max: float = 2.0, world_seed:
     model_dir, w, _, _ = token_world(seed=world_seed, r_max=r_max)
     shutil.rmtree(model_dir, ignore_errors=True)
     lams = np.logspace(-2.3, 1.3, 80)
-    curve = [(float(w.p_x @ kl(optimal_prompter(w, lam), w.rho_ref)),
-              float(w.p_x @ (optimal_prompter(w, lam) * expected_reward(w)).sum(-1))) for lam in lams]
+    stars = [optimal_prompter(w, lam) for lam in lams]
+    curve = [(float(w.p_x @ kl(rho, w.rho_ref)), float(w.p_x @ (rho * expected_reward(w)).sum(-1))) for rho in stars]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.plot(*zip(*curve, strict=True), color="0.3", label="closed form ρ*(λ) (Lemma 5.1)")
     for t in trained:
@@ -327,13 +331,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="outputs/theory", help="folder for the plot and the full results")
     args = ap.parse_args(argv)
 
-    import warnings
-
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    from alignpro.trainer import quiet_library_noise
+
+    quiet_library_noise()
     hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prop = property_check(args.worlds)

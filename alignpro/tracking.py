@@ -46,10 +46,15 @@ def redact(obj: Any) -> Any:
     return obj
 
 
+def _redact_overrides(text: str) -> str:
+    """``key=value`` overrides of secret-looking keys with their value replaced."""
+    return SECRET_OVERRIDE.sub(lambda m: f"{m.group(1)}=<redacted>", text)
+
+
 def redact_text(text: str) -> str:
     """Free text (an error message, a log line) with ``key=value`` secrets and the values of secret-looking
     environment variables (``*_API_KEY``, ``*_TOKEN``, …) replaced, so it can be written to disk or W&B."""
-    text = SECRET_OVERRIDE.sub(lambda m: f"{m.group(1)}=<redacted>", text)
+    text = _redact_overrides(text)
     for name, value in os.environ.items():
         if SECRET_KEY.search(name) and len(value) >= 8 and value in text:
             text = text.replace(value, f"<{name}>")
@@ -65,7 +70,7 @@ def scrub_hydra_dir(run_dir: Path) -> None:
     hydra_dir = run_dir / ".hydra"
     for path in sorted(hydra_dir.glob("*.yaml")) if hydra_dir.is_dir() else []:
         text = path.read_text()
-        clean = SECRET_OVERRIDE.sub(lambda m: f"{m.group(1)}=<redacted>", text)
+        clean = _redact_overrides(text)
         if path.name == "config.yaml":
             data = yaml.safe_load(clean) or {}
             if redact(data) != data:

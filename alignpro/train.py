@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 
 import hydra
@@ -29,6 +28,7 @@ from alignpro.frozen import build_frozen
 from alignpro.methods import run_method
 from alignpro.reward import build_reward
 from alignpro.rollout import Rollout
+from alignpro.trainer import quiet_library_noise
 
 log = logging.getLogger("alignpro")
 
@@ -62,12 +62,9 @@ def run_context() -> dict:
 def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run") -> dict:
     """Run one job; returns the evaluation summary (also written to ``run_dir/metrics.json``)."""
     from transformers import set_seed
-    from transformers.utils import logging as hf_logging
 
     validate(cfg)  # before anything loads
-    hf_logging.disable_progress_bar()  # per-file "Loading weights" bars; our own bars show the long work
-    # TRL 1.16 calls a transformers-5 deprecated alias once per step; the warning is TRL's, not the user's.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
+    quiet_library_noise()
     device = pick_device(cfg.device)
     splits = load_splits(cfg.dataset)  # cheap, and catches empty data / missing fields before models load
     set_seed(cfg.seed)

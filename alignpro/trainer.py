@@ -129,6 +129,17 @@ def lora_config(lora) -> Any:
                          "peft.LoraConfig field") from err
 
 
+def quiet_library_noise() -> None:
+    """Silence what transformers/TRL print that is not the user's business: per-file "Loading weights" bars (our
+    own bars show the long work) and TRL 1.16 calling a transformers-5 deprecated alias once per step."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
+
+
 def trainer_args(cfg, *, lam: float, seed: int, output_dir: str, sampling, device: str, report_to: list[str]):
     """TRL config for the ``trainer`` group. ``sampling`` is the policy's rollout sampling (prompter or oracle)."""
     from trl import GRPOConfig, RLOOConfig
