@@ -209,6 +209,13 @@ def keep_tail(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
     return head + ids[len(ids) - (max_length - len(head)) :]
 
 
+def require_one_label(num_labels: int, model: str) -> None:
+    """A Bradley–Terry reward model outputs one logit; anything else is refused with the model's name."""
+    if num_labels != 1:
+        raise ValueError(f"reward model '{model}' has num_labels={num_labels}; a reward model outputs one logit "
+                         "(num_labels=1). A classifier with several labels is not a Bradley-Terry reward.")
+
+
 @dataclass
 class HFClassifierReward:
     """r(x, y) = the raw logit of a sequence-classification reward model on the chat-formatted (x, y) pair.
@@ -235,11 +242,7 @@ class HFClassifierReward:
     stats: dict | None = None
 
     def __post_init__(self) -> None:
-        num_labels = self.model.config.num_labels
-        if num_labels != 1:
-            raise ValueError(f"reward model '{self.model.config.name_or_path}' has num_labels={num_labels}; a "
-                             "reward model outputs one logit (num_labels=1). A classifier with several labels is "
-                             "not a Bradley-Terry reward.")
+        require_one_label(self.model.config.num_labels, self.model.config.name_or_path)
         if self.max_length < 2:
             raise ValueError(f"reward.max_length={self.max_length} is too small: BOS plus at least one token")
         tok = self.tokenizer
@@ -308,10 +311,7 @@ def build_hf_classifier_reward(cfg, device: str = "cpu") -> HFClassifierReward:
         raise ValueError(f"reward={cfg.name} needs reward.model_id: a hub id or a local folder of a sequence-"
                          "classification reward model, e.g. reward.model_id=Skywork/Skywork-Reward-Llama-3.1-8B-v0.2")
     path = resolve_model(cfg.source, cfg.get("model_id"), role="reward")
-    num_labels = AutoConfig.from_pretrained(path).num_labels  # checked before gigabytes of weights load
-    if num_labels != 1:
-        raise ValueError(f"reward model '{path}' has num_labels={num_labels}; a reward model outputs one logit "
-                         "(num_labels=1). A classifier with several labels is not a Bradley-Terry reward.")
+    require_one_label(AutoConfig.from_pretrained(path).num_labels, path)  # before gigabytes of weights load
     tok = AutoTokenizer.from_pretrained(path)
     template = "tokenizer"
     if tok.chat_template is None:
