@@ -53,7 +53,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from alignpro.api import ChatClient
 from alignpro.assets import cache_dir, load_causal_lm, resolve_model
-from alignpro.rollout import Sampling, chat_inputs, generate_chat
+from alignpro.rollout import Sampling, eos_ids, generate_chat
 
 log = logging.getLogger("alignpro.judge")
 
@@ -204,8 +204,9 @@ class ScoreLineProcessor(LogitsProcessor):
 class HFChat:
     """A local causal LM as a chat backend; ``generated`` counts the conversations it answered.
 
-    ``constrain_scores`` forces each answer to be exactly one score line (see the module docstring); without it
-    the model writes freely through :func:`alignpro.rollout.generate_chat`, as the paper's GPT-4 judge did."""
+    Answers come from :func:`alignpro.rollout.generate_chat`; ``constrain_scores`` hands it the score-line grammar
+    (see the module docstring), so each answer is exactly one score line; without it the model writes freely, as
+    the paper's GPT-4 judge did."""
 
     model: Any
     tokenizer: Any
@@ -222,26 +223,19 @@ class HFChat:
     def score_vocab(self) -> ScoreLineVocab:
         """The tokenizer's score-line tokens, found on first use; generation stops at the model's own EOS ids."""
         if self._vocab is None:
-            eos = self.model.generation_config.eos_token_id
-            eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+            eos = eos_ids(self.model, self.tokenizer)
             if self.tokenizer.eos_token_id is not None:
                 eos.append(self.tokenizer.eos_token_id)
             self._vocab = ScoreLineVocab(self.tokenizer, eos)
         return self._vocab
 
-    @torch.inference_mode()
-    def _generate_constrained(self, conversations: list[list[dict]], sampling: Sampling) -> list[str]:
-        """One batch under :class:`ScoreLineProcessor`: :func:`alignpro.rollout.generate_chat` has no hook for extra
-        ``generate`` arguments, so its few lines are repeated here with the processor added."""
-        device = next(self.model.parameters()).device
-        tok = self.tokenizer
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        enc = {k: v.to(device) for k, v in chat_inputs(tok, conversations).items()}
-        prompt_len = enc["input_ids"].shape[1]
-        processors = LogitsProcessorList([ScoreLineProcessor(self.score_vocab(), prompt_len)])
-        out = self.model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=pad_id,
-                                  logits_processor=processors)
-        return [t.strip() for t in tok.batch_decode(out[:, prompt_len:], skip_special_tokens=True)]
+    def grammar(self) -> Callable[[int], LogitsProcessorList] | None:
+        """With ``constrain_scores``, the processors a batch is decoded under (see :class:`ScoreLineProcessor`),
+        given the batch's padded prompt length; else None (free text)."""
+        if not self.constrain_scores:
+            return None
+        vocab = self.score_vocab()
+        return lambda prompt_len: LogitsProcessorList([ScoreLineProcessor(vocab, prompt_len)])
 
     def complete(self, conversations: list[list[dict]], sampling: Sampling, desc: str | None = None,
                  on_answer: Callable[[int, str], None] | None = None) -> list[str]:
@@ -253,10 +247,8 @@ class HFChat:
         starts = range(0, len(conversations), self.batch_size)
         for start in tqdm(starts, desc=desc, disable=desc is None or len(starts) < 2, leave=False):
             convs = conversations[start: start + self.batch_size]
-            if self.constrain_scores:
-                batch = self._generate_constrained(convs, sampling)
-            else:
-                batch = generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size)
+            batch = generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size,
+                                  logits_processor=self.grammar())
             self.generated += len(batch)
             for i, text in enumerate(batch, start):
                 if on_answer is not None:

@@ -276,10 +276,15 @@ def generate_chat(
     batch_size: int = 8,
     desc: str | None = None,
     rollout: Rollout | None = None,
+    logits_processor: Callable[[int], LogitsProcessorList] | None = None,
 ) -> list[str]:
     """Answer each conversation; returns the decoded new text (special tokens stripped), one string per input, in
-    input order whatever the engine and bucketing."""
+    input order whatever the engine and bucketing. ``logits_processor(prompt_len)`` builds extra processors for a
+    batch whose padded prompts are ``prompt_len`` tokens long (e.g. the judge's score-line grammar); ``generate``
+    applies them before the sampling warpers. The compiled engine does not take them."""
     rollout = rollout or Rollout()
+    if logits_processor is not None and rollout.engine != "hf":
+        raise ValueError(f"rollout.engine={rollout.engine!r} cannot apply extra logits processors; use engine hf")
     outputs: list[str | None] = [None] * len(conversations)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -291,8 +296,10 @@ def generate_chat(
         enc = chat_inputs(tokenizer, [conversations[i] for i in idx])
         enc = {k: v.to(device) for k, v in enc.items()}
         if rollout.engine == "hf":
-            out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=pad_id)
-            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            prompt_len = enc["input_ids"].shape[1]
+            extra = {"logits_processor": logits_processor(prompt_len)} if logits_processor is not None else {}
+            out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=pad_id, **extra)
+            new_tokens = out[:, prompt_len:]
         else:
             new_tokens = decode(model, enc["input_ids"], enc["attention_mask"], sampling, eos, pad_id,
                                 compiled).tokens

@@ -213,3 +213,32 @@ def test_compiled_refuses_generation_config_processors(lively_lm):
             decode(model, enc["input_ids"], enc["attention_mask"], Sampling(2, 0), [2], 0)
     finally:
         model.generation_config = saved
+
+
+def test_extra_logits_processors_reach_generate_and_the_compiled_engine_refuses_them(lively_lm):
+    """The hook the judge's score-line grammar uses: processors built per batch from its padded prompt length."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    from alignpro.rollout import Rollout
+
+    model, tok = lively_lm
+    forced = tok.convert_tokens_to_ids(tok.tokenize("a"))[0]
+    seen_lengths = []
+
+    class Force(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            out = torch.full_like(scores, float("-inf"))
+            out[:, forced] = 0.0
+            return out
+
+    def processors(prompt_len):
+        seen_lengths.append(prompt_len)
+        return LogitsProcessorList([Force()])
+
+    out = generate_chat(model, tok, CONVS[:2], Sampling(3, 0), logits_processor=processors)
+    plain = generate_chat(model, tok, CONVS[:2], Sampling(3, 0))
+    expected = tok.decode([forced] * 3, skip_special_tokens=True).strip()
+    assert out == [expected, expected] and plain != out
+    assert seen_lengths == [chat_inputs(tok, CONVS[:2])["input_ids"].shape[1]]
+    with pytest.raises(ValueError, match="cannot apply extra logits processors"):
+        generate_chat(model, tok, CONVS[:2], Sampling(3, 0), rollout=Rollout("compiled"), logits_processor=processors)
