@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from alignpro.api import ENV_NAME, EXTRA_SAMPLING
 from alignpro.assets import AssetError, check_available
 from alignpro.episode import REWARD_PROMPTS
+from alignpro.frozen import BACKENDS as FROZEN_BACKENDS
+from alignpro.judge import BACKENDS as JUDGE_BACKENDS
 from alignpro.methods import METHODS
 from alignpro.prompter import PLACEHOLDER
 from alignpro.rollout import ENGINES
@@ -91,10 +93,6 @@ def _api_endpoint(cfg: DictConfig, group: str) -> None:
     _number(cfg, f"{group}.backoff_s", 0, strict=False)
     _require(node.get("extra_sampling", "top_k") in EXTRA_SAMPLING, f"{group}.extra_sampling",
              node.get("extra_sampling"), f"valid: {', '.join(EXTRA_SAMPLING)}")
-
-
-JUDGE_BACKENDS = ("openai_api", "hf")
-FROZEN_BACKENDS = ("hf", "openai_api")
 
 
 def validate_judge(cfg: DictConfig) -> None:

@@ -612,8 +612,11 @@ def is_comparison(jobs: list[dict]) -> bool:
 
 
 def judge_config(name: str, overrides: list[str]):
-    """``conf/judge/<name>.yaml`` with ``key=value`` overrides (the judge group; factory: alignpro.judge)."""
+    """``conf/judge/<name>.yaml`` with ``key=value`` overrides (the judge group; factory: alignpro.judge),
+    validated before any judge model loads."""
     from omegaconf import OmegaConf
+
+    from alignpro.config import validate_judge
 
     options = sorted(p.stem for p in (Path(CONF_DIR) / "judge").glob("*.yaml"))
     if name not in options:
@@ -622,7 +625,9 @@ def judge_config(name: str, overrides: list[str]):
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ValueError(f"--judge-set takes key=value pairs, got {bad}")
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    validate_judge(OmegaConf.create({"judge": cfg}))
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> dict:

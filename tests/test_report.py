@@ -213,6 +213,10 @@ def test_report_cli_picks_the_comparison_for_a_sweep_over_arms(arms_sweep, tmp_p
     bad = subprocess.run([sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path),
                           "--judge", "nope", "--no-wandb"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode != 0 and "--judge nope is unknown; valid:" in bad.stderr
+    bad_value = subprocess.run([sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path),
+                                "--judge", "tiny", "--judge-set", "max_attempts=0", "--no-wandb"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert bad_value.returncode != 0 and "judge.max_attempts=0 is invalid" in bad_value.stderr
 
 
 def test_report_judges_align_pro_against_no_finetune_in_both_orders(arms_sweep, tmp_path, monkeypatch):
