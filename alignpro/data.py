@@ -11,15 +11,17 @@ Data flow of :func:`load_splits` (``dataset`` config group, conf/dataset/*.yaml)
 
 1. check the options (``ties``, ``system``, length filters, ...) — a bad value is a :class:`DataError` before any
    data is read;
-2. read rows: ``source: embedded`` reads the JSONL shipped in ``alignpro/assets`` (or ``dataset.path``);
+2. read rows: ``source: embedded`` reads a JSONL shipped in ``alignpro/assets`` (``dataset.asset``);
+   ``source: file`` reads the user's own JSONL or CSV at ``dataset.path`` (fields named by ``prompt_field``,
+   ``chosen_field``, ``rejected_field``, ``id_field``);
    ``source: hub`` calls ``datasets.load_dataset`` on ``dataset.path`` (a local copy laid out like the hub repo:
    same files, same split names) or else ``dataset.hub_id``, then checks the split names and the columns the
    adapter reads;
 3. adapt: the adapter named by ``dataset.adapter`` turns hub rows into records (HelpSteer groups its one-response
    rows by prompt, so prompts are de-duplicated there by construction);
-4. split: the hub's own held-out split (``heldout_split``) or, when there is none (Orca, embedded), a seeded split
-   of the adapted records fixed by ``split_seed`` — never by the run's ``seed`` — and made *before* filtering, so a
-   filter only removes rows from each side and never moves a prompt from one side to the other;
+4. split: the hub's own held-out split (``heldout_split``) or, when there is none (Orca, embedded, files), a
+   seeded split of the adapted records fixed by ``split_seed`` — never by the run's ``seed`` — and made *before*
+   filtering, so a filter only removes rows from each side and never moves a prompt from one side to the other;
 5. filter each side, in this order, counting what each rule drops: empty prompt, Orca card filter, ties, prompt
    length, response length, duplicate prompt; then train prompts that also occur in the held-out split (no
    evaluation prompt is trained on) and ``max_train``.
@@ -41,12 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from alignpro import CONF_DIR
-from alignpro.assets import EMBEDDED_PREFS
+from alignpro.assets import ASSETS_DIR, EMBEDDED_PREFS
 
 Record = dict  # keys listed in the module docstring
 
 TIES = ("unpair", "keep", "drop")
 SYSTEM = ("prepend", "drop")
+SOURCES = ("embedded", "file", "hub")
+FILE_SUFFIXES = (".jsonl", ".csv")
 LENGTH_KEYS = ("min_prompt_chars", "max_prompt_chars", "max_response_chars")
 # Filter rules in the order they run; Splits.info counts the rows each one dropped (first matching rule wins).
 DROP_RULES = ("empty_prompt", "card_filter", "ties", "prompt_length", "response_length", "duplicate", "in_heldout",
@@ -171,8 +175,23 @@ def adapt_embedded(rows: Sequence[dict], cfg: Any = None) -> list[Record]:
     return [_record(r["prompt"], r["chosen"], r["rejected"], source_id=r["id"]) for r in rows]
 
 
+def adapt_file(rows: Sequence[dict], cfg: Any = None) -> list[Record]:
+    """A user's JSONL/CSV rows: the prompt from ``prompt_field``; chosen/rejected (optional: prompts alone train a
+    prompter against a pretrained RM) from ``chosen_field``/``rejected_field``; an empty cell counts as absent."""
+    pf, cf, rf, idf = (_opt(cfg, k) for k in ("prompt_field", "chosen_field", "rejected_field", "id_field"))
+    pf = pf or "prompt"
+
+    def text(r: dict, key: str | None) -> str | None:
+        v = r.get(key) if key else None
+        return v if isinstance(v, str) and v.strip() else None
+
+    return [_record(r[pf] if isinstance(r[pf], str) else "", text(r, cf), text(r, rf),
+                    source_id=r.get(idf, i) if idf else i) for i, r in enumerate(rows)]
+
+
 ADAPTERS: dict[str, Callable[..., list[Record]]] = {
     "embedded": adapt_embedded,
+    "file": adapt_file,
     "ultrafeedback": adapt_ultrafeedback,
     "helpsteer": adapt_helpsteer,
     "orca": adapt_orca,
@@ -197,8 +216,17 @@ def check_options(cfg: Any) -> None:
     """Raise DataError on an unknown adapter/source or an invalid filter option, before any data is read."""
     if cfg.adapter not in ADAPTERS:
         raise DataError(f"dataset.adapter='{cfg.adapter}' is unknown; valid: {', '.join(ADAPTERS)}")
-    if cfg.source not in ("embedded", "hub"):
-        raise DataError(f"dataset.source='{cfg.source}' is unknown; valid: embedded, hub")
+    if cfg.source not in SOURCES:
+        raise DataError(f"dataset.source='{cfg.source}' is unknown; valid: {', '.join(SOURCES)}")
+    if cfg.source == "file":
+        path = cfg.get("path")
+        if not path:
+            raise DataError("dataset=jsonl needs dataset.path: a local .jsonl or .csv file with one prompt per row "
+                            "(e.g. dataset.path=my_prompts.jsonl)")
+        if Path(path).suffix.lower() not in FILE_SUFFIXES:
+            raise DataError(f"dataset.path '{path}' has an unknown suffix; valid: {', '.join(FILE_SUFFIXES)}")
+        if not Path(path).is_file():
+            raise DataError(f"dataset.path '{path}' does not exist (expected a .jsonl or .csv file of prompts).")
     for key, valid in (("ties", TIES), ("system", SYSTEM)):
         if cfg.get(key) is not None and cfg[key] not in valid:
             raise DataError(f"dataset.{key}='{cfg[key]}' is invalid; valid: {', '.join(valid)}")
@@ -276,11 +304,55 @@ def _check_rows(rows: list[dict], prompt_field: str, where: str) -> None:
         )
 
 
-def read_embedded(path: str | Path | None = None) -> list[dict]:
-    path = Path(path) if path else EMBEDDED_PREFS
+def read_embedded(path: str | Path | None = None, asset: str | None = None) -> list[dict]:
+    """A shipped preference file (``dataset.asset`` in alignpro/assets), or ``path`` in the same layout."""
+    if path:
+        path = Path(path)
+    else:
+        path = ASSETS_DIR / asset if asset else EMBEDDED_PREFS
+        if not path.is_file():
+            shipped = sorted(p.name for p in ASSETS_DIR.glob("*_prefs.jsonl"))
+            raise DataError(f"dataset.asset '{asset}' is not shipped; valid: {', '.join(shipped)}")
     if not path.is_file():
         raise DataError(f"dataset.path '{path}' does not exist (expected a JSONL file of preference rows).")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_table(path)
+
+
+def read_table(path: str | Path) -> list[dict]:
+    """Rows of a JSONL (one object per line) or CSV (header row) file; a bad line is a DataError naming it."""
+    import csv
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv":
+        return [dict(r) for r in csv.DictReader(text.splitlines())]
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"'{path}' line {n} is not valid JSON ({err.msg}); one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise DataError(f"'{path}' line {n} is a JSON {type(row).__name__}, not an object with named fields")
+        rows.append(row)
+    return rows
+
+
+def _check_fields(rows: list[dict], cfg: Any, where: str) -> None:
+    """Every row of a user file has the prompt field; the chosen/rejected fields, when named, exist."""
+    _check_rows(rows, cfg.prompt_field, where)
+    for n, r in enumerate(rows, start=1):
+        if cfg.prompt_field not in r:
+            raise DataError(f"dataset {where} row {n} has no prompt field '{cfg.prompt_field}'; its fields are: "
+                            f"{', '.join(sorted(r))}.")
+    columns = set().union(*rows)
+    for key in ("chosen_field", "rejected_field", "id_field"):
+        field_name = cfg.get(key)
+        if field_name and field_name not in columns:
+            raise DataError(f"dataset {where} has no field '{field_name}' (dataset.{key}); its fields are: "
+                            f"{', '.join(sorted(columns))}. Set dataset.{key}=null if the file has none.")
 
 
 def read_hub(cfg: Any) -> tuple[str, dict[str, list[dict]]]:
@@ -324,10 +396,16 @@ def load_splits(cfg: Any) -> Splits:
     check_options(cfg)
     adapt = ADAPTERS[cfg.adapter]
     if cfg.source == "embedded":
-        where = str(cfg.get("path") or EMBEDDED_PREFS.name)
-        rows = read_embedded(cfg.get("path"))
+        where = str(cfg.get("path") or cfg.get("asset") or EMBEDDED_PREFS.name)
+        rows = read_embedded(cfg.get("path"), cfg.get("asset"))
         _check_rows(rows, cfg.prompt_field, f"'{where}'")
         rows = [dict(r, prompt=r[cfg.prompt_field]) for r in rows]
+        names = dict.fromkeys(("train", "heldout"), f"seeded (split_seed={cfg.split_seed})")
+        train, held = seeded_split(adapt(rows, cfg), cfg.heldout, cfg.split_seed)
+    elif cfg.source == "file":
+        where = str(cfg.path)
+        rows = read_table(cfg.path)
+        _check_fields(rows, cfg, f"'{where}'")
         names = dict.fromkeys(("train", "heldout"), f"seeded (split_seed={cfg.split_seed})")
         train, held = seeded_split(adapt(rows, cfg), cfg.heldout, cfg.split_seed)
     else:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alignpro.frozen import Frozen
+from alignpro.prompter import compose_rewrite
 from alignpro.reward import Reward
 
 REWARD_PROMPTS = ("original", "rewritten")
@@ -75,16 +76,17 @@ class AlignProEpisode:
     __name__ = "alignpro"  # TRL names the reward column after the callable
 
     def __init__(self, frozen: Frozen, reward: Reward, reward_prompt: str = "original",
-                 samples: SampleLog | None = None, timer: StageTimer | None = None):
+                 samples: SampleLog | None = None, timer: StageTimer | None = None, rewrite: str = "full"):
         if reward_prompt not in REWARD_PROMPTS:
             raise ValueError(f"reward.prompt='{reward_prompt}' is unknown; valid: {', '.join(REWARD_PROMPTS)}")
-        self.frozen, self.reward, self.reward_prompt = frozen, reward, reward_prompt
+        self.frozen, self.reward, self.reward_prompt, self.rewrite = frozen, reward, reward_prompt, rewrite
         self.samples = samples or SampleLog(None)
         self.timer = timer or StageTimer()
 
     def __call__(self, prompts, completions, x, trainer_state=None, log_extra=None, log_metric=None,
                  **_) -> list[float]:
-        rewrites = [completion_text(c) for c in completions]
+        # x′: the completion itself, or x followed by it (prompter.rewrite=append)
+        rewrites = [compose_rewrite(xi, completion_text(c), self.rewrite) for xi, c in zip(x, completions, strict=True)]
         with self.timer("frozen_generation"):
             answers = self.frozen.answer(rewrites)
         judged = list(x) if self.reward_prompt == "original" else rewrites  # D5: r(x, y) unless ablating

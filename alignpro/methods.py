@@ -32,9 +32,10 @@ import torch
 from alignpro.assets import resolve_dtype
 from alignpro.episode import AlignProEpisode, OracleEpisode, SampleLog, StageTimer
 from alignpro.frozen import Frozen, HFFrozen, frozen_path
-from alignpro.prompter import Prompter, load_prompter, prompter_path, rewrite_conversation
+from alignpro.prompter import Prompter, load_prompter, rewrite_conversation
 from alignpro.reward import Reward
 from alignpro.rollout import Rollout, Sampling
+from alignpro.sft import sft_prompter_path
 from alignpro.trainer import JsonlLog, RewardKLProgress, build_trainer, trainer_args
 
 METHODS = ("alignpro", "rlhf", "no_finetune", "base_prompter")
@@ -82,8 +83,9 @@ def _fit(cfg, *, policy_path: str, rows: list[dict], episode, sampling: Sampling
 
 
 def run_method(cfg, *, train_records: list[dict], reward: Reward, frozen: Frozen | None, run_dir: Path,
-               device: str, report_to: list[str], timer: StageTimer | None = None) -> Arm:
-    """Factory for the ``method`` group: train what the method trains, return the arm to evaluate."""
+               device: str, report_to: list[str], timer: StageTimer | None = None, log=None) -> Arm:
+    """Factory for the ``method`` group: train what the method trains, return the arm to evaluate. ``log`` takes
+    metric dicts for W&B (the SFT stage's curve)."""
     timer = timer or StageTimer()
     rollout = Rollout.from_config(cfg.get("rollout"))  # evaluation generation; TRL's rollouts: trainer.extra
     name = cfg.method.name
@@ -92,21 +94,24 @@ def run_method(cfg, *, train_records: list[dict], reward: Reward, frozen: Frozen
     samples = SampleLog(run_dir / "samples.jsonl")
     if name == "no_finetune":
         return Arm(name, None, frozen)
+    p = cfg.prompter
+    if name in ("base_prompter", "alignpro"):
+        with timer("sft"):  # ρ_ref: the prompter as loaded, or ρ_sft (sft=instructions), trained once and cached
+            rho_ref = sft_prompter_path(p, cfg.get("sft"), train_records, device, log)
     if name == "base_prompter":
-        return Arm(name, load_prompter(cfg.prompter, device=device, rollout=rollout), frozen)
+        return Arm(name, load_prompter(p, path=rho_ref, device=device, rollout=rollout), frozen)
     if name == "alignpro":
-        p = cfg.prompter
         rows = [{"prompt": rewrite_conversation(r["prompt"], p.meta_prompt, p.get("system")), "x": r["prompt"]}
                 for r in train_records]
-        episode = AlignProEpisode(frozen, reward, cfg.reward.prompt, samples, timer)
-        trainer = _fit(cfg, policy_path=prompter_path(p), rows=rows, episode=episode, sampling=sampling_of(p),
+        episode = AlignProEpisode(frozen, reward, cfg.reward.prompt, samples, timer, p.get("rewrite", "full"))
+        trainer = _fit(cfg, policy_path=rho_ref, rows=rows, episode=episode, sampling=sampling_of(p),
                        dtype=p.dtype, run_dir=run_dir, device=device, report_to=report_to, timer=timer,
                        label="align-pro", lora=p.get("lora"))
         # Finished work is on disk before evaluation starts (with LoRA: the adapter and the tokenizer).
         trainer.save_model(str(run_dir / "prompter"))
         model = trainer.model.eval()  # with LoRA a PeftModel, adapter unmerged (see the module docstring)
         return Arm(name, Prompter(model, trainer.processing_class, p.meta_prompt, p.get("system"), p.batch_size,
-                                     rollout),
+                                  rollout, p.get("rewrite", "full")),
                    frozen)
     # rlhf: the oracle fine-tunes the frozen model itself on x with the same trainer and reward (D7).
     f = cfg.frozen

@@ -56,6 +56,19 @@ def summarize(values: Sequence[float], n_resamples: int = 2000, level: float = 0
     }
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float], n_resamples: int = 2000, level: float = 0.95,
+                      seed: int = 0) -> dict:
+    """Mean of a − b over *paired* observations (the same prompt answered by two arms) with a percentile-bootstrap
+    interval that resamples pairs, not each side on its own. Pairing removes the between-prompt variance that both
+    arms share, so the interval is much tighter than the gap between two unpaired intervals."""
+    if len(a) != len(b):
+        raise ValueError(f"paired_difference needs pairs: got {len(a)} and {len(b)} values")
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    lo, hi = bootstrap_ci(diffs, mean, n_resamples, level, seed)
+    return {"diff_mean": mean(diffs), "diff_ci_low": lo, "diff_ci_high": hi, "ci_level": level, "n_pairs": len(diffs),
+            "share_a_better": mean([float(d > 0) for d in diffs])}
+
+
 def gap_closed(alignpro: float, no_finetune: float, oracle: float) -> float:
     """D11: (Align-Pro − no FT) / (oracle − no FT); the paper's figures give ≈ 0.67 on average."""
     gap = oracle - no_finetune

@@ -20,6 +20,9 @@ PAPER_META_PROMPT = (
     "The given text is '[PROMPT]'"
 )
 PLACEHOLDER = "[PROMPT]"
+# What the prompter writes (``prompter.rewrite``, set with the meta-prompt): ``full`` = x′ is its whole output (the
+# paper); ``append`` = it writes an instruction and x′ = x followed by it, so x′ always keeps the user's request.
+REWRITES = ("full", "append")
 
 
 def meta_prompt_text(x: str, meta_prompt: str = PAPER_META_PROMPT) -> str:
@@ -27,6 +30,15 @@ def meta_prompt_text(x: str, meta_prompt: str = PAPER_META_PROMPT) -> str:
     if PLACEHOLDER not in meta_prompt:
         raise ValueError(f"prompter.meta_prompt must contain the placeholder {PLACEHOLDER!r}; got {meta_prompt!r}")
     return meta_prompt.replace(PLACEHOLDER, x)
+
+
+def compose_rewrite(x: str, generated: str, mode: str = "full") -> str:
+    """x′ from the prompter's output: the output itself (``full``) or ``x`` followed by it (``append``)."""
+    if mode == "full":
+        return generated
+    if mode == "append":
+        return f"{x} {generated.strip()}".strip()
+    raise ValueError(f"prompter.rewrite='{mode}' is unknown; valid: {', '.join(REWRITES)}")
 
 
 def rewrite_conversation(x: str, meta_prompt: str = PAPER_META_PROMPT, system: str | None = None) -> list[dict]:
@@ -45,10 +57,17 @@ class Prompter:
     system: str | None = None
     batch_size: int = 8
     rollout: Rollout = field(default_factory=Rollout)  # generation engine (the `rollout` config block)
+    mode: str = "full"  # prompter.rewrite: full | append (see compose_rewrite)
 
-    def rewrite(self, prompts: list[str], sampling: Sampling, desc: str | None = None) -> list[str]:
+    def generate(self, prompts: list[str], sampling: Sampling, desc: str | None = None) -> list[str]:
+        """The prompter's raw outputs for each x (for ``append``: the instruction alone)."""
         convs = [rewrite_conversation(x, self.meta_prompt, self.system) for x in prompts]
         return generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size, desc, self.rollout)
+
+    def rewrite(self, prompts: list[str], sampling: Sampling, desc: str | None = None) -> list[str]:
+        """x′ for each x."""
+        outs = self.generate(prompts, sampling, desc)
+        return [compose_rewrite(x, g, self.mode) for x, g in zip(prompts, outs, strict=True)]
 
 
 def prompter_path(cfg) -> str:
@@ -63,4 +82,5 @@ def load_prompter(cfg, path: str | None = None, device: str = "cpu", rollout: Ro
     transformers' PEFT integration then loads the base model named in ``adapter_config.json`` and attaches the
     adapter, unmerged. ``rollout`` picks the generation engine of its evaluation rewrites."""
     model, tok = load_causal_lm(path or prompter_path(cfg), cfg.dtype, device)
-    return Prompter(model, tok, cfg.meta_prompt, cfg.get("system"), cfg.batch_size, rollout or Rollout())
+    return Prompter(model, tok, cfg.meta_prompt, cfg.get("system"), cfg.batch_size, rollout or Rollout(),
+                    cfg.get("rewrite", "full"))

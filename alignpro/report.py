@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from alignpro import CONF_DIR
+from alignpro.compare import PAIRS, by_prompt, paired, read_jsonl
 from alignpro.metrics import bootstrap_ci, gap_closed, mean, sample_variance, summarize, win_tie_loss
 
 IGNORED = ("seed",)  # varied on purpose to average over, never a factor
@@ -36,10 +37,6 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = v
     return out
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def job_dirs(root: Path) -> list[Path]:
@@ -67,11 +64,13 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
             missing.append(str(d))
             continue
         curve = [row for row in read_jsonl(d / "train_log.jsonl") if "kl_seq" in row]
+        samples = read_jsonl(d / "eval_samples.jsonl")
         jobs.append({
             "dir": str(d),
             "config": job_config(d),
             "metrics": json.loads((d / "metrics.json").read_text()),
-            "rewards": [row["r"] for row in read_jsonl(d / "eval_samples.jsonl")],
+            "rewards": [row["r"] for row in samples],
+            "by_prompt": {x: mean(v) for x, v in by_prompt(samples).items()},
             "final_kl": curve[-1]["kl_seq"] if curve else None,
         })
     return jobs, missing
@@ -315,7 +314,11 @@ def comparison_cells(jobs: list[dict], missing: list[str], n_resamples: int = 20
             nf, orc = arms["no_finetune"]["reward_mean"], arms["rlhf"]["reward_mean"]
             # D11's ratio only means "share of the gap closed" when the oracle is above no fine-tuning.
             gap = gap_closed(arms["alignpro"]["reward_mean"], nf, orc) if orc > nf else "no gap (oracle ≤ no FT)"
-        rows.append({"cell": cell, "label": _label(cell, p_of, f_of), "arms": arms, "gap_closed": gap,
+        by_seed = {arm: {j["config"].get("seed"): {"rewards": j["by_prompt"]} for j in members}
+                   for arm, members in c["jobs"].items()}
+        pairs = {f"{a} - {b}": p for a, b in PAIRS if a in by_seed and b in by_seed
+                 for p in [paired(by_seed[a], by_seed[b], n_resamples)] if p}
+        rows.append({"cell": cell, "label": _label(cell, p_of, f_of), "arms": arms, "gap_closed": gap, "paired": pairs,
                      "missing": c["missing"], **paper_cells().get(pk, no_paper)})
     return sorted(rows, key=_row_order)
 
@@ -422,6 +425,16 @@ def comparison_markdown(rows: list[dict], title: str, judge_name: str | None, fi
                              _fmt(ours) + (f" (paper {theirs:.2f})" if theirs is not None else ""))
             lines.append(f"| {r['cell']['dataset.name']}: {r['label']} | " + " | ".join(cells) + " |")
         lines += ["", f"![{fig}]({fig}.png)", ""]
+    if any(r.get("paired") for r in rows):
+        lines += ["## Paired differences", "", "Per held-out prompt (and seed), the difference of two arms' rewards on "
+                  "the same x; mean with a percentile-bootstrap 95 % interval over the pairs (alignpro.compare).", "",
+                  "| cell | pair (a − b) | mean | 95 % CI | pairs | a better |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            for name, p in (r.get("paired") or {}).items():
+                lines.append(f"| {r['cell']['dataset.name']}: {r['label']} | {name.replace(' - ', ' − ')} | "
+                             f"{p['diff_mean']:+.2f} | [{p['diff_ci_low']:+.2f}, {p['diff_ci_high']:+.2f}] | "
+                             f"{p['n_pairs']} | {p['share_a_better']:.0%} |")
+        lines.append("")
     missing = [m for r in rows for m in r["missing"]]
     if missing:
         lines += ["## Missing runs", "", "These jobs have no metrics.json (failed or unfinished); their bars are "

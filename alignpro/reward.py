@@ -17,7 +17,6 @@ choice (D5), not the reward model's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from alignpro.assets import cache_dir, resolve_model
+from alignpro.assets import cache_dir, fingerprint, resolve_model
 
 
 class Reward(Protocol):
@@ -136,10 +135,6 @@ class BTEncoderReward:
         return self.encoder.encode(texts)
 
 
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def build_bt_reward(cfg, train: list[dict], heldout: list[dict], device: str = "cpu") -> BTEncoderReward:
     """Load the encoder, then load the trained head from the cache or train it (and cache it)."""
     path = resolve_model(cfg.source, cfg.get("model_id"), role="reward")
@@ -150,7 +145,7 @@ def build_bt_reward(cfg, train: list[dict], heldout: list[dict], device: str = "
     if not train_pairs:
         raise ValueError("the BT reward model needs preference pairs (chosen and rejected) in the train split; this "
                          "dataset has none. Pick a dataset with pairs or a pretrained reward (reward=rm_gemma_2b).")
-    key = _fingerprint(path, enc.model.num_parameters(), dict(fit), train_pairs, held_pairs)
+    key = fingerprint(path, enc.model.num_parameters(), dict(fit), train_pairs, held_pairs)
     target = cache_dir() / "reward" / f"{cfg.name}-{key}"
     head = BTHead(enc.dim, fit.hidden)
     if (target / "head.pt").is_file():

@@ -28,6 +28,7 @@ from alignpro.frozen import build_frozen
 from alignpro.methods import run_method
 from alignpro.reward import build_reward
 from alignpro.rollout import Rollout
+from alignpro.sft import menu_rate
 from alignpro.trainer import quiet_library_noise
 
 log = logging.getLogger("alignpro")
@@ -88,7 +89,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         # from the cache, a model built in-process or loaded): cold and warm caches give the same run.
         set_seed(cfg.seed)
         arm = run_method(cfg, train_records=splits.train, reward=reward, frozen=frozen, run_dir=run_dir,
-                         device=device, report_to=tracker.report_to, timer=timer)
+                         device=device, report_to=tracker.report_to, timer=timer, log=tracker.log)
 
         # Held-out evaluation with the paper's sampling (D8), identical for every arm.
         answer, rewrite = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)
@@ -98,6 +99,9 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
             summary, rows = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
                                      cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift)
         summary.update(lam=cfg.lam, seed=cfg.seed, dataset=splits.info, reward_model=rm_stats)
+        menu = (cfg.get("sft") or {}).get("instructions")
+        if arm.prompter is not None and menu:  # how often the prompter wrote x + a menu instruction
+            summary["menu_rate"] = menu_rate([r["x"] for r in rows], [r["x_prime"] for r in rows], list(menu))
         client = getattr(frozen, "client", None)
         if client is not None:  # a frozen model behind an API: its requests, retries and failures, counted
             summary["frozen_api"] = client.stats.as_dict()

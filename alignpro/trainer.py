@@ -62,10 +62,11 @@ class JsonlLog(TrainerCallback):
 
 
 class RewardKLProgress(TrainerCallback):
-    """One progress bar over optimizer steps, showing the latest reward and sequence KL (replaces HF's bar)."""
+    """One progress bar over optimizer steps, showing the latest reward and sequence KL (replaces HF's bar);
+    ``show`` = (label, logged key) pairs."""
 
-    def __init__(self, desc: str = "train"):
-        self.desc, self.bar = desc, None
+    def __init__(self, desc: str = "train", show: tuple = (("reward", "reward"), ("kl", "kl_seq"))):
+        self.desc, self.show, self.bar = desc, show, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.bar = tqdm(total=state.max_steps, desc=self.desc, dynamic_ncols=True)
@@ -76,8 +77,7 @@ class RewardKLProgress(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.bar is not None and logs:
-            shown = {name: logs[k] for name, k in (("reward", "reward"), ("kl", "kl_seq"))
-                     if isinstance(logs.get(k), (int, float))}
+            shown = {name: logs[k] for name, k in self.show if isinstance(logs.get(k), (int, float))}
             self.bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=True)
 
     def on_train_end(self, args, state, control, **kwargs):
