@@ -1,5 +1,5 @@
 # Two commands for a fresh machine with Python 3.11 (each sets up .venv itself, idempotently):
-#   make demo   - train Align-Pro on the embedded offline default and evaluate it
+#   make demo   - train Align-Pro where the prompt matters (experiment=demo) and compare it with the baselines
 #   make test   - run the test suite
 PYTHON ?= python3.11
 VENV   := .venv
@@ -20,7 +20,7 @@ $(STAMP):
 	rm -f $(VENV)/.installed-*; touch $@
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m alignpro.train experiment=embedded $(ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m alignpro.train --multirun experiment=demo $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)

@@ -19,7 +19,7 @@ from alignpro.episode import REWARD_PROMPTS
 from alignpro.frozen import BACKENDS as FROZEN_BACKENDS
 from alignpro.judge import BACKENDS as JUDGE_BACKENDS
 from alignpro.methods import METHODS
-from alignpro.prompter import PLACEHOLDER
+from alignpro.prompter import PLACEHOLDER, REWRITES
 from alignpro.rollout import ENGINES
 from alignpro.tracking import BACKENDS, SECRET_KEY
 from alignpro.trainer import TRAINERS, lora_config
@@ -159,6 +159,16 @@ def validate(cfg: DictConfig) -> None:
         _require(isinstance(r.get("bucket"), bool), "rollout.bucket", r.get("bucket"), "true or false")
     _require(PLACEHOLDER in cfg.prompter.meta_prompt, "prompter.meta_prompt", cfg.prompter.meta_prompt,
              f"must contain the placeholder {PLACEHOLDER} where the user prompt goes")
+    mode = cfg.prompter.get("rewrite", "full")
+    _require(mode in REWRITES, "prompter.rewrite", mode, f"valid: {', '.join(REWRITES)} (set by meta_prompt=...)")
+    sft = cfg.get("sft")
+    if sft is not None and sft.get("enabled"):  # the supervised stage giving rho_sft (alignpro/sft.py)
+        menu = sft.get("instructions")
+        _require(bool(menu) and not isinstance(menu, str) and all(isinstance(i, str) and i.strip() for i in menu),
+                 "sft.instructions", menu, "must be a non-empty list of non-empty instructions")
+        for key in ("sft.n_examples", "sft.epochs", "sft.batch_size"):
+            _positive_int(cfg, key)
+        _number(cfg, "sft.learning_rate", 0)
     _no_secrets(OmegaConf.to_container(cfg, resolve=False))
     fb = cfg.frozen.backend
     _require(fb in FROZEN_BACKENDS, "frozen.backend", fb, f"valid: {', '.join(FROZEN_BACKENDS)}")

@@ -69,12 +69,13 @@ def training_dtype(dtype: str, device: str, lora) -> torch.dtype:
 
 
 def _fit(cfg, *, policy_path: str, rows: list[dict], episode, sampling: Sampling, dtype: str, run_dir: Path,
-         device: str, report_to: list[str], timer: StageTimer, label: str, lora=None):
+         device: str, report_to: list[str], timer: StageTimer, label: str, lora=None, callbacks=()):
     args = trainer_args(cfg.trainer, lam=cfg.lam, seed=cfg.seed, output_dir=str(run_dir / "checkpoints"),
                         sampling=sampling, device=device, report_to=report_to)
     trainer = build_trainer(cfg.trainer, model_path=policy_path, model_dtype=training_dtype(dtype, device, lora),
                             train_rows=rows, reward_fn=episode, args=args,
-                            callbacks=[RewardKLProgress(label), JsonlLog(run_dir / "train_log.jsonl")], lora=lora)
+                            callbacks=[RewardKLProgress(label), JsonlLog(run_dir / "train_log.jsonl"), *callbacks],
+                            lora=lora)
     # Time the policy's own sampling (the rest of a step is log-prob passes, the episode and the update).
     trainer._generate = timer.wrap("policy_generation", trainer._generate)
     with timer("train_total"):

@@ -82,19 +82,21 @@ def sft_prompter_path(prompter_cfg, sft_cfg, train_records: list[dict], device: 
              target, stats["n_examples"], stats["first_loss"], stats["final_loss"])
     if log_fn is not None:
         for row in (json.loads(line) for line in (target / "sft_log.jsonl").read_text().splitlines() if line):
-            log_fn({f"sft/{k}": v for k, v in row.items()})
+            if "loss" in row:  # the per-step rows (the last row is the trainer's run summary)
+                log_fn({f"sft/{k}": v for k, v in row.items()})
     return str(target)
 
 
 def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -> None:
     """Full fine-tuning of the prompter on the demonstrations; the result is written into ``target`` atomically."""
     import torch
-    from datasets import Dataset
+    from datasets import Dataset, disable_progress_bars
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     from alignpro.trainer import JsonlLog, RewardKLProgress
 
+    disable_progress_bars()  # per-stage "Tokenizing train dataset" bars; the SFT bar below shows the work
     tmp = _atomic_dir(target)
     on_cpu = device == "cpu"
     args = SFTConfig(
@@ -112,6 +114,7 @@ def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -
         use_cpu=on_cpu,
         bf16=not on_cpu,
         max_length=256,
+        activation_checkpointing=False,  # transformers 5 name; TRL's default would only cost time at these sizes
         dataloader_num_workers=0,
         model_init_kwargs={"dtype": torch.float32},  # full fine-tuning: fp32 master weights (see methods.py)
     )

@@ -9,20 +9,21 @@ from alignpro.config import ConfigError, validate
 from tests.conftest import CONF, ROOT, compose
 
 GROUPS = {g: sorted(str(p.relative_to(CONF / g).with_suffix("")) for p in (CONF / g).rglob("*.yaml"))
-          for g in ("prompter", "meta_prompt", "frozen", "reward", "dataset", "method", "trainer", "logger",
+          for g in ("prompter", "meta_prompt", "sft", "frozen", "reward", "dataset", "method", "trainer", "logger",
                     "experiment", "launcher")}
 
 
 def test_every_group_has_the_options_the_design_names():
     assert GROUPS["prompter"] == ["phi35_mini", "qwen25_1_5b", "smollm2_135m", "tiny"]
-    assert GROUPS["meta_prompt"] == ["helpful", "none", "paper"]
+    assert GROUPS["meta_prompt"] == ["helpful", "instruction", "none", "paper"]
+    assert GROUPS["sft"] == ["instructions", "none"]
     assert GROUPS["frozen"] == ["llama31_8b", "openai_api", "qwen25_7b", "smollm2_135m", "tiny"]
     assert GROUPS["reward"] == ["bt_minilm", "hf_classifier", "rm_gemma_2b", "tiny"]
-    assert GROUPS["dataset"] == ["embedded", "helpsteer", "orca", "ultrafeedback"]
+    assert GROUPS["dataset"] == ["concise", "embedded", "helpsteer", "jsonl", "orca", "ultrafeedback"]
     assert GROUPS["method"] == ["alignpro", "base_prompter", "no_finetune", "rlhf"]
     assert GROUPS["trainer"] == ["grpo", "rloo"]
     assert GROUPS["logger"] == ["none", "wandb"]
-    assert {"smoke", "embedded", "ablation/lam", "ablation/reward_prompt", "ablation/trainer", "ablation/k",
+    assert {"smoke", "embedded", "steer", "demo", "ablation/lam", "ablation/reward_prompt", "ablation/trainer", "ablation/k",
             "ablation/meta_prompt"} <= set(GROUPS["experiment"])
 
 
@@ -108,10 +109,14 @@ def test_cli_group_override_beats_the_experiment():
     ("prompter.meta_prompt=rewrite", r"meta_prompt.*\[PROMPT\]"),
     ("+logger.api_key=abc123", r"logger.api_key holds a secret.*environment"),
     ("prompter.sampling.temperature=0", r"prompter.sampling.temperature=0 is invalid.*sampled"),
+    ("prompter.rewrite=both", r"prompter.rewrite='both' is invalid: valid: full, append"),
+    ("sft=instructions sft.instructions=[]", r"sft.instructions=.* is invalid: must be a non-empty list"),
+    ("sft=instructions sft.n_examples=0", r"sft.n_examples=0 is invalid"),
+    ("sft=instructions sft.learning_rate=0", r"sft.learning_rate=0 is invalid"),
 ])
 def test_bad_values_are_named(override, match):
     with pytest.raises(ConfigError, match=match):
-        validate(compose("experiment=smoke", override))
+        validate(compose("experiment=smoke", *override.split()))
 
 
 def test_missing_offline_asset_names_the_package(monkeypatch):

@@ -466,3 +466,84 @@ def test_cli_error_is_one_line(hub, tmp_path):
     assert out.stdout == ""
     assert out.stderr.strip().count("\n") == 0
     assert out.stderr.startswith(f"alignpro: dataset.path '{tmp_path / 'missing'}' does not exist")
+
+
+# ---- dataset=jsonl: a user's own file ----------------------------------------------------------------------------
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def user_rows(n=20):
+    return [{"question": f"Question {i}: how does café {i} work?", "good": f"Short answer {i}.",
+             "bad": "" if i % 5 == 0 else f"A long and winding answer {i}.", "uid": f"u{i}"} for i in range(n)]
+
+
+def test_jsonl_and_csv_files_give_the_same_records_and_a_seeded_heldout(tmp_path):
+    import csv
+
+    rows = user_rows()
+    jsonl = write_jsonl(tmp_path / "mine.jsonl", rows)
+    with (tmp_path / "mine.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    fields = ["dataset.prompt_field=question", "dataset.chosen_field=good", "dataset.rejected_field=bad",
+              "dataset.id_field=uid", "dataset.heldout=5"]
+    a = load_splits(compose("dataset=jsonl", f"dataset.path={jsonl}", *fields).dataset)
+    b = load_splits(compose("dataset=jsonl", f"dataset.path={tmp_path / 'mine.csv'}", *fields).dataset)
+    assert a.train == b.train and a.heldout == b.heldout
+    assert len(a.heldout) == 5 and len(a.train) == 15
+    assert {r["prompt"] for r in a.train} | {r["prompt"] for r in a.heldout} == {r["question"] for r in rows}
+    rec = next(r for r in a.train + a.heldout if r["source_id"] == "u0")
+    assert rec["chosen"] == "Short answer 0." and rec["rejected"] is None  # an empty cell is no pair
+    assert a.info["train"]["pairs"] + a.info["heldout"]["pairs"] == 16
+    c = load_splits(compose("dataset=jsonl", f"dataset.path={jsonl}", *fields, "seed=7").dataset)
+    assert c.heldout == a.heldout  # the split is fixed by split_seed, not the run's seed
+    d = load_splits(compose("dataset=jsonl", f"dataset.path={jsonl}", *fields, "dataset.split_seed=1").dataset)
+    assert d.heldout != a.heldout
+
+
+def test_jsonl_prompts_alone_are_enough(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"p{i}"} for i in range(10)])
+    s = load_splits(compose("dataset=jsonl", f"dataset.path={path}", "dataset.chosen_field=null",
+                            "dataset.rejected_field=null").dataset)
+    assert len(s.train) == 8 and all(r["chosen"] is None and r["rejected"] is None for r in s.train)
+
+
+@pytest.mark.parametrize("content, overrides, match", [
+    (None, [], "needs dataset.path"),
+    ("missing", [], "does not exist"),
+    ("suffix", [], "unknown suffix; valid: .jsonl, .csv"),
+    ('{"prompt": "a"}\n{"prompt": oops}\n', [], "line 2 is not valid JSON"),
+    ('["a list"]\n', [], "line 1 is a JSON list"),
+    ('{"prompt": "a"}\n{"text": "b"}\n', [], "row 2 has no prompt field 'prompt'; its fields are: text"),
+    ('{"text": "a"}\n', [], "has no prompt field 'prompt'; its columns are: text"),
+    ('{"prompt": "a", "chosen": "c"}\n' * 5, ["dataset.rejected_field=worse"], "no field 'worse'"),
+    ("", [], "is empty"),
+    ('{"prompt": ""}\n{"prompt": "  "}\n{"prompt": ""}\n', ["dataset.heldout=1", "dataset.chosen_field=null",
+                                                             "dataset.rejected_field=null"], "empty_prompt 3"),
+])
+def test_bad_user_files_are_one_clear_error(tmp_path, content, overrides, match):
+    if content is None:
+        path_override = []
+    elif content == "missing":
+        path_override = [f"dataset.path={tmp_path / 'nope.jsonl'}"]
+    elif content == "suffix":
+        (tmp_path / "data.txt").write_text("x")
+        path_override = [f"dataset.path={tmp_path / 'data.txt'}"]
+    else:
+        (tmp_path / "data.jsonl").write_text(content)
+        path_override = [f"dataset.path={tmp_path / 'data.jsonl'}"]
+    with pytest.raises(DataError, match=match.replace("(", r"\(").replace("[", r"\[")):
+        load_splits(compose("dataset=jsonl", *path_override, *overrides).dataset)
+
+
+def test_the_steerable_world_shares_prompts_and_split_with_the_factual_one(embedded_splits):
+    s = load_splits(compose("dataset=concise").dataset)
+    assert [r["prompt"] for r in s.heldout] == [r["prompt"] for r in embedded_splits.heldout]
+    assert len(s.heldout) == 72 and len(s.train) == 288
+    words = [(len(r["chosen"].split()), len(r["rejected"].split())) for r in s.train]
+    assert all(c <= 25 < r for c, r in words)  # chosen: concise; rejected: the long answer
+    with pytest.raises(DataError, match="dataset.asset 'nope.jsonl' is not shipped; valid: concise_prefs.jsonl"):
+        load_splits(compose("dataset=concise", "dataset.asset=nope.jsonl").dataset)

@@ -66,3 +66,13 @@ def test_stage_timer_and_completion_text():
     assert f(1) == 2 and t.calls["stage"] == 1 and t.seconds["stage"] >= 0
     assert completion_text("plain") == "plain"
     assert completion_text([{"role": "assistant", "content": "a"}]) == "a"
+
+
+def test_append_mode_hands_the_frozen_model_x_followed_by_the_instruction(tmp_path):
+    frozen, reward = EchoFrozen(), RecordingReward()
+    ep = AlignProEpisode(frozen, reward, "original", SampleLog(tmp_path / "s.jsonl"), rewrite="append")
+    ep(prompts=[None, None], completions=completions(" Be brief.", ""), x=["Why?", "How?"])
+    assert frozen.seen == ["Why? Be brief.", "How?"]  # an empty instruction leaves x as it is
+    assert reward.calls[0][0] == ["Why?", "How?"]
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["x_prime"] for r in rows] == ["Why? Be brief.", "How?"]

@@ -72,3 +72,23 @@ def test_load_prompter_loads_a_saved_lora_adapter_folder(tmp_path):
     assert torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(got, untrained, atol=1e-3)  # the adapter is applied, not just the base weights
     assert len(loaded.rewrite(["a", "b"], Sampling(max_new_tokens=3))) == 2
+
+
+def test_compose_rewrite_full_and_append():
+    from alignpro.prompter import compose_rewrite
+
+    assert compose_rewrite("Why is the sky blue?", "Explain the sky.", "full") == "Explain the sky."
+    assert compose_rewrite("Why is the sky blue?", "  Be brief.\n", "append") == "Why is the sky blue? Be brief."
+    with pytest.raises(ValueError, match="prompter.rewrite='both' is unknown; valid: full, append"):
+        compose_rewrite("x", "y", "both")
+
+
+def test_append_prompter_keeps_x_in_every_rewrite(tiny_lm):
+    model, tok = tiny_lm
+    p = Prompter(model, tok, "Add an instruction: [PROMPT]", batch_size=2, mode="append")
+    xs = ["How do tides work?", "What is a prime?", "Why do cats purr?"]
+    out = p.rewrite(xs, Sampling(max_new_tokens=4))
+    raw = p.generate(xs, Sampling(max_new_tokens=4, temperature=0))
+    assert all(o.startswith(x) for o, x in zip(out, xs, strict=True))
+    greedy = p.rewrite(xs, Sampling(max_new_tokens=4, temperature=0))
+    assert greedy == [f"{x} {g.strip()}".strip() for x, g in zip(xs, raw, strict=True)]

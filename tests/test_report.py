@@ -166,6 +166,15 @@ def test_comparison_report_pools_seeds_per_arm_and_computes_gap_closed(arms_swee
     assert "embedded: tiny → tiny" in md and "gap closed" in md
     for stem in ("figure2_mean", "figure3_variance"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 10_000
+    # paired differences beside the unpaired intervals: 6 prompts × 2 seeds pairs, the mean difference of the means
+    pairs = row["paired"]
+    assert set(pairs) >= {"alignpro - no_finetune", "alignpro - base_prompter", "rlhf - alignpro"}
+    for name, p in pairs.items():
+        first, second = name.split(" - ")
+        assert p["n_pairs"] == 12 and p["seeds"] == [0, 1]
+        assert p["diff_mean"] == pytest.approx(a[first]["reward_mean"] - a[second]["reward_mean"])
+        assert p["diff_ci_low"] <= p["diff_mean"] <= p["diff_ci_high"]
+    assert "## Paired differences" in md and "| alignpro − no_finetune |" in md
 
 
 def test_a_failed_job_leaves_the_others_and_the_report_names_it(tmp_path):

@@ -1,0 +1,132 @@
+"""Paired comparison of arms (alignpro/compare.py): hand-computed statistics, pairing by prompt and seed, and the
+comparison written from real runs of a real multirun with the Hydra callback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from alignpro.compare import compare, comparison, load_runs, paired, sentence
+from alignpro.metrics import paired_difference
+from tests.conftest import ROOT
+
+
+def test_paired_difference_on_a_hand_computed_case():
+    a, b = [3.0, 5.0, 7.0, 9.0], [1.0, 4.0, 6.0, 5.0]  # differences 2, 1, 1, 4
+    out = paired_difference(a, b, n_resamples=500)
+    assert out["diff_mean"] == pytest.approx(2.0)
+    assert out["n_pairs"] == 4 and out["share_a_better"] == 1.0
+    assert 1.0 <= out["diff_ci_low"] <= 2.0 <= out["diff_ci_high"] <= 4.0
+    with pytest.raises(ValueError, match="pairs"):
+        paired_difference([1.0], [1.0, 2.0])
+
+
+def test_pairing_removes_the_shared_prompt_difficulty():
+    """Arm a is exactly 0.5 better on every prompt, but prompts differ by ±10: paired, the interval is the point
+    0.5; had the pairing been lost (each side resampled on its own) it would be ±several units wide."""
+    difficulty = [(-1) ** i * 10.0 + i for i in range(40)]
+    a = [d + 0.5 for d in difficulty]
+    out = paired_difference(a, difficulty, n_resamples=500)
+    assert out["diff_ci_low"] == pytest.approx(0.5) and out["diff_ci_high"] == pytest.approx(0.5)
+    shuffled = difficulty[1:] + difficulty[:1]  # the same values, pairing broken
+    broken = paired_difference(a, shuffled, n_resamples=500)
+    assert broken["diff_ci_high"] - broken["diff_ci_low"] > 5
+
+
+def _runs(rewards_by_seed: dict[int, dict[str, float]]) -> dict[int, dict]:
+    return {s: {"rewards": r} for s, r in rewards_by_seed.items()}
+
+
+def test_paired_matches_prompts_and_seeds_not_positions():
+    a = _runs({0: {"p": 2.0, "q": 5.0, "only_a": 100.0}, 1: {"p": 3.0}, 2: {"p": 50.0}})
+    b = _runs({0: {"q": 4.0, "p": 1.0}, 1: {"p": 1.0}, 3: {"p": -50.0}})
+    out = paired(a, b, n_resamples=200)
+    # pairs: seed 0 p (1), seed 0 q (1), seed 1 p (2); prompt only_a and seeds 2/3 have no partner
+    assert out["n_pairs"] == 3 and out["seeds"] == [0, 1]
+    assert out["diff_mean"] == pytest.approx(4 / 3)
+    assert paired(a, _runs({5: {"p": 0.0}})) is None
+
+
+def test_sentence_says_what_the_interval_says():
+    p = {"diff_mean": 1.2, "diff_ci_low": 0.4, "diff_ci_high": 2.0, "n_pairs": 72}
+    assert "beat" in sentence({"alignpro - no_finetune": p}) and "excludes 0" in sentence({"alignpro - no_finetune": p})
+    p.update(diff_ci_low=-0.1)
+    assert "cannot tell" in sentence({"alignpro - no_finetune": p})
+    p.update(diff_mean=-1.0, diff_ci_low=-2.0, diff_ci_high=-0.5)
+    assert "did not beat" in sentence({"alignpro - no_finetune": p}) and "worse" in sentence(
+        {"alignpro - no_finetune": p})
+    assert "nothing to compare" in sentence({})
+
+
+def test_comparison_pools_per_arm_and_pairs_every_pair():
+    runs = {arm: {0: {"rewards": {"x": v, "y": v + 1}, "all_rewards": [v, v + 1], "metrics": {}, "curve": []}}
+            for arm, v in (("no_finetune", 0.0), ("base_prompter", 1.0), ("alignpro", 3.0))}
+    res = comparison(runs, n_resamples=200)
+    assert list(res["arms"]) == ["no_finetune", "base_prompter", "alignpro"]
+    assert res["arms"]["alignpro"]["mean"] == pytest.approx(3.5)
+    assert set(res["pairs"]) == {"alignpro - no_finetune", "alignpro - base_prompter", "base_prompter - no_finetune"}
+    assert res["pairs"]["alignpro - no_finetune"]["diff_mean"] == pytest.approx(3.0)
+    assert res["sentence"].startswith("Align-Pro beat")
+
+
+@pytest.fixture(scope="module")
+def demo_sweep(tmp_path_factory):
+    """`experiment=demo` itself (its sweep of the arms, its Hydra callback), on tiny models: a real multirun."""
+    sweep = tmp_path_factory.mktemp("demo") / "sweep"
+    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=demo", "prompter=tiny", "frozen=tiny",
+           "reward=tiny", "trainer.max_steps=2", "eval.n_prompts=6", "sft.n_examples=8", "prompter.lora={r: 4}",
+           "eval.bootstrap_resamples=200", "logger.mode=offline", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep, proc.stdout
+
+
+def test_demo_sweep_ends_with_the_table_the_sentence_and_comparison_json(demo_sweep):
+    sweep, stdout = demo_sweep
+    res = json.loads((sweep / "comparison.json").read_text())
+    assert set(res["arms"]) == {"no_finetune", "base_prompter", "alignpro"}
+    assert all(a["n"] == 6 for a in res["arms"].values())
+    pair = res["pairs"]["alignpro - no_finetune"]
+    assert pair["n_pairs"] == 6 and pair["diff_ci_low"] <= pair["diff_mean"] <= pair["diff_ci_high"]
+    # the numbers are the runs' own: recompute the paired mean from the two eval_samples.jsonl files
+    rows = {arm: {r["x"]: r["r"] for r in map(json.loads, (sweep / d / "eval_samples.jsonl").read_text().splitlines())}
+            for arm, by_seed in res["runs"].items() for d in [next(iter(by_seed.values()))]}
+    diffs = [rows["alignpro"][x] - rows["no_finetune"][x] for x in rows["alignpro"]]
+    assert pair["diff_mean"] == pytest.approx(sum(diffs) / len(diffs))
+    assert res["sentence"] in stdout and "| paired difference |" in stdout
+    assert (sweep / "comparison.png").stat().st_size > 10_000 and (sweep / "comparison.md").exists()
+    assert res["arms"]["base_prompter"]["menu_rate"] >= 0  # the rate of usable rewrites is recorded
+
+
+def test_demo_comparison_reaches_wandb(demo_sweep):
+    from tests.wandb_offline import read_run
+
+    sweep, _ = demo_sweep
+    run = read_run(sweep / "wandb")
+    assert run["job_type"] == "comparison" and run["group"] == f"sweep-{sweep.name}"
+    logged = {k for row in run["history"] for k in row}  # tables and images are logged as nested keys
+    for key in ("comparison/arms", "comparison/pairs", "comparison/plot"):
+        assert any(k.startswith(key) for k in logged), (key, sorted(logged))
+
+
+def test_compare_cli_rewrites_the_same_numbers(demo_sweep, tmp_path):
+    sweep, _ = demo_sweep
+    res = compare(sweep, tmp_path, wandb_log=False)
+    before = json.loads((sweep / "comparison.json").read_text())
+    assert res["pairs"] == before["pairs"]
+    proc = subprocess.run([sys.executable, "-m", "alignpro.compare", str(tmp_path / "nothing")], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode != 0 and proc.stderr.strip().startswith("alignpro.compare:")
+
+
+def test_two_runs_of_one_arm_and_seed_are_refused(demo_sweep, tmp_path):
+    import shutil
+
+    sweep, _ = demo_sweep
+    runs = load_runs(sweep)
+    src = runs["no_finetune"][0]["dir"]
+    for name in ("a", "b"):
+        shutil.copytree(src, tmp_path / name)
+    with pytest.raises(ValueError, match="two runs of arm 'no_finetune' with seed 0"):
+        load_runs(tmp_path)

@@ -1,0 +1,82 @@
+"""rho_sft (alignpro/sft.py): demonstrations, the usable-rewrite rate, and the cached supervised stage on a tiny LM."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from alignpro.sft import demonstrations, menu_rate, sft_prompter_path
+from tests.conftest import compose
+
+MENU = ["Answer in one short sentence.", "Be brief.", "Use a numbered list."]
+
+
+def test_demonstrations_pair_train_prompts_with_menu_instructions_uniformly():
+    cfg = compose("experiment=smoke", "meta_prompt=instruction", "sft=instructions", "sft.n_examples=600",
+                  f"sft.instructions=[{','.join(repr(m) for m in MENU)}]")
+    records = [{"prompt": f"question {i}?"} for i in range(50)]
+    rows = demonstrations(records, cfg.prompter, cfg.sft)
+    assert len(rows) == 600
+    targets = Counter(r["completion"][0]["content"] for r in rows)
+    assert set(targets) == set(MENU) and min(targets.values()) > 150  # uniform: ~200 each
+    assert "question 0?" in rows[0]["prompt"][-1]["content"] and "question 0?" in rows[50]["prompt"][-1]["content"]
+    assert rows == demonstrations(records, cfg.prompter, cfg.sft)  # seeded
+    full = demonstrations(records, compose("experiment=smoke", "sft=instructions").prompter, cfg.sft)
+    assert full[0]["completion"][0]["content"] == f"question 0? {rows[0]['completion'][0]['content']}"
+
+
+def test_menu_rate_counts_x_followed_by_a_menu_instruction():
+    xs = ["Why?", "How?", "What?", "When?"]
+    rewrites = ["Why? be   brief.", "How? Use a numbered list.", "What? Tell me a joke.", "The answer is 4."]
+    assert menu_rate(xs, rewrites, MENU) == 0.5
+    assert menu_rate(["Why?"], ["Why?"], MENU) == 0.0
+
+
+def test_sft_is_off_by_default_and_returns_the_prompter_itself():
+    cfg = compose("experiment=smoke")
+    from alignpro.prompter import prompter_path
+
+    assert sft_prompter_path(cfg.prompter, cfg.sft, [{"prompt": "x"}], "cpu") == prompter_path(cfg.prompter)
+
+
+def test_sft_trains_once_then_reads_the_cache_and_logs_its_curve(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path / "cache"))
+    cfg = compose("experiment=smoke", "meta_prompt=instruction", "sft=instructions", "sft.n_examples=16",
+                  "sft.batch_size=4", "sft.learning_rate=1e-2")
+    records = [{"prompt": f"question {i}?"} for i in range(8)]
+    logged = []
+    path = sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu", logged.append)
+    stats = json.loads((tmp_path / "cache" / "sft" / path.split("/")[-1] / "stats.json").read_text())
+    assert stats["n_examples"] == 16 and stats["steps"] == 4
+    assert stats["final_loss"] < stats["first_loss"]  # the demonstrations were learned from
+    assert [row["sft/step"] for row in logged] == [1, 2, 3, 4] and all("sft/loss" in row for row in logged)
+    mtime = (tmp_path / "cache" / "sft" / path.split("/")[-1] / "stats.json").stat().st_mtime_ns
+    again = []
+    assert sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu", again.append) == path
+    assert (tmp_path / "cache" / "sft" / path.split("/")[-1] / "stats.json").stat().st_mtime_ns == mtime
+    assert again == logged  # a cached rho_sft still shows its curve in the run that uses it
+    other = sft_prompter_path(cfg.prompter, cfg.sft, records[:4], "cpu")  # other train prompts: another rho_sft
+    assert other != path
+    assert not list((tmp_path / "cache" / "sft").glob(".*tmp*"))  # nothing half-written left behind
+
+
+@pytest.mark.integration
+def test_rho_sft_of_smollm2_writes_menu_instructions(tmp_path):
+    """On the real SmolLM2 prompter: before SFT almost no sampled output is a menu instruction; after the default
+    SFT stage most are, and every instruction of the menu is sampled (rho_sft is not collapsed)."""
+    from alignpro.data import load_splits
+    from alignpro.prompter import load_prompter
+    from alignpro.rollout import Sampling
+
+    cfg = compose("experiment=steer")
+    splits = load_splits(cfg.dataset)
+    menu = list(cfg.sft.instructions)
+    xs = [r["prompt"] for r in splits.train[:48]]
+    sampling = Sampling(16, 1.0, 1.0, 0)
+    before = load_prompter(cfg.prompter).rewrite(xs, sampling)
+    rho_sft = load_prompter(cfg.prompter, path=sft_prompter_path(cfg.prompter, cfg.sft, splits.train, "cpu"))
+    after = rho_sft.rewrite(xs, sampling)
+    assert menu_rate(xs, before, menu) < 0.1
+    assert menu_rate(xs, after, menu) > 0.7
+    written = Counter(a[len(x):].strip() for x, a in zip(xs, after, strict=True))
+    assert sum(written[m] > 0 for m in menu) >= 5
