@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import set_seed
 
 from alignpro.assets import resolve_dtype
 from alignpro.episode import AlignProEpisode, OracleEpisode, SampleLog, StageTimer
@@ -99,6 +100,7 @@ def run_method(cfg, *, train_records: list[dict], reward: Reward, frozen: Frozen
     if name in ("base_prompter", "alignpro"):
         with timer("sft"):  # ρ_ref: the prompter as loaded, or ρ_sft (sft=instructions), trained once and cached
             rho_ref = sft_prompter_path(p, cfg.get("sft"), train_records, device, log)
+        set_seed(cfg.seed)  # a ρ_sft trained now or read from the cache: the same random stream after it
     if name == "base_prompter":
         return Arm(name, load_prompter(p, path=rho_ref, device=device, rollout=rollout), frozen)
     if name == "alignpro":

@@ -77,11 +77,34 @@ class Sampling:
             return out
         if self.temperature != 1.0:
             out.append(TemperatureLogitsWarper(self.temperature))
+        if self.top_k != 0 and self.top_p < 1.0:
+            out.append(TopKTopPLogitsWarper(self.top_k, self.top_p))  # the two below in one, on the k survivors
+            return out
         if self.top_k != 0:
             out.append(TopKLogitsWarper(top_k=self.top_k, min_tokens_to_keep=1))
         if self.top_p < 1.0:
             out.append(TopPLogitsWarper(top_p=self.top_p, min_tokens_to_keep=1))
         return out
+
+
+class TopKTopPLogitsWarper:
+    """transformers' ``TopKLogitsWarper`` then ``TopPLogitsWarper`` (min_tokens_to_keep 1), computed on the k
+    survivors only. After top-k every other logit is −inf and has probability 0, so top-p's ascending cumulative
+    sum over the whole vocabulary equals the one over the k survivors: the same tokens are kept with the same
+    logits. What changes is the cost: ``TopPLogitsWarper`` sorts the full vocabulary every step (about 0.4 s per
+    step for 72 rows × 49,152 tokens on a 2-core CPU, more than the model's own decode step), this sorts k values.
+    One difference: at an exact tie with the k-th logit, ``TopKLogitsWarper`` keeps every tied token, this keeps k."""
+
+    def __init__(self, top_k: int, top_p: float):
+        self.top_k, self.top_p = top_k, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        vals, idx = torch.topk(scores, min(self.top_k, scores.size(-1)), dim=-1)  # descending
+        ascending = vals.flip(-1)
+        remove = ascending.softmax(dim=-1).cumsum(dim=-1) <= (1 - self.top_p)  # as TopPLogitsWarper, ascending
+        remove[..., -1:] = False  # min_tokens_to_keep = 1: the most likely token always stays
+        kept = ascending.masked_fill(remove, float("-inf")).flip(-1)
+        return torch.full_like(scores, float("-inf")).scatter(-1, idx, kept)
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,28 @@ def test_rollout_config_validates_and_defaults():
 def test_warpers_follow_generate_order_and_no_ops():
     from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    assert [type(w) for w in Sampling(5, 1.5, 0.6, 20).warpers()] == \
-        [TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper]
+    from alignpro.rollout import TopKTopPLogitsWarper
+
+    assert [type(w) for w in Sampling(5, 1.5, 0.6, 20).warpers()] == [TemperatureLogitsWarper, TopKTopPLogitsWarper]
+    assert [type(w) for w in Sampling(5, 1.5, 1.0, 20).warpers()] == [TemperatureLogitsWarper, TopKLogitsWarper]
+    assert [type(w) for w in Sampling(5, 1.0, 0.6, 0).warpers()] == [TopPLogitsWarper]
     assert len(Sampling(5, 1.0, 1.0, 0).warpers()) == 0 and len(Sampling(5, 0).warpers()) == 0
+
+
+@pytest.mark.parametrize("top_k,top_p", [(20, 0.6), (5, 0.9), (50, 0.05), (3, 0.999), (1, 0.5)])
+def test_fused_top_k_top_p_equals_generates_two_warpers(top_k, top_p):
+    """Same kept tokens, same logits as TopKLogitsWarper followed by TopPLogitsWarper, on peaked and flat rows."""
+    from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+    from alignpro.rollout import TopKTopPLogitsWarper
+
+    gen = torch.Generator().manual_seed(top_k)
+    scores = torch.randn(16, 1000, generator=gen) * torch.linspace(0.1, 8, 16)[:, None]
+    ids = torch.zeros(16, 1, dtype=torch.long)
+    ref = TopPLogitsWarper(top_p, min_tokens_to_keep=1)(ids, TopKLogitsWarper(top_k, min_tokens_to_keep=1)(ids, scores))
+    out = TopKTopPLogitsWarper(top_k, top_p)(ids, scores.clone())
+    assert torch.equal(torch.isinf(out), torch.isinf(ref))
+    assert torch.equal(out[~torch.isinf(out)], ref[~torch.isinf(ref)])
 
 
 def test_compiled_greedy_token_identical_to_generate(lively_lm):

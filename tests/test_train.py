@@ -102,13 +102,15 @@ def test_align_pro_trains_against_a_frozen_model_behind_a_real_api(smollm2_serve
     assert len(samples) == rollouts and all(isinstance(s["y"], str) for s in samples)
 
 
-@pytest.mark.parametrize("method", ["no_finetune", "alignpro"])
-def test_a_run_does_not_depend_on_whether_the_reward_was_cached(method, tmp_path, monkeypatch):
-    """The first run fits the BT reward (drawing random numbers), the second reads it from the cache; training and
-    evaluation are re-seeded, so both runs sample the same answers and get the same rewards."""
+@pytest.mark.parametrize("method,extra", [("no_finetune", ()), ("alignpro", ()),
+                                          ("alignpro", ("meta_prompt=instruction", "sft=instructions",
+                                                        "sft.n_examples=4", "sft.batch_size=2"))])
+def test_a_run_does_not_depend_on_whether_the_reward_was_cached(method, extra, tmp_path, monkeypatch):
+    """The first run fits the BT reward (and rho_sft), drawing random numbers; the second reads them from the cache;
+    training and evaluation are re-seeded, so both runs sample the same answers and get the same rewards."""
     monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path / "cache"))
     cfg = compose("experiment=smoke", f"method={method}", "logger=none", "trainer.max_steps=1",
-                  "eval.answer_shift=false")
+                  "eval.answer_shift=false", *extra)
     cold = train(cfg, tmp_path / "cold")
     warm = train(cfg, tmp_path / "warm")
     assert cold["reward_model"]["cached"] is False and warm["reward_model"]["cached"] is True
