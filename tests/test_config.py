@@ -23,8 +23,8 @@ def test_every_group_has_the_options_the_design_names():
     assert GROUPS["method"] == ["alignpro", "base_prompter", "no_finetune", "rlhf"]
     assert GROUPS["trainer"] == ["grpo", "rloo"]
     assert GROUPS["logger"] == ["none", "wandb"]
-    assert {"smoke", "embedded", "steer", "demo", "ablation/lam", "ablation/reward_prompt", "ablation/trainer", "ablation/k",
-            "ablation/meta_prompt"} <= set(GROUPS["experiment"])
+    assert {"smoke", "embedded", "steer", "demo", "ablation/lam", "ablation/lam_steer", "ablation/reward_prompt",
+            "ablation/trainer", "ablation/k", "ablation/meta_prompt"} <= set(GROUPS["experiment"])
 
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g, opts in GROUPS.items() for o in opts])
