@@ -29,7 +29,7 @@ from alignpro.metrics import mean, paired_difference, summarize
 PAIRS = (("alignpro", "no_finetune"), ("alignpro", "base_prompter"), ("rlhf", "alignpro"), ("rlhf", "no_finetune"),
          ("base_prompter", "no_finetune"))
 ARM_ORDER = ("no_finetune", "base_prompter", "alignpro", "rlhf")
-LABELS = {"no_finetune": "no fine-tuning (π_F answers x)", "base_prompter": "base prompter (ρ_ref, untrained)",
+LABELS = {"no_finetune": "no fine-tuning (π_F answers x)", "base_prompter": "base prompter (ρ_ref, before RL)",
           "alignpro": "Align-Pro (trained ρ)", "rlhf": "RLHF oracle (π_F trained)"}
 
 
