@@ -12,7 +12,7 @@ Two engines sit behind it, chosen by the ``rollout`` config block (:class:`Rollo
   one-token decode steps whose every input has a fixed shape and address (the attention mask is allocated once at
   the cache's full length; causality hides the not-yet-written slots), so the step can be wrapped in
   ``torch.compile(mode="reduce-overhead")``, i.e. replayed as a CUDA graph. On the GPU anchors
-  (``/work/shared/reference/gpu-anchors.md``) eager decoding at batch 64 is bound by kernel launches (≈ 82 ms per
+  (``docs/gpu-anchors.md``) eager decoding at batch 64 is bound by kernel launches (≈ 82 ms per
   step for the 8B shape against a 10.6 ms weight-streaming floor); a graph-replayed static-cache step is what
   removes that overhead. Rows stop individually at EOS (they then emit padding, as in ``generate``) and the loop
   exits as soon as every row has finished. Sampling reuses transformers' own ``TemperatureLogitsWarper``,

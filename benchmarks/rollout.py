@@ -2,7 +2,7 @@
 ``alignpro.rollout``'s compiled engine (static KV cache, own decode loop, compiled step on CUDA), same process, same
 random-weight models, same inputs.
 
-    python benchmarks/rollout.py --device cuda                 # paper shapes (gpu-anchors.md): 8B frozen, 1.5B prompter
+    python benchmarks/rollout.py --device cuda         # paper shapes (docs/gpu-anchors.md): 8B frozen, 1.5B prompter
     python benchmarks/rollout.py --device cpu --quick          # small shapes, < 1 minute on 2 CPU cores
 
 Fixed-length decoding (no EOS, ``max_new_tokens`` steps), sampling with top_k 0 / top_p 1 as in the anchors, timing
@@ -27,7 +27,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 
 from alignpro.rollout import Sampling, decode
 
-H100_READ_BW = 1.51e12  # bytes/s, gpu-anchors.md (device-to-device copy 3.02 TB/s read+write)
+H100_READ_BW = 1.51e12  # bytes/s, docs/gpu-anchors.md (device-to-device copy 3.02 TB/s read+write)
 
 PAPER = {
     "frozen_llama31_8b": (LlamaForCausalLM, LlamaConfig(
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         "full_step_breakdown": {p: {n: rows[n][p]["seconds"] for n in rows} for p in ("hf", "compiled")},
         "full_step_speedup": step["hf"] / step["compiled"],
         "note": "full step = prompter rewrite generation + frozen answer generation, the ~97 % of an Align-Pro "
-                "step that is generation (gpu-anchors.md); training (~1 s at the paper shape) is not timed here",
+                "step that is generation (docs/gpu-anchors.md); training (~1 s at the paper shape) is not timed here",
     }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
