@@ -79,7 +79,7 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _atomic_dir(target: Path) -> Path:
+def atomic_dir(target: Path) -> Path:
     """A temp sibling to build into; renamed onto ``target`` when complete, so a crash never leaves half a folder."""
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def export_smollm2() -> Path:
     plain.load_state_dict(model.state_dict())
     plain.tie_weights()
     plain.generation_config.pad_token_id = tok.pad_token_id
-    tmp = _atomic_dir(target)
+    tmp = atomic_dir(target)
     plain.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     tmp.rename(target)
@@ -164,7 +164,7 @@ def tiny_model_dir(kind: str, seed: int = 0, hidden_size: int = 64, num_layers: 
         model.generation_config.eos_token_id = tok.eos_token_id
     else:
         model = AutoModel.from_config(BertConfig(**common, max_position_embeddings=512))
-    tmp = _atomic_dir(target)
+    tmp = atomic_dir(target)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     try:

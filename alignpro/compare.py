@@ -23,6 +23,8 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
+
 from alignpro.metrics import mean, paired_difference, summarize
 
 # (a, b) pairs reported as a − b, in this order, when both arms ran.
@@ -205,12 +207,6 @@ def compare(sweep_dir: str | Path, out: str | Path | None = None, wandb_log: boo
     if wandb_log:
         res["wandb"] = log_wandb(res, Path(res["plot"]), out, name=f"comparison:{Path(sweep_dir).name}")
     return res
-
-
-try:  # the Hydra callback that runs the comparison when a multirun of the arms ends (experiment=demo)
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a dependency
-    Callback = object
 
 
 class ComparisonCallback(Callback):

@@ -19,8 +19,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_INSTRUCTIONS = ("Answer in one short sentence.", "Be brief.", "Use a numbered list.", "Explain it simply.",
-                        "Answer step by step, in detail.", "Give a detailed answer with examples.")
+
+def default_menu() -> list[str]:
+    """The instruction menu of ``sft=instructions`` (conf/sft/instructions.yaml), for configs without one."""
+    from omegaconf import OmegaConf
+
+    from alignpro import CONF_DIR
+
+    return list(OmegaConf.load(Path(CONF_DIR) / "sft" / "instructions.yaml").instructions)
 
 
 def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict:
@@ -94,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise SystemExit(f"alignpro.lever: {err}") from None
     except (HydraException, OmegaConfBaseException) as err:
         raise SystemExit(f"alignpro.lever: {' '.join(str(err).split())}") from None
-    menu = args.instruction or list((cfg.get("sft") or {}).get("instructions") or DEFAULT_INSTRUCTIONS)
+    menu = args.instruction or list((cfg.get("sft") or {}).get("instructions") or default_menu())
     quiet_library_noise()
     from alignpro.train import pick_device
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from alignpro import CONF_DIR
-from alignpro.compare import PAIRS, by_prompt, paired, read_jsonl
+from alignpro.compare import ARM_ORDER, PAIRS, by_prompt, paired, read_jsonl
 from alignpro.metrics import bootstrap_ci, gap_closed, mean, sample_variance, summarize, win_tie_loss
 
 IGNORED = ("seed",)  # varied on purpose to average over, never a factor
@@ -221,7 +221,7 @@ def ablation_report(sweep_dir: str | Path, out: str | Path, by: list[str] | None
 
 
 # ---- the paper's comparison: Table 1 (judge win / tie / loss) and Figures 2–3 (reward mean and variance) ----------
-ARMS = ("no_finetune", "base_prompter", "alignpro", "rlhf")
+ARMS = ARM_ORDER
 ARM_LABELS = {"no_finetune": "No fine-tuning", "base_prompter": "Base prompter (D2)", "alignpro": "Align-Pro",
               "rlhf": "Oracle (RLHF)"}
 ARM_COLORS = {"no_finetune": "#8c8c8c", "base_prompter": "#c9b27c", "alignpro": "#1f77b4", "rlhf": "#2ca02c"}

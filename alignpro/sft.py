@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from alignpro.assets import _atomic_dir, cache_dir, fingerprint
+from alignpro.assets import atomic_dir, cache_dir, fingerprint
 from alignpro.prompter import compose_rewrite, prompter_path, rewrite_conversation
 
 log = logging.getLogger("alignpro")
@@ -97,7 +98,7 @@ def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -
     from alignpro.trainer import JsonlLog, RewardKLProgress
 
     disable_progress_bars()  # per-stage "Tokenizing train dataset" bars; the SFT bar below shows the work
-    tmp = _atomic_dir(target)
+    tmp = atomic_dir(target)
     on_cpu = device == "cpu"
     args = SFTConfig(
         output_dir=str(tmp / "checkpoints"),
@@ -131,8 +132,6 @@ def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -
              "first_loss": losses[0] if losses else None, "seconds": round(time.perf_counter() - start, 1),
              "instructions": list(sft_cfg.instructions), "base": base}
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
-    import shutil
-
     shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
     try:
         tmp.rename(target)
