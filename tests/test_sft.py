@@ -30,6 +30,7 @@ def test_menu_rate_counts_x_followed_by_a_menu_instruction():
     rewrites = ["Why? be   brief.", "How? Use a numbered list.", "What? Tell me a joke.", "The answer is 4."]
     assert menu_rate(xs, rewrites, MENU) == 0.5
     assert menu_rate(["Why?"], ["Why?"], MENU) == 0.0
+    assert menu_rate(["Why?"], ["Huh? Be brief."], MENU) == 0.0  # a menu instruction after something other than x
 
 
 def test_sft_is_off_by_default_and_returns_the_prompter_itself():
