@@ -73,9 +73,13 @@ def test_rho_sft_of_smollm2_writes_menu_instructions(tmp_path):
     splits = load_splits(cfg.dataset)
     menu = list(cfg.sft.instructions)
     xs = [r["prompt"] for r in splits.train[:48]]
+    from transformers import set_seed
+
     sampling = Sampling(16, 1.0, 1.0, 0)
+    set_seed(0)  # sampled rewrites: the same draws on every machine
     before = load_prompter(cfg.prompter).rewrite(xs, sampling)
     rho_sft = load_prompter(cfg.prompter, path=sft_prompter_path(cfg.prompter, cfg.sft, splits.train, "cpu"))
+    set_seed(0)
     after = rho_sft.rewrite(xs, sampling)
     assert menu_rate(xs, before, menu) < 0.1
     assert menu_rate(xs, after, menu) > 0.7
