@@ -23,7 +23,7 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m alignpro.train --multirun experiment=demo $(ARGS)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rsfE $(ARGS)  # -rsfE: name every skip, failure and error
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

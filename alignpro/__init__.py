@@ -1,7 +1,9 @@
 """alignpro: reference implementation of Align-Pro (Trivedi et al., AAAI 2025).
 
 Align a frozen LLM without touching its weights: RL-fine-tune a small prompter ρ(x'|x) to maximise
-E[r(x, y)] - λ·KL(ρ || ρ_ref), y ~ π_F(·|x'). Entry point: ``python -m alignpro.train`` (Hydra).
+E[r(x, y)] - λ·KL(ρ || ρ_ref), y ~ π_F(·|x') (eq. 9, written out in ``alignpro/methods/alignpro.py``).
+Entry point: ``python -m alignpro.train`` (Hydra). Labels D1–D11 in comments are the design decisions of
+``docs/decisions.md``; the paper's equations, tables and prompts are in ``docs/paper.md``.
 """
 
 from pathlib import Path

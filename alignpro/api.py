@@ -15,7 +15,7 @@ Design:
 * **Never a silent empty answer**: a request that finally fails raises :class:`ChatAPIError` naming the base URL,
   the model and the last error; nothing is ever filled in for it. An answer that *is* an empty string (the model
   stopped at once) is returned as the model's answer, but counted (``stats.empty``) and logged.
-* **Sampling** (:class:`alignpro.rollout.Sampling`, D8): ``temperature``/``top_p`` map directly and
+* **Sampling** (:class:`alignpro.generation.Sampling`, D8): ``temperature``/``top_p`` map directly and
   ``max_new_tokens`` becomes ``max_tokens``. ``top_k`` is not in the OpenAI schema, so how it travels is the
   ``extra_sampling`` setting, per server: ``top_k`` sends it as an extra body field (vLLM, SGLang, llama.cpp);
   ``generation_config`` sends a ``transformers.GenerationConfig`` as JSON (``transformers serve`` rejects a bare
@@ -36,25 +36,26 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import math
 import os
 import random
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
-from alignpro.rollout import Sampling
+from alignpro.schema import ENV_NAME, EXTRA_SAMPLING
+
+if TYPE_CHECKING:
+    from alignpro.generation import Sampling
 
 log = logging.getLogger("alignpro.api")
 
-EXTRA_SAMPLING = ("top_k", "generation_config", "none")
 RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
 NO_KEY = "EMPTY"  # what vLLM's docs send to a server started without --api-key
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What to check when the server refuses a request outright (the status says the request itself is wrong).
 STATUS_HINTS = {
     400: "the server refused the request: check `model` (a server pinned to one model refuses others) and the "
@@ -123,20 +124,38 @@ class ChatClient:
     stats: RequestStats = field(default_factory=RequestStats, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        url = urlparse(self.base_url or "")
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise ValueError(f"base_url={self.base_url!r} is invalid: use http(s)://host[:port]/v1")
-        if not self.model:
-            raise ValueError("model must name the served model (what the server's /v1/models lists)")
-        if self.api_key_env is not None and not ENV_NAME.match(self.api_key_env):
-            # Never echo the value: someone may have pasted the key itself here.
-            raise ValueError("api_key_env must be the *name* of an environment variable (e.g. OPENAI_API_KEY), "
-                             "not the key; or null for a server without authentication")
-        if self.max_concurrency < 1 or self.timeout_s <= 0 or self.max_retries < 0 or self.backoff_s < 0:
-            raise ValueError(f"need max_concurrency ≥ 1, timeout_s > 0, max_retries ≥ 0, backoff_s ≥ 0; got "
-                             f"{self.max_concurrency}, {self.timeout_s}, {self.max_retries}, {self.backoff_s}")
-        if self.extra_sampling not in EXTRA_SAMPLING:
-            raise ValueError(f"extra_sampling={self.extra_sampling!r} is invalid; valid: {', '.join(EXTRA_SAMPLING)}")
+        """The endpoint's rules, checked once: :func:`alignpro.config.validate` builds a client from the config
+        before anything loads and reports the first failure with the group's name in front."""
+        url = urlparse(self.base_url) if isinstance(self.base_url, str) else None
+
+        def integer(v, low: int) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+        def number(v, low: float, strict: bool) -> bool:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            return ok and (v > low if strict else v >= low)
+
+        checks = (
+            ("base_url", url is not None and url.scheme in ("http", "https") and bool(url.netloc),
+             "must be an http(s) URL of the server's OpenAI root, e.g. http://localhost:8000/v1"),
+            ("model", isinstance(self.model, str) and bool(self.model),
+             "must name the served model (as the server's /v1/models lists it)"),
+            ("max_concurrency", integer(self.max_concurrency, 1), "must be an integer > 0"),
+            ("timeout_s", number(self.timeout_s, 0, True), "must be a number > 0"),
+            ("max_retries", integer(self.max_retries, 0),
+             "must be an integer ≥ 0 (extra attempts after a retryable failure)"),
+            ("backoff_s", number(self.backoff_s, 0, False), "must be a number ≥ 0"),
+            ("extra_sampling", self.extra_sampling in EXTRA_SAMPLING, f"valid: {', '.join(EXTRA_SAMPLING)}"),
+        )
+        for key, ok, valid in checks:
+            if not ok:
+                raise ValueError(f"{key}={getattr(self, key)!r} is invalid: {valid}")
+        env = self.api_key_env
+        if env is not None and not (isinstance(env, str) and ENV_NAME.match(env)):
+            # The value is not echoed: it may be the key itself, pasted in the wrong place.
+            raise ValueError("api_key_env must be the NAME of an environment variable holding the key (e.g. "
+                             "OPENAI_API_KEY), or null for a server without authentication; export the key in that "
+                             "variable, never put it in a config")
         self._lock = threading.Lock()
         self._warned_top_k = False
 
@@ -144,8 +163,8 @@ class ChatClient:
     def from_config(cls, cfg) -> ChatClient:
         """From a config node with the keys of ``conf/frozen/openai_api.yaml`` (``judge/openai_api.yaml`` too)."""
         return cls(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.get("api_key_env"),
-                   max_concurrency=cfg.max_concurrency, timeout_s=float(cfg.timeout_s),
-                   max_retries=cfg.max_retries, backoff_s=float(cfg.backoff_s),
+                   max_concurrency=cfg.max_concurrency, timeout_s=cfg.timeout_s,
+                   max_retries=cfg.max_retries, backoff_s=cfg.backoff_s,
                    extra_sampling=cfg.get("extra_sampling", "top_k"))
 
     @property

@@ -20,59 +20,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from alignpro.methods import METHODS
 from alignpro.metrics import mean, paired_difference, summarize
+from alignpro.report.runs import load_runs
 
 # (a, b) pairs reported as a − b, in this order, when both arms ran.
 PAIRS = (("alignpro", "no_finetune"), ("alignpro", "base_prompter"), ("rlhf", "alignpro"), ("rlhf", "no_finetune"),
          ("base_prompter", "no_finetune"))
-ARM_ORDER = ("no_finetune", "base_prompter", "alignpro", "rlhf")
-LABELS = {"no_finetune": "no fine-tuning (π_F answers x)", "base_prompter": "base prompter (ρ_ref, before RL)",
-          "alignpro": "Align-Pro (trained ρ)", "rlhf": "RLHF oracle (π_F trained)"}
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a run's JSONL file; none when the file is absent (a run that never got that far)."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if path.exists() else []
-
-
-def by_prompt(samples: list[dict]) -> dict[str, list[float]]:
-    """Held-out rewards grouped by prompt x: the unit that pairs two arms (both answered the same x)."""
-    out: dict[str, list[float]] = defaultdict(list)
-    for row in samples:
-        out[row["x"]].append(row["r"])
-    return out
-
-
-def load_runs(sweep_dir: str | Path) -> dict[str, dict[int, dict]]:
-    """{arm: {seed: run}} for every finished job under ``sweep_dir`` (``metrics.json`` present); each run holds
-    its per-prompt mean rewards ``{x: r}`` and its training curve."""
-    import yaml
-
-    root = Path(sweep_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"'{root}' is not a directory of runs")
-    runs: dict[str, dict[int, dict]] = defaultdict(dict)
-    for metrics in sorted(root.rglob("metrics.json")):
-        d = metrics.parent
-        cfg = yaml.safe_load((d / "config.yaml").read_text()) or {}
-        per_prompt = by_prompt(read_jsonl(d / "eval_samples.jsonl"))
-        curve = read_jsonl(d / "train_log.jsonl")
-        arm, seed = cfg["method"]["name"], cfg.get("seed", 0)
-        if seed in runs[arm]:
-            raise ValueError(f"two runs of arm '{arm}' with seed {seed} under '{root}' ({runs[arm][seed]['dir']}, "
-                             f"{d}): compare one sweep at a time")
-        runs[arm][seed] = {"dir": str(d), "rewards": {x: mean(v) for x, v in per_prompt.items()},
-                           "all_rewards": [r for v in per_prompt.values() for r in v],
-                           "metrics": json.loads(metrics.read_text()), "curve": curve}
-    if not runs:
-        raise ValueError(f"no finished runs (with metrics.json) under '{root}'")
-    return runs
+def description(arm: str) -> str:
+    """How the comparison table names an arm (the registry's description; an unknown arm by its name)."""
+    return METHODS[arm].description if arm in METHODS else arm
 
 
 def paired(runs_a: dict[int, dict], runs_b: dict[int, dict], n_resamples: int = 2000) -> dict | None:
@@ -91,7 +54,8 @@ def paired(runs_a: dict[int, dict], runs_b: dict[int, dict], n_resamples: int = 
 
 def comparison(runs: dict[str, dict[int, dict]], n_resamples: int = 2000) -> dict:
     arms = {}
-    for arm in sorted(runs, key=lambda a: ARM_ORDER.index(a) if a in ARM_ORDER else len(ARM_ORDER)):
+    order = list(METHODS)
+    for arm in sorted(runs, key=lambda a: order.index(a) if a in order else len(order)):
         values = [r for run in runs[arm].values() for r in run["all_rewards"]]
         s = summarize(values, n_resamples=n_resamples)
         arms[arm] = {"mean": s["reward_mean"], "ci_low": s["reward_ci_low"], "ci_high": s["reward_ci_high"],
@@ -124,7 +88,7 @@ def markdown(res: dict, where: str) -> str:
     lines = [f"# Align-Pro vs baselines ({where})", "", "| arm | mean r(x, y) | 95 % CI | n | seeds |",
              "|---|---|---|---|---|"]
     for arm, a in res["arms"].items():
-        lines.append(f"| {LABELS.get(arm, arm)} | {a['mean']:.2f} | [{a['ci_low']:.2f}, {a['ci_high']:.2f}] | "
+        lines.append(f"| {description(arm)} | {a['mean']:.2f} | [{a['ci_low']:.2f}, {a['ci_high']:.2f}] | "
                      f"{a['n']} | {', '.join(map(str, a['seeds']))} |")
     lines += ["", "| paired difference | mean | 95 % CI | pairs | a better |", "|---|---|---|---|---|"]
     for name, p in res["pairs"].items():
@@ -146,7 +110,7 @@ def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
            [res["arms"][a]["ci_high"] - m for a, m in zip(names, means, strict=True)]]
     colors = {"no_finetune": "#999999", "base_prompter": "#6baed6", "alignpro": "#2171b5", "rlhf": "#cb181d"}
     ax.bar(range(len(names)), means, yerr=err, capsize=6, color=[colors.get(a, "#777777") for a in names])
-    ax.set_xticks(range(len(names)), [LABELS.get(a, a).split(" (")[0] for a in names], rotation=15)
+    ax.set_xticks(range(len(names)), [description(a).split(" (")[0] for a in names], rotation=15)
     ax.set_ylabel("held-out reward r(x, y), mean ± 95 % CI")
     ax.set_title("Arms on the same held-out prompts")
     ax.axhline(0, color="black", linewidth=0.5)

@@ -13,18 +13,25 @@ import math
 
 from omegaconf import DictConfig, OmegaConf
 
-from alignpro.api import ENV_NAME, EXTRA_SAMPLING
+from alignpro.api import ChatClient
 from alignpro.assets import AssetError, check_available
-from alignpro.episode import REWARD_PROMPTS
-from alignpro.frozen import BACKENDS as FROZEN_BACKENDS
-from alignpro.judge import BACKENDS as JUDGE_BACKENDS
 from alignpro.methods import METHODS
-from alignpro.prompter import PLACEHOLDER, REWRITES
-from alignpro.rollout import ENGINES
-from alignpro.tracking import BACKENDS, SECRET_KEY
-from alignpro.trainer import TRAINERS, lora_config
-
-DEVICES = ("auto", "cpu", "cuda")
+from alignpro.schema import (
+    COMPILE,
+    DEVICES,
+    ENGINES,
+    FROZEN_BACKENDS,
+    JUDGE_BACKENDS,
+    LOGGER_BACKENDS,
+    PLACEHOLDER,
+    REWARD_KINDS,
+    REWARD_PROMPTS,
+    REWRITES,
+    SCORE_LINE_MAX_TOKENS,
+    SECRET_KEY,
+    TRAINERS,
+    lora_options,
+)
 
 
 class ConfigError(ValueError):
@@ -69,30 +76,11 @@ def _number(cfg: DictConfig, key: str, low: float, strict: bool = True) -> None:
 
 
 def _api_endpoint(cfg: DictConfig, group: str) -> None:
-    """The keys of an OpenAI-compatible endpoint (alignpro/api.py ChatClient) under ``group``."""
-    from urllib.parse import urlparse
-
-    node = cfg[group]
-    url = node.get("base_url")
-    _require(isinstance(url, str) and urlparse(url).scheme in ("http", "https") and bool(urlparse(url).netloc),
-             f"{group}.base_url", url, "must be an http(s) URL of the server's OpenAI root, e.g. "
-             "http://localhost:8000/v1")
-    _require(isinstance(node.get("model"), str) and bool(node.get("model")), f"{group}.model", node.get("model"),
-             "must name the served model (as the server's /v1/models lists it)")
-    env = node.get("api_key_env")
-    if env is not None and not (isinstance(env, str) and ENV_NAME.match(env)):
-        # The value is not echoed: it may be the key itself, pasted in the wrong place.
-        raise ConfigError(f"{group}.api_key_env must be the NAME of an environment variable holding the key "
-                          "(e.g. OPENAI_API_KEY), or null for a server without authentication; export the key "
-                          "in that variable, never put it in a config")
-    _positive_int(cfg, f"{group}.max_concurrency")
-    _number(cfg, f"{group}.timeout_s", 0)
-    mr = node.get("max_retries")
-    _require(isinstance(mr, int) and not isinstance(mr, bool) and mr >= 0, f"{group}.max_retries", mr,
-             "must be an integer ≥ 0 (extra attempts after a retryable failure)")
-    _number(cfg, f"{group}.backoff_s", 0, strict=False)
-    _require(node.get("extra_sampling", "top_k") in EXTRA_SAMPLING, f"{group}.extra_sampling",
-             node.get("extra_sampling"), f"valid: {', '.join(EXTRA_SAMPLING)}")
+    """The keys of an OpenAI-compatible endpoint under ``group``, by the client's own rules (alignpro/api.py)."""
+    try:
+        ChatClient.from_config(cfg[group])
+    except ValueError as err:
+        raise ConfigError(f"{group}.{err}") from None
 
 
 def validate_judge(cfg: DictConfig) -> None:
@@ -103,6 +91,13 @@ def validate_judge(cfg: DictConfig) -> None:
         _positive_int(cfg, key)
     _sampling(cfg, "judge.sampling")
     _number(cfg, "judge.retry_temperature", 0)
+    constrain = j.get("constrain_scores", False)
+    _require(isinstance(constrain, bool), "judge.constrain_scores", constrain, "must be true or false")
+    # refused, not ignored: an API backend returns free text, so the verdicts would silently be unconstrained
+    _require(not constrain or j.backend == "hf", "judge.constrain_scores", constrain,
+             f"needs backend: hf (a local model); backend '{j.backend}' returns free text: set it to false")
+    _require(not constrain or j.max_new_tokens >= SCORE_LINE_MAX_TOKENS, "judge.max_new_tokens", j.max_new_tokens,
+             f"too small for judge.constrain_scores=true: a score line takes up to {SCORE_LINE_MAX_TOKENS} tokens")
     if j.backend == "openai_api":
         _api_endpoint(cfg, "judge")
     else:
@@ -123,9 +118,11 @@ def validate(cfg: DictConfig) -> None:
     m = cfg.method.name
     _require(m in METHODS, "method.name", m, f"valid: {', '.join(METHODS)}")
     _require(cfg.trainer.name in TRAINERS, "trainer.name", cfg.trainer.name, f"valid: {', '.join(TRAINERS)}")
+    _require(cfg.reward.kind in REWARD_KINDS, "reward.kind", cfg.reward.kind, f"valid: {', '.join(REWARD_KINDS)}")
     _require(cfg.reward.prompt in REWARD_PROMPTS, "reward.prompt", cfg.reward.prompt,
              f"valid: {', '.join(REWARD_PROMPTS)}")
-    _require(cfg.logger.backend in BACKENDS, "logger.backend", cfg.logger.backend, f"valid: {', '.join(BACKENDS)}")
+    _require(cfg.logger.backend in LOGGER_BACKENDS, "logger.backend", cfg.logger.backend,
+             f"valid: {', '.join(LOGGER_BACKENDS)}")
     k = cfg.trainer.num_generations
     _require(isinstance(k, int) and k >= 2, "trainer.num_generations", k,
              "RLOO/GRPO need k ≥ 2 rewrites per prompt (leave-one-out baseline)")
@@ -138,25 +135,25 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.trainer.learning_rate > 0, "trainer.learning_rate", cfg.trainer.learning_rate, "must be > 0")
     for key in ("prompter.sampling", "frozen.sampling", "eval.sampling", "eval.rewrite_sampling"):
         _sampling(cfg, key)
-    policy = {"alignpro": "prompter", "rlhf": "frozen"}.get(m)
+    policy = METHODS[m].trains
     if policy:  # the trained policy's rollouts must be sampled: RLOO/GRPO estimate gradients from samples
         t = cfg[policy].sampling.temperature
         _require(t > 0, f"{policy}.sampling.temperature", t, f"method={m} trains the {policy} from sampled "
                  "rollouts: use a temperature > 0 (1.0 samples the policy itself)")
     if policy:  # a bad LoRA spec of the trained model fails here, not after the models have loaded
         try:
-            lora_config(cfg[policy].get("lora"))
+            lora_options(cfg[policy].get("lora"))
         except ValueError as err:
             raise ConfigError(f"{policy}.lora: {err}") from err
     if cfg.reward.kind == "hf_classifier":
         _require(not OmegaConf.is_missing(cfg.reward, "model_id") and bool(cfg.reward.model_id), "reward.model_id",
                  OmegaConf.select(cfg, "reward.model_id", throw_on_missing=False) or "???",
                  f"reward={cfg.reward.name} needs the reward model: reward.model_id=<hub id or local folder>")
-    r = cfg.get("rollout")
-    if r is not None:  # the generation engine (alignpro/rollout.py)
-        _require(r.get("engine") in ENGINES, "rollout.engine", r.get("engine"), f"valid: {', '.join(ENGINES)}")
-        _require(r.get("compile") in ("auto", True, False), "rollout.compile", r.get("compile"), "auto, true or false")
-        _require(isinstance(r.get("bucket"), bool), "rollout.bucket", r.get("bucket"), "true or false")
+    r = cfg.get("generation")
+    if r is not None:  # the generation engine (alignpro/generation.py)
+        _require(r.get("engine") in ENGINES, "generation.engine", r.get("engine"), f"valid: {', '.join(ENGINES)}")
+        _require(r.get("compile") in COMPILE, "generation.compile", r.get("compile"), "auto, true or false")
+        _require(isinstance(r.get("bucket"), bool), "generation.bucket", r.get("bucket"), "true or false")
     _require(PLACEHOLDER in cfg.prompter.meta_prompt, "prompter.meta_prompt", cfg.prompter.meta_prompt,
              f"must contain the placeholder {PLACEHOLDER} where the user prompt goes")
     mode = cfg.prompter.get("rewrite", "full")
@@ -173,13 +170,14 @@ def validate(cfg: DictConfig) -> None:
     fb = cfg.frozen.backend
     _require(fb in FROZEN_BACKENDS, "frozen.backend", fb, f"valid: {', '.join(FROZEN_BACKENDS)}")
     if fb == "openai_api":
-        _require(m != "rlhf", "frozen.backend", fb, "method=rlhf fine-tunes the frozen model itself (the oracle, D7) "
+        _require(METHODS[m].trains != "frozen", "frozen.backend", fb, f"method={m} fine-tunes the frozen model "
+                 "itself (the oracle, D7) "
                  "and a model behind an API cannot be trained: use a local frozen model (e.g. frozen=llama31_8b)")
         _api_endpoint(cfg, "frozen")
     if "judge" in cfg:
         validate_judge(cfg)
     # Offline assets: only those this run will load (a frozen model behind an API loads nothing here).
-    needs = {"prompter": m in ("alignpro", "base_prompter"), "frozen": fb == "hf", "reward": True}
+    needs = {"prompter": METHODS[m].uses_prompter, "frozen": fb == "hf", "reward": True}
     for role, needed in needs.items():
         if needed:
             try:

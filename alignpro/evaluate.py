@@ -18,18 +18,17 @@ trained prompter.
 
 from __future__ import annotations
 
+from alignpro.generation import Sampling
 from alignpro.methods import Arm
 from alignpro.metrics import mean, summarize
 from alignpro.reward import Reward
-from alignpro.rollout import Sampling
+from alignpro.rundir import Metrics, Sample
 
 
 def eval_samplings(eval_cfg, answer_tokens: int, rewrite_tokens: int) -> tuple[Sampling, Sampling]:
     """(answer sampling, rewrite sampling) from the ``eval`` block."""
-    s = eval_cfg.sampling
-    answer = Sampling(eval_cfg.max_new_tokens or answer_tokens, s.temperature, s.top_p, s.top_k)
-    r = eval_cfg.rewrite_sampling or s
-    rewrite = Sampling(rewrite_tokens, r.temperature, r.top_p, r.top_k)
+    answer = Sampling.from_config(eval_cfg.sampling, eval_cfg.max_new_tokens or answer_tokens)
+    rewrite = Sampling.from_config(eval_cfg.rewrite_sampling or eval_cfg.sampling, rewrite_tokens)
     return answer, rewrite
 
 
@@ -48,19 +47,19 @@ def answer_shift(arm: Arm, xs: list[str], answers: list[str], rewards: list[floa
 
 def evaluate(arm: Arm, prompts: list[str], reward: Reward, answer: Sampling, rewrite: Sampling,
              samples_per_prompt: int = 1, n_resamples: int = 2000, seed: int = 0,
-             shift: bool = False) -> tuple[dict, list[dict]]:
-    """Per-response rewards of ``arm`` on ``prompts``; returns (summary, rows of x, x′, y, r)."""
+             shift: bool = False) -> tuple[Metrics, list[Sample]]:
+    """Per-response rewards of ``arm`` on ``prompts``; returns (summary, the scored samples)."""
     xs = [x for x in prompts for _ in range(samples_per_prompt)]
     rewrites = arm.prompter.rewrite(xs, rewrite, desc="eval: rewrite") if arm.prompter else list(xs)
     answers = arm.responder.answer(rewrites, answer, desc="eval: answer")
     rewards = reward.score(xs, answers)
-    rows = [{"x": x, "x_prime": xp if arm.prompter else None, "y": y, "r": r}
-            for x, xp, y, r in zip(xs, rewrites, answers, rewards, strict=True)]
-    summary = summarize(rewards, n_resamples=n_resamples, seed=seed)
+    summary: Metrics = summarize(rewards, n_resamples=n_resamples, seed=seed)
     summary.update(method=arm.name, n_prompts=len(prompts), samples_per_prompt=samples_per_prompt)
+    direct: list = [None] * len(xs)
+    r_direct: list = [None] * len(xs)
     if shift and arm.prompter is not None:
         stats, direct, r_direct = answer_shift(arm, xs, answers, rewards, reward, answer)
         summary.update(stats)
-        for row, y, r in zip(rows, direct, r_direct, strict=True):
-            row.update(y_direct=y, r_direct=r)
-    return summary, rows
+    samples = [Sample(x, xp if arm.prompter else None, y, r, y_direct=yd, r_direct=rd)
+               for x, xp, y, r, yd, rd in zip(xs, rewrites, answers, rewards, direct, r_direct, strict=True)]
+    return summary, samples

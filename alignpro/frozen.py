@@ -1,10 +1,10 @@
 """The frozen LLM π_F(y|x′): answers the rewritten prompt and is never updated by Align-Pro.
 
-Backends sit behind one interface, :class:`Frozen` (``answer(prompts) -> answers``); the episode and the
+Backends sit behind one interface, :class:`Responder` (``answer(prompts) -> answers``); the episode and the
 evaluation only see that interface. ``frozen.backend`` picks one:
 
-* ``hf``         – :class:`HFFrozen`, a causal LM run in-process with ``transformers``.
-* ``openai_api`` – :class:`APIFrozen`, any OpenAI-compatible chat endpoint (vLLM, TGI, ``transformers serve``, a
+* ``hf``         – :class:`HFResponder`, a causal LM run in-process with ``transformers``.
+* ``openai_api`` – :class:`APIResponder`, any OpenAI-compatible chat endpoint (vLLM, TGI, ``transformers serve``, a
   hosted model) through :class:`alignpro.api.ChatClient` (concurrency, retries, counted failures, no key in
   configs or logs). Such a model can answer but not be trained, so ``method=rlhf`` (the oracle fine-tunes the
   frozen model itself, D7) needs ``hf``; :func:`alignpro.config.validate` says so before anything loads.
@@ -17,12 +17,10 @@ from typing import Any, Protocol
 
 from alignpro.api import ChatClient
 from alignpro.assets import load_causal_lm, resolve_model
-from alignpro.rollout import Rollout, Sampling, generate_chat
-
-BACKENDS = ("hf", "openai_api")
+from alignpro.generation import GenerationEngine, Sampling, chat, generate_chat
 
 
-class Frozen(Protocol):
+class Responder(Protocol):
     """What the episode and the evaluation need from a frozen model."""
 
     def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
@@ -30,7 +28,7 @@ class Frozen(Protocol):
 
 
 @dataclass
-class HFFrozen:
+class HFResponder:
     """A frozen causal LM run in-process with ``transformers``; gradients are never taken through it."""
 
     model: Any
@@ -38,20 +36,19 @@ class HFFrozen:
     sampling: Sampling
     system: str | None = None
     batch_size: int = 8
-    rollout: Rollout = field(default_factory=Rollout)  # generation engine (the `rollout` config block)
+    engine: GenerationEngine = field(default_factory=GenerationEngine)  # the `generation` config block
 
     def __post_init__(self) -> None:
         self.model.requires_grad_(False)
 
     def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
-        turns = [{"role": "system", "content": self.system}] if self.system else []
-        convs = [turns + [{"role": "user", "content": p}] for p in prompts]
+        convs = [chat(p, self.system) for p in prompts]
         return generate_chat(self.model, self.tokenizer, convs, sampling or self.sampling, self.batch_size, desc,
-                            self.rollout)
+                            self.engine)
 
 
 @dataclass
-class APIFrozen:
+class APIResponder:
     """A frozen model behind an OpenAI-compatible endpoint; one request per prompt, ``client.max_concurrency`` at
     a time. A request that fails for good raises :class:`alignpro.api.ChatAPIError`: no answer is made up."""
 
@@ -60,8 +57,7 @@ class APIFrozen:
     system: str | None = None
 
     def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
-        turns = [{"role": "system", "content": self.system}] if self.system else []
-        convs = [turns + [{"role": "user", "content": p}] for p in prompts]
+        convs = [chat(p, self.system) for p in prompts]
         # Stripped like generate_chat's decoded text, so both backends hand the reward the same kind of string.
         return [a.strip() for a in self.client.complete(convs, sampling or self.sampling, desc)]
 
@@ -71,19 +67,17 @@ def frozen_path(cfg) -> str:
     return resolve_model(cfg.source, cfg.get("model_id"), role="frozen")
 
 
-def build_frozen(cfg, device: str = "cpu", path: str | None = None, rollout: Rollout | None = None) -> Frozen:
-    """Factory for the ``frozen`` config group. ``path`` loads other weights (the trained RLHF oracle); ``rollout``
-    (the top-level ``rollout`` block) picks the generation engine of the ``hf`` backend."""
-    if cfg.backend not in BACKENDS:
-        raise ValueError(f"frozen.backend='{cfg.backend}' is not available; valid: {', '.join(BACKENDS)}")
-    s = cfg.sampling
-    sampling = Sampling(cfg.max_new_tokens, s.temperature, s.top_p, s.top_k)
+def build_frozen(cfg, device: str = "cpu", path: str | None = None,
+                 engine: GenerationEngine | None = None) -> Responder:
+    """Factory for the ``frozen`` config group. ``path`` loads other weights (the trained RLHF oracle); ``engine``
+    (the top-level ``generation`` block) picks the generation engine of the ``hf`` backend."""
+    sampling = Sampling.from_config(cfg)
     if cfg.backend == "openai_api":
         if path is not None:
             raise ValueError("frozen.backend=openai_api serves a model behind an API: it cannot load other weights "
                              f"({path}); the RLHF oracle needs frozen.backend=hf")
         client = ChatClient.from_config(cfg)
         client.api_key()  # a missing key fails here, before any training, not at the first answer
-        return APIFrozen(client, sampling, cfg.get("system"))
+        return APIResponder(client, sampling, cfg.get("system"))
     model, tok = load_causal_lm(path or frozen_path(cfg), cfg.dtype, device)
-    return HFFrozen(model, tok, sampling, cfg.get("system"), cfg.batch_size, rollout or Rollout())
+    return HFResponder(model, tok, sampling, cfg.get("system"), cfg.batch_size, engine or GenerationEngine())

@@ -35,14 +35,14 @@ def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict
 
     from alignpro.data import load_splits
     from alignpro.frozen import build_frozen
+    from alignpro.generation import GenerationEngine
     from alignpro.metrics import mean, paired_difference
     from alignpro.prompter import compose_rewrite
     from alignpro.reward import build_reward
-    from alignpro.rollout import Rollout
 
     splits = load_splits(cfg.dataset)
     reward = build_reward(cfg.reward, splits.train, splits.heldout, device)
-    frozen = build_frozen(cfg.frozen, device, rollout=Rollout.from_config(cfg.get("rollout")))
+    frozen = build_frozen(cfg.frozen, device, engine=GenerationEngine.from_config(cfg.get("generation")))
     xs = [r["prompt"] for r in splits.train[:n]]
     rows = []
     base_r = None
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     from alignpro.config import ConfigError, validate
     from alignpro.data import DataError, compose_config
-    from alignpro.trainer import quiet_library_noise
+    from alignpro.rl import quiet_library_noise
 
     if args.n < 1:
         raise SystemExit(f"alignpro.lever: --n {args.n} is invalid: at least 1 prompt")

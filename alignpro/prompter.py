@@ -3,7 +3,7 @@
 The paper drives an off-the-shelf instruct model with a fixed meta-prompt (Appendix C.1, wording and grammar kept
 verbatim) placed in the prompter's user turn; its chat template does the rest. ρ_ref, the anchor of the KL term in
 eq. 9, is this same model before training: TRL keeps a frozen copy (full fine-tuning), or, with ``prompter.lora``
-set, trains a LoRA adapter and computes ρ_ref with the adapter disabled (alignpro/trainer.py).
+set, trains a LoRA adapter and computes ρ_ref with the adapter disabled (alignpro/rl.py).
 """
 
 from __future__ import annotations
@@ -12,23 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alignpro.assets import load_causal_lm, resolve_model
-from alignpro.rollout import Rollout, Sampling, generate_chat
+from alignpro.generation import GenerationEngine, Sampling, chat, generate_chat
+from alignpro.schema import PLACEHOLDER, REWRITES
 
 # Paper, Appendix C.1 (exact string; "[PROMPT]" is replaced by the user prompt x).
 PAPER_META_PROMPT = (
     "Rephrase the given text in detail and precise so that it is fed to another language model. "
     "The given text is '[PROMPT]'"
 )
-PLACEHOLDER = "[PROMPT]"
 # What the prompter writes (``prompter.rewrite``, set with the meta-prompt): ``full`` = x′ is its whole output (the
 # paper); ``append`` = it writes an instruction and x′ = x followed by it, so x′ always keeps the user's request.
-REWRITES = ("full", "append")
 
 
 def meta_prompt_text(x: str, meta_prompt: str = PAPER_META_PROMPT) -> str:
     """Fill the meta-prompt with x. ``str.replace`` rather than ``format``: user prompts may contain braces."""
-    if PLACEHOLDER not in meta_prompt:
-        raise ValueError(f"prompter.meta_prompt must contain the placeholder {PLACEHOLDER!r}; got {meta_prompt!r}")
     return meta_prompt.replace(PLACEHOLDER, x)
 
 
@@ -43,8 +40,7 @@ def compose_rewrite(x: str, generated: str, mode: str = "full") -> str:
 
 def rewrite_conversation(x: str, meta_prompt: str = PAPER_META_PROMPT, system: str | None = None) -> list[dict]:
     """The prompter's input for x: one user turn holding the filled meta-prompt (optionally a system turn)."""
-    turns = [{"role": "system", "content": system}] if system else []
-    return turns + [{"role": "user", "content": meta_prompt_text(x, meta_prompt)}]
+    return chat(meta_prompt_text(x, meta_prompt), system)
 
 
 @dataclass
@@ -56,13 +52,13 @@ class Prompter:
     meta_prompt: str
     system: str | None = None
     batch_size: int = 8
-    rollout: Rollout = field(default_factory=Rollout)  # generation engine (the `rollout` config block)
+    engine: GenerationEngine = field(default_factory=GenerationEngine)  # the `generation` config block
     mode: str = "full"  # prompter.rewrite: full | append (see compose_rewrite)
 
     def generate(self, prompts: list[str], sampling: Sampling, desc: str | None = None) -> list[str]:
         """The prompter's raw outputs for each x (for ``append``: the instruction alone)."""
         convs = [rewrite_conversation(x, self.meta_prompt, self.system) for x in prompts]
-        return generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size, desc, self.rollout)
+        return generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size, desc, self.engine)
 
     def rewrite(self, prompts: list[str], sampling: Sampling, desc: str | None = None) -> list[str]:
         """x′ for each x."""
@@ -75,12 +71,13 @@ def prompter_path(cfg) -> str:
     return resolve_model(cfg.source, cfg.get("model_id"), role="prompter")
 
 
-def load_prompter(cfg, path: str | None = None, device: str = "cpu", rollout: Rollout | None = None) -> Prompter:
+def load_prompter(cfg, path: str | None = None, device: str = "cpu",
+                  engine: GenerationEngine | None = None) -> Prompter:
     """Load a prompter from ``path`` (a trained checkpoint) or from its config's source (ρ_ref).
 
     ``path`` may hold full weights or, after a LoRA run, only the adapter and tokenizer (``run_dir/prompter``):
     transformers' PEFT integration then loads the base model named in ``adapter_config.json`` and attaches the
-    adapter, unmerged. ``rollout`` picks the generation engine of its evaluation rewrites."""
+    adapter, unmerged. ``engine`` picks the generation engine of its evaluation rewrites."""
     model, tok = load_causal_lm(path or prompter_path(cfg), cfg.dtype, device)
-    return Prompter(model, tok, cfg.meta_prompt, cfg.get("system"), cfg.batch_size, rollout or Rollout(),
+    return Prompter(model, tok, cfg.meta_prompt, cfg.get("system"), cfg.batch_size, engine or GenerationEngine(),
                     cfg.get("rewrite", "full"))

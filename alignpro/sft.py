@@ -27,9 +27,13 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alignpro.assets import atomic_dir, cache_dir, fingerprint
 from alignpro.prompter import compose_rewrite, prompter_path, rewrite_conversation
+
+if TYPE_CHECKING:
+    from alignpro.methods import Job
 
 log = logging.getLogger("alignpro")
 
@@ -88,6 +92,17 @@ def sft_prompter_path(prompter_cfg, sft_cfg, train_records: list[dict], device: 
     return str(target)
 
 
+def reference_prompter(job: Job) -> str:
+    """ρ_ref of a prompter arm (``base_prompter``, ``alignpro``): its weights' path, timed as the ``sft`` stage.
+    Re-seeded after, so a ρ_sft trained now or read from the cache leaves the same random stream behind it."""
+    from transformers import set_seed
+
+    with job.timer("sft"):
+        path = sft_prompter_path(job.cfg.prompter, job.cfg.get("sft"), job.train_records, job.device, job.log)
+    set_seed(job.cfg.seed)
+    return path
+
+
 def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -> None:
     """Full fine-tuning of the prompter on the demonstrations; the result is written into ``target`` atomically."""
     import torch
@@ -95,7 +110,7 @@ def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from alignpro.trainer import JsonlLog, RewardKLProgress
+    from alignpro.rl import JsonlLog, RewardKLProgress
 
     disable_progress_bars()  # per-stage "Tokenizing train dataset" bars; the SFT bar below shows the work
     tmp = atomic_dir(target)

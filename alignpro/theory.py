@@ -140,8 +140,8 @@ def random_world(rng: np.random.Generator, n_x: int = 3, n_s: int = 5, n_y: int 
 
 # ---- the same world through the real training path ---------------------------------------------------------------
 # The prompter is a tiny causal LM whose rewrite x′ is one token; the frozen model and the reward are the world's
-# tables behind the Frozen/Reward interfaces; training is alignpro.trainer (TRL RLOO, beta = λ) driven by
-# alignpro.episode.AlignProEpisode — exactly the objects `method=alignpro` uses, with only the models swapped.
+# tables behind the Responder/Reward interfaces; training is alignpro.rl (TRL RLOO, beta = λ) driven by
+# alignpro.methods.alignpro.AlignProReward: the objects `method=alignpro` uses, with only the models swapped.
 EMPTY = ""  # what a special token (pad/eos) decodes to: the "empty rewrite"
 
 
@@ -231,13 +231,13 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from alignpro.episode import AlignProEpisode
-    from alignpro.rollout import Sampling
-    from alignpro.trainer import build_trainer, trainer_args
+    from alignpro.generation import Sampling
+    from alignpro.methods.alignpro import AlignProReward
+    from alignpro.rl import build_trainer, trainer_args
 
     model_dir, w, states, token_state = token_world(seed=world_seed, r_max=r_max)
     prompts, responses = states[: w.n_x], [f"y{i}" for i in range(w.r.shape[1])]
-    episode = AlignProEpisode(TableFrozen(states, responses, w.pi_f, seed), TableReward(prompts, responses, w.r))
+    reward_fn = AlignProReward(TableFrozen(states, responses, w.pi_f, seed), TableReward(prompts, responses, w.r))
     tcfg = OmegaConf.create({"name": "rloo", "num_generations": k, "prompts_per_step": w.n_x, "max_steps": steps,
                              "learning_rate": lr, "lr_scheduler_type": "linear", "warmup_steps": 0, "bf16": False,
                              "gradient_checkpointing": False, "save_steps": 0,
@@ -245,10 +245,10 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
                              # away from ∇ of eq. 9; the optimiser's choice, not the objective's, so off here.
                              "extra": {"max_grad_norm": max_grad_norm or 1e9}})
     out_dir = tempfile.mkdtemp(prefix="alignpro-theory-out-")
-    args = trainer_args(tcfg, lam=lam, seed=seed, output_dir=out_dir, sampling=Sampling(1, 1.0, 1.0, 0), device="cpu",
+    args = trainer_args(tcfg, beta=lam, seed=seed, output_dir=out_dir, sampling=Sampling(1, 1.0, 1.0, 0), device="cpu",
                         report_to=[])
     rows = [{"prompt": [{"role": "user", "content": x}], "x": x} for x in prompts] * 64
-    trainer = build_trainer(tcfg, model_path=model_dir, model_dtype="float32", train_rows=rows, reward_fn=episode,
+    trainer = build_trainer(tcfg, model_path=model_dir, model_dtype="float32", train_rows=rows, reward_fn=reward_fn,
                             args=args, callbacks=[])
     trainer.train()
     model = trainer.model.eval()
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from transformers.utils import logging as hf_logging
 
-    from alignpro.trainer import quiet_library_noise
+    from alignpro.rl import quiet_library_noise
 
     quiet_library_noise()
     hf_logging.set_verbosity_error()

@@ -6,7 +6,7 @@ artifacts of :mod:`alignpro.train`. The same config and run info go into ``wandb
 
 W&B mode: ``logger.mode`` if set, else ``WANDB_MODE`` if set, else online when ``WANDB_API_KEY`` is set, else
 offline. One W&B run per job, always finished (also on failure), so Hydra's in-process multirun gives one run per
-job with its own config (trl-peers-conventions.md §C.4). Secrets are never written: they come from the
+job with its own config (docs/trl-conventions.md §10.2). Secrets are never written: they come from the
 environment, and config keys that look like secrets are redacted before anything is saved.
 """
 
@@ -26,13 +26,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from alignpro.rundir import RunDir, write_atomic
+from alignpro.schema import SECRET_KEY
+
 log = logging.getLogger("alignpro")
 
-SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd)$", re.IGNORECASE)
 # A command-line override of such a key, e.g. "+logger.api_key=abc" (the value runs to a separator or quote).
 SECRET_OVERRIDE = re.compile(r"([\w.+~/]*(?:api_?key|token|secret|password|passwd))=[^\s,'\"\]]+", re.IGNORECASE)
 PACKAGES = ("alignpro", "torch", "transformers", "trl", "datasets", "accelerate", "hydra-core", "omegaconf", "wandb")
-BACKENDS = ("wandb", "none")
 
 
 def redact(obj: Any) -> Any:
@@ -138,18 +139,6 @@ class Tracker:
             cols = list(rows[0])
             self.run.log({name: wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])})
 
-    def write_json(self, name: str, obj: Any) -> Path:
-        path = self.run_dir / name
-        path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-        return path
-
-    def write_jsonl(self, name: str, rows: list[dict]) -> Path:
-        path = self.run_dir / name
-        with path.open("w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        return path
-
     def set_summary(self, metrics: dict) -> None:
         self.summary.update(metrics)
         if self.run is not None:
@@ -167,24 +156,23 @@ class Tracker:
         self.finish(exit_code=1 if exc_type else 0)
 
 
-def start(cfg, run_dir: Path, *, group: str, name: str, job_type: str) -> Tracker:
+def start(cfg, run_dir: Path | RunDir, *, group: str, name: str, job_type: str) -> Tracker:
     """Write the run's config and info, then open the W&B run (factory for the ``logger`` group)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    files = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    files.root.mkdir(parents=True, exist_ok=True)
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    write_atomic(files.config, OmegaConf.to_yaml(OmegaConf.create(resolved)))
     info = run_info()
-    (run_dir / "run_info.json").write_text(json.dumps(info, indent=2))
-    tracker = Tracker(run_dir)
+    write_atomic(files.run_info, json.dumps(info, indent=2))
+    tracker = Tracker(files.root)
     lg = cfg.logger
-    if lg.backend not in BACKENDS:
-        raise ValueError(f"logger.backend='{lg.backend}' is unknown; valid: {', '.join(BACKENDS)}")
     if lg.backend == "wandb":
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
         tracker.run = wandb.init(
             project=lg.project, entity=lg.get("entity"), group=lg.get("group") or group, name=name,
-            job_type=job_type, tags=list(lg.get("tags") or []), dir=str(run_dir), mode=wandb_mode(lg),
+            job_type=job_type, tags=list(lg.get("tags") or []), dir=str(files.root), mode=wandb_mode(lg),
             config={**resolved, "run_info": info}, reinit="finish_previous",
         )
         if tracker.run.settings.mode == "offline":

@@ -5,8 +5,9 @@
     python -m alignpro.train prompter=qwen25_1_5b frozen=llama31_8b dataset=helpsteer lam=0.1
     python -m alignpro.train --multirun lam=0.05,0.2,1.0 seed=0,1
 
-Pipeline (paper eq. 9): validate config → data → reward r(x, y) → frozen π_F → method (train ρ with
-E[r(x, y)] − λ·KL(ρ‖ρ_ref), or the oracle, or nothing) → held-out evaluation → metrics.json / W&B.
+Pipeline, the same for every arm: validate the config → data → reward r(x, y) → frozen π_F (unless the arm trains
+its own) → the arm (``method``: alignpro/methods/; eq. 9 is in alignpro/methods/alignpro.py) → held-out evaluation →
+``metrics.json`` and W&B (the run dir's files: alignpro/rundir.py).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from alignpro import CONF_DIR, tracking
 from alignpro.assets import AssetError
 from alignpro.config import ConfigError, validate
 from alignpro.data import DataError, load_splits
-from alignpro.episode import StageTimer
 from alignpro.evaluate import eval_samplings, evaluate
 from alignpro.frozen import build_frozen
-from alignpro.methods import run_method
+from alignpro.generation import GenerationEngine
+from alignpro.methods import METHODS, Job
 from alignpro.reward import build_reward
-from alignpro.rollout import Rollout
+from alignpro.rl import quiet_library_noise
+from alignpro.rundir import Metrics, RunDir
 from alignpro.sft import menu_rate
-from alignpro.trainer import quiet_library_noise
+from alignpro.timing import StageTimer
 
 log = logging.getLogger("alignpro")
 
@@ -60,19 +62,21 @@ def run_context() -> dict:
     }
 
 
-def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run") -> dict:
+def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run") -> Metrics:
     """Run one job; returns the evaluation summary (also written to ``run_dir/metrics.json``)."""
     from transformers import set_seed
 
     validate(cfg)  # before anything loads
     quiet_library_noise()
     device = pick_device(cfg.device)
+    method = METHODS[cfg.method.name]
+    files = RunDir(run_dir)
     splits = load_splits(cfg.dataset)  # cheap, and catches empty data / missing fields before models load
     set_seed(cfg.seed)
     timer = StageTimer()
     t0 = time.perf_counter()
     log.info("run dir: %s", run_dir)
-    with tracking.start(cfg, run_dir, group=group, name=name, job_type=cfg.method.name) as tracker:
+    with tracking.start(cfg, files, group=group, name=name, job_type=method.name) as tracker:
         # r(x, y): the embedded BT reward is trained on the train split's pairs (cached) and checked on held-out.
         with timer("reward_setup"):
             reward = build_reward(cfg.reward, splits.train, splits.heldout, device)
@@ -80,38 +84,37 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         tracker.log({f"reward_model/{k}": v for k, v in rm_stats.items() if isinstance(v, (int, float))})
         log.info("reward %s ready: %s", cfg.reward.name, {k: rm_stats[k] for k in rm_stats if "accuracy" in k})
 
-        # π_F: loaded unless the method replaces it (the oracle trains its own copy).
-        rollout = Rollout.from_config(cfg.get("rollout"))
-        frozen = None if cfg.method.name == "rlhf" else build_frozen(cfg.frozen, device, rollout=rollout)
+        # π_F, unless the method trains its own copy (the oracle).
+        engine = GenerationEngine.from_config(cfg.get("generation"))
+        frozen = build_frozen(cfg.frozen, device, engine=engine) if method.needs_frozen else None
 
-        # The method: train ρ (Align-Pro) or π_F (oracle), or nothing (baselines). Re-seeded here and before the
+        # The method trains what it trains and returns the arm to evaluate. Re-seeded here and before the
         # evaluation so a stage's random draws never depend on what ran before it (a reward fitted now or read
         # from the cache, a model built in-process or loaded): cold and warm caches give the same run.
         set_seed(cfg.seed)
-        arm = run_method(cfg, train_records=splits.train, reward=reward, frozen=frozen, run_dir=run_dir,
-                         device=device, report_to=tracker.report_to, timer=timer, log=tracker.log)
+        arm = method.run(Job(cfg, splits.train, reward, frozen, files, device, tracker.report_to, timer, tracker.log))
 
         # Held-out evaluation with the paper's sampling (D8), identical for every arm.
         answer, rewrite = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)
         prompts = [r["prompt"] for r in splits.heldout[: cfg.eval.n_prompts]]
         set_seed(cfg.seed)
         with timer("evaluation"):
-            summary, rows = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
-                                     cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift)
+            summary, samples = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
+                                        cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift)
         summary.update(lam=cfg.lam, seed=cfg.seed, dataset=splits.info, reward_model=rm_stats)
         menu = (cfg.get("sft") or {}).get("instructions")
         if arm.prompter is not None and menu:  # how often the prompter wrote x + a menu instruction
-            summary["menu_rate"] = menu_rate([r["x"] for r in rows], [r["x_prime"] for r in rows], list(menu))
+            summary["menu_rate"] = menu_rate([s.x for s in samples], [s.x_prime for s in samples], list(menu))
         client = getattr(frozen, "client", None)
         if client is not None:  # a frozen model behind an API: its requests, retries and failures, counted
             summary["frozen_api"] = client.stats.as_dict()
         summary["timing_s"] = {k: round(v, 3) for k, v in timer.seconds.items()}
         summary["timing_s"]["job_total"] = round(time.perf_counter() - t0, 3)
-        if cfg.method.name in ("alignpro", "rlhf"):
+        if method.trains:
             summary["timing_s"]["per_step"] = round(timer.seconds["train_total"] / cfg.trainer.max_steps, 3)
-        tracker.write_jsonl("eval_samples.jsonl", rows)
-        tracker.write_json("metrics.json", summary)
-        tracker.table("eval/samples", rows)
+        files.write_eval_samples(samples)
+        files.write_metrics(summary)
+        tracker.table("eval/samples", [s.row() for s in samples])
         flat = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
         flat.update({f"frozen_api/{k}": v for k, v in summary.get("frozen_api", {}).items()})
         flat.update({f"time/{k}": v for k, v in summary["timing_s"].items()})
@@ -119,7 +122,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         tracker.set_summary(flat)
         log.info("eval %s: reward %.4f [%.4f, %.4f] var %.4f (n=%d) -> %s", arm.name, summary["reward_mean"],
                  summary["reward_ci_low"], summary["reward_ci_high"], summary["reward_var"], summary["n"],
-                 run_dir / "metrics.json")
+                 files.metrics)
     return summary
 
 
@@ -132,8 +135,7 @@ def main(cfg: DictConfig) -> float:
         return train(cfg, ctx["run_dir"], ctx["group"], ctx["name"])["reward_mean"]
     except BaseException as err:
         # The job dir says why it has no metrics.json, so a sweep's report can name the failed cells and why.
-        ctx["run_dir"].mkdir(parents=True, exist_ok=True)
-        (ctx["run_dir"] / "error.txt").write_text(tracking.redact_text(f"{type(err).__name__}: {err}\n"))
+        RunDir(ctx["run_dir"]).write_error(tracking.redact_text(f"{type(err).__name__}: {err}\n"))
         if isinstance(err, (ConfigError, DataError, AssetError)) and not ctx["multirun"]:
             raise SystemExit(f"alignpro: {err}") from None
         # In a multirun an Exception (not SystemExit) lets Hydra's sweeper finish the other jobs, then report it.

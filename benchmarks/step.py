@@ -1,15 +1,15 @@
-"""One Align-Pro step of the demo's shape, today's configuration against the demo's, side by side in one process.
+"""One Align-Pro step of the demo's shape, the embedded default against the demo, side by side in one process.
 
     python benchmarks/step.py            # 4 timed steps per configuration after one warm-up step, ~5 min on 2 cores
     python benchmarks/step.py --steps 2  # quicker
 
 Both configurations train the real SmolLM2-135M prompter in front of the real SmolLM2-135M frozen model through
-``alignpro.methods`` (TRL RLOO, the episode, the BT reward on the steerable world), with the demo's batch:
-``trainer.prompts_per_step`` × ``trainer.num_generations`` rewrites per step.
+``alignpro.methods.alignpro`` (TRL RLOO, its reward function, the BT reward on the steerable world), with the demo's
+batch: ``trainer.prompts_per_step`` × ``trainer.num_generations`` rewrites per step.
 
-* **today**: the embedded default's configuration (``experiment=embedded``): the paper's meta-prompt and full
+* **embedded**: the embedded default's configuration (``experiment=embedded``): the paper's meta-prompt and full
   rewrites (40 tokens), full fine-tuning of the prompter (fp32 AdamW, a second copy as ρ_ref), 48-token answers;
-* **today, demo answers**: the same with the demo's answer length, which the steerable world needs (so the ratio
+* **embedded, demo answers**: the same with the demo's answer length, which the steerable world needs (so the ratio
   isolates what the demo's configuration changes rather than the world's answer length);
 * **demo**: ``experiment=steer``: a one-instruction rewrite appended to x (16 tokens at most) from ρ_sft, LoRA r 16,
   answers of the demo's length in one batch.
@@ -32,14 +32,15 @@ from pathlib import Path
 from transformers import TrainerCallback, set_seed
 
 from alignpro.data import compose_config, load_splits
-from alignpro.episode import AlignProEpisode, SampleLog, StageTimer
 from alignpro.frozen import build_frozen
-from alignpro.methods import _fit, sampling_of
+from alignpro.generation import GenerationEngine, Sampling
+from alignpro.methods.alignpro import AlignProReward
 from alignpro.prompter import rewrite_conversation
 from alignpro.reward import build_reward
-from alignpro.rollout import Rollout
+from alignpro.rl import fit, quiet_library_noise
+from alignpro.rundir import RunDir, SampleLog
 from alignpro.sft import sft_prompter_path
-from alignpro.trainer import quiet_library_noise
+from alignpro.timing import StageTimer
 
 SHAPE = ("trainer.num_generations=4", "trainer.prompts_per_step=2")  # the demo's batch (conf/experiment/steer.yaml)
 
@@ -62,7 +63,7 @@ class StepClock(TrainerCallback):
 def run(name: str, overrides: list[str], steps: int, reward) -> dict:
     cfg = compose_config([*overrides, *SHAPE, f"trainer.max_steps={steps + 1}", "logger=none", "device=cpu"])
     splits = load_splits(cfg.dataset)
-    frozen = build_frozen(cfg.frozen, "cpu", rollout=Rollout.from_config(cfg.get("rollout")))
+    frozen = build_frozen(cfg.frozen, "cpu", engine=GenerationEngine.from_config(cfg.get("generation")))
     p = cfg.prompter
     policy = sft_prompter_path(p, cfg.get("sft"), splits.train, "cpu")
     rows = [{"prompt": rewrite_conversation(r["prompt"], p.meta_prompt, p.get("system")), "x": r["prompt"]}
@@ -71,10 +72,10 @@ def run(name: str, overrides: list[str], steps: int, reward) -> dict:
     clock = StepClock(timer)
     set_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        episode = AlignProEpisode(frozen, reward, "original", SampleLog(None), timer, p.get("rewrite", "full"))
-        _fit(cfg, policy_path=policy, rows=rows, episode=episode, sampling=sampling_of(p), dtype=p.dtype,
-             run_dir=Path(tmp), device="cpu", report_to=[], timer=timer, label=name, lora=p.get("lora"),
-             callbacks=[clock])
+        reward_fn = AlignProReward(frozen, reward, "original", SampleLog(None), timer, p.get("rewrite", "full"))
+        fit(cfg, beta=cfg.lam, policy_path=policy, rows=rows, reward_fn=reward_fn, sampling=Sampling.from_config(p),
+            dtype=p.dtype, run_dir=RunDir(Path(tmp)), device="cpu", report_to=[], timer=timer, label=name,
+            lora=p.get("lora"), callbacks=[clock])
     timed = list(range(1, len(clock.steps)))  # step 0 warms up allocators and caches
     split = {k: statistics.median(clock.splits[i].get(k, 0.0) for i in timed)
              for k in ("policy_generation", "frozen_generation", "reward")}
@@ -95,8 +96,8 @@ def main() -> None:
     splits = load_splits(demo.dataset)
     reward = build_reward(demo.reward, splits.train, splits.heldout, "cpu")  # one reward for all: the world's
     answer = f"frozen.max_new_tokens={demo.frozen.max_new_tokens}"
-    configs = [("today", ["experiment=embedded", "dataset=concise"]),
-               ("today, demo answers", ["experiment=embedded", "dataset=concise", answer]),
+    configs = [("embedded", ["experiment=embedded", "dataset=concise"]),
+               ("embedded, demo answers", ["experiment=embedded", "dataset=concise", answer]),
                ("demo", ["experiment=steer"])]
     results = [run(name, ov, args.steps, reward) for name, ov in configs]
     print(f"\n{'configuration':22} {'s/step':>7} {'prompter':>9} {'frozen':>7} {'reward':>7} {'update':>7}")
@@ -104,14 +105,15 @@ def main() -> None:
         s = r["split"]
         print(f"{r['name']:22} {r['seconds_per_step']:7.2f} {s['policy_generation']:9.2f} "
               f"{s['frozen_generation']:7.2f} {s['reward']:7.2f} {s['logprobs_backward_optimizer']:7.2f}")
-    today, same_answers, ours = (r["seconds_per_step"] for r in results)
+    embedded, same_answers, ours = (r["seconds_per_step"] for r in results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"step-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps({"shape": SHAPE, "results": results, "ratio_today_over_demo": today / ours,
+    path.write_text(json.dumps({"shape": SHAPE, "results": results, "ratio_embedded_over_demo": embedded / ours,
                                 "ratio_same_answers_over_demo": same_answers / ours}, indent=2))
     print(f"results: {path}")
-    print(f"step ratio today / demo: {today / ours:.2f}x (with the demo's answer length: {same_answers / ours:.2f}x)")
+    print(f"step ratio embedded / demo: {embedded / ours:.2f}x "
+          f"(with the demo's answer length: {same_answers / ours:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,24 @@ def tiny_lm():
 
 
 @pytest.fixture(scope="session")
+def lively_lm(tiny_lm):
+    """tiny_lm's architecture with larger random weights: tiny_lm's greedy output is one token repeated, which would
+    let a broken decode loop pass; these weights give varied, row-dependent continuations."""
+    import copy
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    model, tok = tiny_lm
+    cfg = copy.deepcopy(model.config)
+    cfg.initializer_range = 0.2
+    torch.manual_seed(0)
+    lively = LlamaForCausalLM(cfg).eval()
+    lively.generation_config = copy.deepcopy(model.generation_config)
+    return lively, tok
+
+
+@pytest.fixture(scope="session")
 def embedded_splits():
     from alignpro.data import load_splits
 
@@ -64,3 +82,15 @@ def smollm2_server(tmp_path_factory):
         pytest.skip(f"SmolLM2 asset unavailable: {err}")
     with transformers_serve(model_dir, tmp_path_factory.mktemp("transformers-serve")) as server:
         yield server
+
+
+class RecordingReward:
+    """A reward with a known rule, r = len(y), that records what it was asked to score: for checking what a reward
+    function hands the reward model (which prompt, which answer), not a model."""
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, prompts, responses):
+        self.calls.append((list(prompts), list(responses)))
+        return [float(len(r)) for r in responses]

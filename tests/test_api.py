@@ -8,7 +8,7 @@ import time
 import pytest
 
 from alignpro.api import ChatAPIError, ChatClient
-from alignpro.rollout import Sampling
+from alignpro.generation import Sampling
 from tests.server import ScriptedServer, chat_completion, free_port
 
 GREEDY = Sampling(24, temperature=0.0)
@@ -189,7 +189,7 @@ def test_greedy_sends_no_sampling_knobs():
 @pytest.mark.parametrize(("kw", "match"), [
     ({"base_url": "localhost:8000"}, "base_url"),
     ({"model": ""}, "model"),
-    ({"api_key_env": KEY}, "name"),
+    ({"api_key_env": KEY}, "api_key_env must be the NAME of an environment variable"),
     ({"max_concurrency": 0}, "max_concurrency"),
     ({"timeout_s": 0}, "timeout_s"),
     ({"extra_sampling": "vllm"}, "extra_sampling"),

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from alignpro.compare import compare, comparison, load_runs, paired, sentence
+from alignpro.compare import compare, comparison, paired, sentence
 from alignpro.metrics import paired_difference
+from alignpro.report.runs import load_runs
 from tests.conftest import ROOT
 
 

@@ -1,5 +1,5 @@
 """The dataset layer: the embedded set, and hub-layout copies of the paper's three datasets built from their documented
-schemas (shared/reference/datasets-models.md §2, §3.1, §4.1, §5), loaded through ``dataset.path`` exactly as the
+schemas (docs/datasets-models.md §2.2, §3.1, §4.1, §5), loaded through ``dataset.path`` exactly as the
 hub id would be."""
 
 import json

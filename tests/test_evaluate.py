@@ -24,8 +24,10 @@ def test_evaluate_pools_samples_and_scores_against_x(tiny_reward):
     summary, rows = evaluate(arm, ["p1", "p2", "p3"], tiny_reward, answer, rewrite, samples_per_prompt=2,
                              n_resamples=100)
     assert summary["n"] == 6 and summary["n_prompts"] == 3 and len(rows) == 6
-    assert [r["x"] for r in rows] == ["p1", "p1", "p2", "p2", "p3", "p3"]
-    assert [r["r"] for r in rows] == tiny_reward.score([r["x"] for r in rows], [r["y"] for r in rows])
+    assert [s.x for s in rows] == ["p1", "p1", "p2", "p2", "p3", "p3"]
+    assert all(s.x_prime for s in rows)  # a prompter arm: every answer is to a rewrite
+    assert [s.r for s in rows] == tiny_reward.score([s.x for s in rows], [s.y for s in rows])
+    assert summary["reward_mean"] == pytest.approx(sum(s.r for s in rows) / 6)
 
 
 def test_answer_shift_estimates_theorem_6_1_second_term(tiny_reward):
@@ -33,10 +35,12 @@ def test_answer_shift_estimates_theorem_6_1_second_term(tiny_reward):
     answer, rewrite = eval_samplings(cfg.eval, 4, 4)
     arm = Arm("base_prompter", load_prompter(cfg.prompter), build_frozen(cfg.frozen))
     summary, rows = evaluate(arm, ["p1", "p2", "p3"], tiny_reward, answer, rewrite, n_resamples=50, shift=True)
-    direct = [r["r_direct"] for r in rows]
+    direct = [s.r_direct for s in rows]
     assert summary["answer_shift_reward"] == pytest.approx(sum(direct) / 3 - summary["reward_mean"])
     assert 0 <= summary["answer_shift_embedding"] <= 2
-    assert all("y_direct" in r for r in rows)
+    assert all(s.y_direct is not None for s in rows)
+    assert [s.r_direct for s in rows] == tiny_reward.score([s.x for s in rows], [s.y_direct for s in rows])
     no_prompter = Arm("no_finetune", None, arm.responder)
     summary, rows = evaluate(no_prompter, ["p1", "p2"], tiny_reward, answer, rewrite, n_resamples=50, shift=True)
-    assert "answer_shift_reward" not in summary and "y_direct" not in rows[0]
+    assert "answer_shift_reward" not in summary and "y_direct" not in rows[0].row()
+    assert all(s.x_prime is None for s in rows)  # π_F answered x itself

@@ -1,51 +1,56 @@
 import pytest
-from omegaconf import OmegaConf
 
-from alignpro.frozen import HFFrozen, build_frozen
-from alignpro.rollout import Sampling
+from alignpro.frozen import HFResponder, build_frozen
+from alignpro.generation import Sampling, chat, generate_chat
 
 
 def test_frozen_sees_only_the_prompt_in_its_user_turn(tiny_lm, monkeypatch):
     model, tok = tiny_lm
     seen = {}
 
-    def record(model_, tok_, convs, sampling, batch_size, desc=None, rollout=None):
-        seen["convs"], seen["rollout"] = convs, rollout
+    def record(model_, tok_, convs, sampling, batch_size, desc=None, engine=None):
+        seen["convs"], seen["engine"] = convs, engine
         return ["y"] * len(convs)
 
     monkeypatch.setattr("alignpro.frozen.generate_chat", record)
-    HFFrozen(model, tok, Sampling(4)).answer(["x-prime one", "x-prime two"])
-    assert seen["rollout"].engine == "hf"  # the default engine is today's generate() path
+    HFResponder(model, tok, Sampling(4)).answer(["x-prime one", "x-prime two"])
+    assert seen["engine"].engine == "hf"  # the default engine is the generate() path
     assert seen["convs"] == [[{"role": "user", "content": "x-prime one"}], [{"role": "user", "content": "x-prime two"}]]
 
 
-def test_frozen_model_has_no_trainable_parameters_and_answers_each_prompt(tiny_lm):
-    model, tok = tiny_lm
-    f = HFFrozen(model, tok, Sampling(4), batch_size=2)
+def test_frozen_model_has_no_trainable_parameters_and_answers_each_prompt(lively_lm):
+    model, tok = lively_lm
+    greedy = Sampling(5, temperature=0)
+    f = HFResponder(model, tok, greedy, system="Be kind.", batch_size=2)
     assert not any(p.requires_grad for p in model.parameters())
-    out = f.answer(["a", "b", "c"])
-    assert len(out) == 3
+    prompts = ["a", "What is a river?", "c"]
+    out = f.answer(prompts)
+    # each answer is the model's own greedy answer to [system] + that prompt, in order, across batches of 2
+    assert out == [generate_chat(model, tok, [chat(p, "Be kind.")], greedy)[0] for p in prompts]
+    assert len(set(out)) == 3
 
 
-def test_sampling_override_at_call_time(tiny_lm):
-    model, tok = tiny_lm
-    f = HFFrozen(model, tok, Sampling(2, temperature=0))
+def test_sampling_override_at_call_time(lively_lm):
+    model, tok = lively_lm
+    f = HFResponder(model, tok, Sampling(2, temperature=0))
     assert f.answer(["a"]) == f.answer(["a"])  # greedy by default
-    assert len(f.answer(["a"], Sampling(3, 1.5, 0.6, 20))) == 1
+    longer = f.answer(["a"], Sampling(8, temperature=0))[0]
+    assert longer != f.answer(["a"])[0] and len(tok(longer)["input_ids"]) > 2  # the override's length was used
 
 
 def test_build_frozen_from_config_and_unknown_backend():
+    from alignpro.config import ConfigError, validate
     from tests.conftest import compose
 
     cfg = compose("frozen=tiny").frozen
     f = build_frozen(cfg)
-    assert f.sampling.max_new_tokens == cfg.max_new_tokens
-    bad = OmegaConf.merge(cfg, {"backend": "grpc"})
-    with pytest.raises(ValueError, match="backend='grpc'.*valid: hf"):
-        build_frozen(bad)
+    s = cfg.sampling
+    assert f.sampling == Sampling(cfg.max_new_tokens, s.temperature, s.top_p, s.top_k)
+    with pytest.raises(ConfigError, match="frozen.backend='grpc' is invalid: valid: hf, openai_api"):
+        validate(compose("experiment=smoke", "frozen.backend=grpc"))
 
 
-# ---- frozen=openai_api: APIFrozen through alignpro.api.ChatClient, against real servers ------------------------------
+# ---- frozen=openai_api: APIResponder through alignpro.api.ChatClient, against real servers ----------------------
 
 def api_frozen_cfg(*overrides: str):
     from tests.conftest import compose
@@ -54,13 +59,13 @@ def api_frozen_cfg(*overrides: str):
 
 
 def test_api_frozen_answers_through_a_real_transformers_server(smollm2_server):
-    from alignpro.frozen import APIFrozen
+    from alignpro.frozen import APIResponder
 
     cfg = api_frozen_cfg(f"frozen.base_url={smollm2_server.base_url}", f"frozen.model={smollm2_server.model}",
                          "frozen.api_key_env=null", "frozen.extra_sampling=generation_config",
                          "frozen.max_new_tokens=12", "frozen.max_concurrency=2")
     frozen = build_frozen(cfg)
-    assert isinstance(frozen, APIFrozen) and frozen.sampling == Sampling(12, 1.0, 1.0, 0)
+    assert isinstance(frozen, APIResponder) and frozen.sampling == Sampling(12, 1.0, 1.0, 0)
     out = frozen.answer(["What is the capital of France?", "Name a colour.", "Say hello."], desc="frozen")
     assert len(out) == 3 and all(isinstance(a, str) and a == a.strip() and a for a in out)
     assert frozen.client.stats.completed == 3 and frozen.client.stats.failures == 0
@@ -68,11 +73,11 @@ def test_api_frozen_answers_through_a_real_transformers_server(smollm2_server):
 
 def test_api_frozen_sends_the_system_turn_then_only_the_prompt():
     from alignpro.api import ChatClient
-    from alignpro.frozen import APIFrozen
+    from alignpro.frozen import APIResponder
     from tests.server import ScriptedServer, chat_completion
 
     with ScriptedServer(lambda body, headers: (200, chat_completion("  y  "))) as srv:
-        frozen = APIFrozen(ChatClient(srv.base_url, "m", api_key_env=None), Sampling(4), system="Be brief.")
+        frozen = APIResponder(ChatClient(srv.base_url, "m", api_key_env=None), Sampling(4), system="Be brief.")
         assert frozen.answer(["x-prime"]) == ["y"]  # stripped, as generate_chat strips
         frozen.answer(["x2"], Sampling(9, 1.5, 0.6, 20))
     assert srv.bodies[0]["messages"] == [{"role": "system", "content": "Be brief."},

@@ -4,9 +4,9 @@
 import pytest
 
 from alignpro.assets import export_smollm2, load_causal_lm, minilm_path
+from alignpro.generation import Sampling
 from alignpro.prompter import PAPER_META_PROMPT, Prompter
 from alignpro.reward import build_reward
-from alignpro.rollout import Sampling
 from tests.conftest import compose
 
 pytestmark = pytest.mark.integration

@@ -1,29 +1,36 @@
-import pytest
-from omegaconf import OmegaConf
+import subprocess
+import sys
 
 from alignpro.frozen import build_frozen
-from alignpro.methods import run_method
+from alignpro.methods import METHODS, Job, run_method
 from tests.conftest import compose
 
 
 def test_evaluation_only_arms(tmp_path, tiny_reward, embedded_splits):
     cfg = compose("experiment=smoke", "method=no_finetune")
     frozen = build_frozen(cfg.frozen)
-    arm = run_method(cfg, train_records=embedded_splits.train, reward=tiny_reward, frozen=frozen, run_dir=tmp_path,
-                     device="cpu", report_to=[], timer=None)
+    arm = run_method(Job(cfg, embedded_splits.train, tiny_reward, frozen, tmp_path))
     assert arm.prompter is None and arm.responder is frozen
     cfg = compose("experiment=smoke", "method=base_prompter")
-    arm = run_method(cfg, train_records=embedded_splits.train, reward=tiny_reward, frozen=frozen, run_dir=tmp_path,
-                     device="cpu", report_to=[], timer=None)
+    arm = run_method(Job(cfg, embedded_splits.train, tiny_reward, frozen, tmp_path))
     assert arm.prompter is not None and arm.responder is frozen
     assert not (tmp_path / "samples.jsonl").exists()  # nothing trained, nothing sampled
 
 
-def test_unknown_method(tmp_path, tiny_reward, embedded_splits):
-    cfg = OmegaConf.merge(compose("experiment=smoke"), {"method": {"name": "dpo"}})
-    with pytest.raises(ValueError, match="method.name='dpo'.*alignpro, rlhf, no_finetune, base_prompter"):
-        run_method(cfg, train_records=[], reward=tiny_reward, frozen=None, run_dir=tmp_path, device="cpu",
-                   report_to=[], timer=None)
+def test_the_registry_declares_what_each_arm_trains_and_loads():
+    assert list(METHODS) == ["no_finetune", "base_prompter", "alignpro", "rlhf"]  # the reports' order
+    declared = {name: (m.trains, m.needs_frozen, m.uses_prompter) for name, m in METHODS.items()}
+    assert declared == {"no_finetune": (None, True, False), "base_prompter": (None, True, True),
+                        "alignpro": ("prompter", True, True), "rlhf": ("frozen", False, False)}
+    assert all(m.label and m.description for m in METHODS.values())
+
+
+def test_the_registry_and_the_validator_import_no_torch():
+    """The arms are known, and a config is checked, without loading torch (the validator runs before models)."""
+    code = ("import sys; import alignpro.methods, alignpro.config, alignpro.schema, alignpro.report; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 # ---- LoRA (D7): only the adapter trains, ρ_ref is the untouched base, the saved adapter reloads ----------------------
@@ -74,12 +81,11 @@ def test_alignpro_with_lora_trains_only_the_prompters_adapter(tmp_path, tiny_rew
     import torch
 
     from alignpro.evaluate import evaluate
+    from alignpro.generation import Sampling
     from alignpro.prompter import load_prompter
-    from alignpro.rollout import Sampling
 
     cfg = compose("experiment=smoke", "method=alignpro", "prompter.lora={r: 4}", "trainer.learning_rate=1e-2")
-    arm = run_method(cfg, train_records=embedded_splits.train, reward=tiny_reward, frozen=build_frozen(cfg.frozen),
-                     run_dir=tmp_path, device="cpu", report_to=[], timer=None)
+    arm = run_method(Job(cfg, embedded_splits.train, tiny_reward, build_frozen(cfg.frozen), tmp_path))
     model, tok = arm.prompter.model, arm.prompter.tokenizer
     check_lora_run(model, tmp_path / "prompter", r=4)
     # The saved adapter folder reloads as the trained model, not as the base.
@@ -89,18 +95,17 @@ def test_alignpro_with_lora_trains_only_the_prompters_adapter(tmp_path, tiny_rew
         assert not torch.allclose(logits(model, tok), logits(reloaded.model, tok), atol=1e-4)
     # Evaluation runs on the trained (peft-wrapped, unmerged) prompter.
     summary, rows = evaluate(arm, ["How do I boil an egg?", "Name a colour."], tiny_reward, Sampling(4), Sampling(4))
-    assert summary["n"] == 2 and all(r["x_prime"] is not None for r in rows)
+    assert summary["n"] == 2 and all(s.x_prime is not None for s in rows)
 
 
 def test_rlhf_with_lora_trains_only_the_frozen_models_adapter(tmp_path, tiny_reward, embedded_splits):
     import torch
 
     from alignpro.evaluate import evaluate
-    from alignpro.rollout import Sampling
+    from alignpro.generation import Sampling
 
     cfg = compose("experiment=smoke", "method=rlhf", "frozen.lora={r: 2}", "trainer.learning_rate=1e-2")
-    arm = run_method(cfg, train_records=embedded_splits.train, reward=tiny_reward, frozen=None, run_dir=tmp_path,
-                     device="cpu", report_to=[], timer=None)
+    arm = run_method(Job(cfg, embedded_splits.train, tiny_reward, None, tmp_path))
     assert arm.prompter is None
     model, tok = arm.responder.model, arm.responder.tokenizer
     check_lora_run(model, tmp_path / "oracle", r=2, responder=True)
@@ -108,15 +113,3 @@ def test_rlhf_with_lora_trains_only_the_frozen_models_adapter(tmp_path, tiny_rew
     assert torch.allclose(logits(oracle.model, tok), logits(model.eval(), tok), atol=1e-5)
     summary, _ = evaluate(arm, ["How do I boil an egg?"], tiny_reward, Sampling(4), Sampling(4))
     assert summary["n"] == 1
-
-
-def test_full_finetuning_trains_fp32_master_weights_lora_keeps_the_config_dtype():
-    import torch
-
-    from alignpro.methods import training_dtype
-
-    assert training_dtype("bfloat16", "cuda", None) == torch.float32  # pure-bf16 AdamW would round lr 1.41e-5 away
-    assert training_dtype("auto", "cuda", None) == torch.float32
-    assert training_dtype("auto", "cuda", {"r": 16}) == torch.bfloat16  # frozen base; peft keeps the adapter fp32
-    assert training_dtype("auto", "cuda", {}) == torch.bfloat16  # {} = LoRA with defaults
-    assert training_dtype("auto", "cpu", {"r": 16}) == torch.float32

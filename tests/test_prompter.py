@@ -1,7 +1,7 @@
 import pytest
 
+from alignpro.generation import Sampling
 from alignpro.prompter import PAPER_META_PROMPT, Prompter, meta_prompt_text, rewrite_conversation
-from alignpro.rollout import Sampling
 
 PAPER = ("Rephrase the given text in detail and precise so that it is fed to another language model. "
          "The given text is 'How do I boil an egg?'")
@@ -17,8 +17,11 @@ def test_braces_and_quotes_in_the_prompt_survive():
 
 
 def test_meta_prompt_without_placeholder_is_rejected():
-    with pytest.raises(ValueError, match=r"\[PROMPT\]"):
-        meta_prompt_text("x", "Rewrite this please")
+    from alignpro.config import ConfigError, validate
+    from tests.conftest import compose
+
+    with pytest.raises(ConfigError, match=r"prompter.meta_prompt='Rewrite this please' is invalid.*\[PROMPT\]"):
+        validate(compose("experiment=smoke", "prompter.meta_prompt=Rewrite this please"))
 
 
 def test_conversation_puts_meta_prompt_in_user_turn():
@@ -34,11 +37,17 @@ def test_chat_template_renders_meta_prompt_as_user_turn(tiny_lm):
     assert text == f"<|im_start|>user\n{meta_prompt_text('Hi?')}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def test_prompter_rewrites_one_string_per_prompt(tiny_lm):
-    model, tok = tiny_lm
+def test_prompter_rewrites_each_prompt_from_its_meta_prompt(lively_lm):
+    from alignpro.generation import generate_chat
+
+    model, tok = lively_lm
+    greedy = Sampling(5, temperature=0)
     p = Prompter(model, tok, PAPER_META_PROMPT, batch_size=2)
-    out = p.rewrite(["a", "b", "c"], Sampling(max_new_tokens=4))
-    assert len(out) == 3 and all(isinstance(s, str) for s in out)
+    prompts = ["a", "How do rivers form?", "c"]
+    out = p.rewrite(prompts, greedy)
+    # x′ is the model's greedy output on the meta-prompt around that x, in order, across batches of 2
+    assert out == [generate_chat(model, tok, [rewrite_conversation(x)], greedy)[0] for x in prompts]
+    assert len(set(out)) == 3
 
 
 def test_load_prompter_loads_a_saved_lora_adapter_folder(tmp_path):
@@ -48,7 +57,7 @@ def test_load_prompter_loads_a_saved_lora_adapter_folder(tmp_path):
 
     from alignpro.assets import load_causal_lm, tiny_model_dir
     from alignpro.prompter import load_prompter
-    from alignpro.trainer import lora_config
+    from alignpro.rl import lora_config
     from tests.conftest import compose
 
     base, tok = load_causal_lm(str(tiny_model_dir("causal_lm")))

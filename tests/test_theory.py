@@ -77,7 +77,7 @@ def test_tolerance_would_catch_a_factor_two_error_in_the_kl_coefficient():
 @pytest.mark.integration
 @pytest.mark.parametrize("lam", [0.1, 0.5, 2.0])
 def test_rloo_through_alignpro_reaches_lemma_5_1(lam):
-    """The real training path (alignpro.trainer + AlignProEpisode, TRL RLOO, beta = lam) converges to the
+    """The real training path (alignpro.rl + AlignProEpisode, TRL RLOO, beta = lam) converges to the
     closed-form optimum of eq. 9 on a one-token-rewrite world: per-prompt TV ≤ 0.02, and the objective and the
     KL match. If this fails, fix the λ → beta mapping, not the test."""
     res = T.train_through_trl(lam)  # 1600 steps, k = 64: about a minute on one core

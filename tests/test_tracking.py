@@ -19,12 +19,20 @@ def test_start_writes_resolved_config_and_run_info_and_an_offline_wandb_run(tmp_
     with tracking.start(cfg, tmp_path, group="g", name="n", job_type="alignpro") as t:
         assert t.report_to == ["wandb"]
         t.log({"x": 1.0})
-        run_dir = t.run.dir
+        t.log({"x": 2.5})
+        t.set_summary({"eval/reward_mean": 0.25})
+        run_id = t.run.id
+    # the offline run, read back from its own files: id, grouping, the resolved config and what was logged
+    from tests.wandb_offline import read_run
+
+    run = read_run(tmp_path / "wandb")
+    assert (run["id"], run["group"], run["name"], run["job_type"]) == (run_id, "g", "n", "alignpro")
+    assert run["config"]["lam"] == 0.7 and run["config"]["prompter"]["name"] == "tiny"
+    assert [row["x"] for row in run["history"] if "x" in row] == [1.0, 2.5]
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved["lam"] == 0.7 and saved["prompter"]["name"] == "tiny"
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert set(info["versions"]) >= {"torch", "transformers", "trl", "wandb"} and "sha" in info["git"]
-    assert (tmp_path / "wandb").is_dir() and run_dir
     for f in tmp_path.rglob("*"):
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f
@@ -41,12 +49,12 @@ def test_mode_is_offline_without_a_key(monkeypatch):
     assert tracking.wandb_mode(lg) is None  # wandb reads WANDB_MODE itself
 
 
-def test_no_logger_backend_writes_files_only(tmp_path):
-    with tracking.start(compose("logger=none"), tmp_path, group="g", name="n", job_type="x") as t:
+def test_no_logger_backend_writes_the_run_files_only(tmp_path):
+    with tracking.start(compose("logger=none", "lam=0.4"), tmp_path, group="g", name="n", job_type="x") as t:
         assert t.run is None and t.report_to == []
-        t.write_json("m.json", {"a": 1})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
-    assert not (tmp_path / "wandb").exists()
+        t.log({"x": 1.0})  # a no-op without W&B
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["lam"] == 0.4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "run_info.json"]
 
 
 def test_secrets_typed_on_the_command_line_are_scrubbed_from_hydra_files(tmp_path):

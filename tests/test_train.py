@@ -43,13 +43,40 @@ def test_smoke_runs_every_method_end_to_end(method, tmp_path):
         assert len(steps_logged) == cfg.trainer.max_steps
         for row in steps_logged:
             assert row["train/kl_seq"] == pytest.approx(row["train/kl"] * row["train/completions/mean_length"])
+            assert row["train/objective"] == pytest.approx(row["train/reward"] - cfg.lam * row["train/kl_seq"])
 
 
-def test_smoke_runs_with_grpo(tmp_path):
-    cfg = compose("experiment=smoke", "trainer=grpo", "logger=none")
-    train(cfg, tmp_path)
+def test_smoke_runs_with_grpo_and_real_offline_wandb(tmp_path):
+    import torch
+
+    cfg = compose("experiment=smoke", "trainer=grpo", "logger.mode=offline", "lam=0.3")
+    train(cfg, tmp_path, group="test", name="grpo")
     samples = (tmp_path / "samples.jsonl").read_text().splitlines()
     assert len(samples) == cfg.trainer.num_generations * cfg.trainer.max_steps * cfg.trainer.prompts_per_step
+    args = torch.load(tmp_path / "prompter" / "training_args.bin", weights_only=False)
+    assert type(args).__name__ == "GRPOConfig" and args.beta == 0.3 and args.scale_rewards == "none"
+    run = read_run(tmp_path / "wandb")
+    assert run["config"]["trainer"]["name"] == "grpo"
+    steps = [row for row in run["history"] if "train/objective" in row]
+    assert len(steps) == cfg.trainer.max_steps
+    for row in steps:
+        assert row["train/objective"] == pytest.approx(row["train/reward"] - 0.3 * row["train/kl_seq"])
+    assert any("eval/reward_mean" in row for row in run["history"])
+
+
+def test_the_single_run_cli_trains_evaluates_and_writes_its_run_dir(tmp_path):
+    """``python -m alignpro.train <overrides>`` as a user types it: exit 0, the run dir complete, the log naming it."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "alignpro.train", "experiment=smoke", "logger=none", "lam=0.4",
+                           f"hydra.run.dir={run_dir}"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "run_info.json", "samples.jsonl", "train_log.jsonl", "eval_samples.jsonl", "metrics.json",
+            "prompter", ".hydra"} <= files
+    assert "error.txt" not in files
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["method"] == "alignpro" and metrics["lam"] == 0.4 and metrics["n"] == 4
+    assert f"-> {run_dir / 'metrics.json'}" in proc.stdout + proc.stderr  # the last log line says where it went
 
 
 def test_trained_prompter_differs_from_reference(tmp_path):

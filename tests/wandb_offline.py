@@ -1,6 +1,6 @@
 """Read back what an offline W&B run recorded (run id, group, name, config), from its ``run-<id>.wandb`` file.
 
-wandb ≥ 0.19 writes the records from its Go core and no longer ships a Python reader, so this parses the file
+wandb ≥ 0.19 writes the records from its Go core and ships no Python reader, so this parses the file
 format directly: a leveldb-style log (32 KiB blocks, 7-byte chunk headers) of ``wandb_internal_pb2.Record``s.
 """
 

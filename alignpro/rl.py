@@ -1,10 +1,8 @@
-"""The RL update: TRL's RLOO (default) or GRPO, configured so that its objective is eq. 9 with λ = ``lam``.
-
-RLOO (D3) subtracts ``beta · Σ_t (log ρ(x′_t) − log ρ_ref(x′_t))`` from each rewrite's reward before the
-leave-one-out baseline: a single-sample estimate of the sequence-level KL(ρ(·|x) ‖ ρ_ref(·|x)), so ``beta = λ``
-makes the per-sample objective r(x, y) − λ·KL exactly the one of eq. 9 (and of Lemma 5.1's closed form).
-GRPO puts a k3 per-token KL in the loss instead; with ``beta = λ`` and ``scale_rewards="none"`` it is the
-closest match and is offered as an ablation. RLOO needs k ≥ 2 rewrites per prompt; the paper's PPO drew one.
+"""The RL plumbing both trained arms share (Align-Pro's prompter, the oracle's frozen model): TRL's RLOO (D3,
+default) or GRPO, its config from the ``trainer`` group, LoRA, the per-step logs. The objective itself, eq. 9 with
+β = λ, is written out in alignpro/methods/alignpro.py. GRPO puts a k3 per-token KL in the loss instead of RLOO's
+sequence-level penalty in the reward; with ``beta = λ`` and ``scale_rewards="none"`` it is the closest match and is
+offered as an ablation. RLOO needs k ≥ 2 rewrites per prompt; the paper's PPO drew one.
 
 LoRA (D7). A model config's ``lora`` key (``prompter.lora`` for Align-Pro, ``frozen.lora`` for the RLHF oracle) is
 either ``null`` (full fine-tuning) or a dict turned into a ``peft.LoraConfig`` by :func:`lora_config` and handed to
@@ -15,37 +13,38 @@ computed under ``use_adapter(model, adapter_name=None)``, i.e. ``model.disable_a
 are the untrained model (GRPOTrainer does the same). With a fresh adapter (B = 0) ρ_ref is therefore exactly the
 model before training, as eq. 9 wants. Base weights stay frozen in their loaded dtype (bf16 on GPU); peft keeps the
 adapter weights in fp32, so the optimizer's small steps at lr 1.41e-5 are not rounded away.
+
+The trained model is saved (``run_dir/prompter`` or ``run_dir/oracle``) before evaluation: full weights, or with
+LoRA only the adapter (``adapter_config.json`` + ``adapter_model.safetensors``, which name the base model) plus the
+tokenizer; :func:`alignpro.assets.load_causal_lm` loads either kind of folder. Evaluation uses the trained model as
+it is in memory; a LoRA model keeps its adapter **unmerged**: ``merge_and_unload`` would add ΔW = (α/r)·B·A into
+bf16 base weights, whose rounding error (up to 2⁻⁸ ≈ 0.4 % of each weight) is of the order of ΔW itself after a
+short run at lr 1.41e-5 (about 1 % of a weight), so the merged model would not be the trained one; the unmerged
+adapter costs two rank-r matmuls per linear layer, small beside the layer's own matmul at r = 16.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
-TRAINERS = ("rloo", "grpo")
+from alignpro.assets import resolve_dtype
+from alignpro.rundir import RunDir
+from alignpro.schema import lora_options
+from alignpro.timing import StageTimer
 
+if TYPE_CHECKING:
+    import torch
 
-def kl_coefficient(lam: float) -> float:
-    """λ of eq. 9 → TRL's ``beta``. The identity, because RLOO's penalty is already sequence-level (see above)."""
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam (the paper's λ) must be a finite number > 0, got {lam!r}")
-    return float(lam)
-
-
-class SequenceKL(TrainerCallback):
-    """Adds ``kl_seq``: the mean over rewrites of Σ_t (log ρ − log ρ_ref), the single-sample estimate of
-    KL(ρ(·|x) ‖ ρ_ref(·|x)) that λ weights in eq. 9. TRL logs ``kl`` as a per-token mean (Σ kl·mask / Σ mask);
-    times ``completions/mean_length`` (Σ mask / n) it is exactly the per-sequence mean for a step (we log every
-    step). Inserted before the W&B callback, so the value reaches W&B too (callbacks share the ``logs`` dict)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and isinstance(logs.get("kl"), (int, float)) and "completions/mean_length" in logs:
-            logs["kl_seq"] = logs["kl"] * logs["completions/mean_length"]
+def completion_text(completion) -> str:
+    """TRL hands conversational completions as ``[{"role": "assistant", "content": ...}]``; plain ones as str."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m["content"] for m in completion if m.get("role") == "assistant")
 
 
 class JsonlLog(TrainerCallback):
@@ -62,10 +61,11 @@ class JsonlLog(TrainerCallback):
 
 
 class RewardKLProgress(TrainerCallback):
-    """One progress bar over optimizer steps, showing the latest reward and sequence KL (replaces HF's bar);
-    ``show`` = (label, logged key) pairs."""
+    """One progress bar over optimizer steps, showing the latest reward, sequence KL and eq. 9's objective
+    (replaces HF's bar); ``show`` = (label, logged key) pairs."""
 
-    def __init__(self, desc: str = "train", show: tuple = (("reward", "reward"), ("kl", "kl_seq"))):
+    def __init__(self, desc: str = "train",
+                 show: tuple = (("reward", "reward"), ("kl", "kl_seq"), ("objective", "objective"))):
         self.desc, self.show, self.bar = desc, show, None
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -85,10 +85,6 @@ class RewardKLProgress(TrainerCallback):
             self.bar.close()
 
 
-# Defaults for keys a ``lora`` dict leaves out, so ``prompter.lora={r: 8}`` is enough on the command line.
-# alpha = 2r (the common ratio; the adapter's scale alpha/r stays 2 whatever r); "all-linear" = every linear layer of
-# the transformer blocks (attention and MLP), not the output head.
-LORA_DEFAULTS: dict[str, Any] = {"r": 16, "alpha": None, "dropout": 0.05, "target_modules": "all-linear"}
 LORA_KEYS = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}
 
 
@@ -96,34 +92,16 @@ def lora_config(lora) -> Any:
     """A model config's ``lora`` value → ``peft.LoraConfig`` for a causal LM, or ``None`` for full fine-tuning.
 
     ``lora`` is ``None``/``false`` (full fine-tuning) or a mapping with ``r``, ``alpha`` (default 2r), ``dropout``,
-    ``target_modules`` (defaults in :data:`LORA_DEFAULTS`); any other key is passed to ``LoraConfig`` verbatim (e.g.
-    ``use_rslora``, ``modules_to_save``)."""
-    if lora is None or lora is False:
+    ``target_modules`` (defaults in :data:`alignpro.schema.LORA_DEFAULTS`, checked by
+    :func:`alignpro.schema.lora_options`); any other key is passed to ``LoraConfig`` verbatim (e.g. ``use_rslora``,
+    ``modules_to_save``)."""
+    opts = lora_options(lora)
+    if opts is None:
         return None
-    from omegaconf import OmegaConf
+    from peft import LoraConfig
 
-    if OmegaConf.is_config(lora):
-        lora = OmegaConf.to_container(lora, resolve=True)
-    if not isinstance(lora, dict):
-        raise ValueError(f"lora={lora!r} is invalid: null (full fine-tuning) or a mapping such as "
-                         "{r: 16, alpha: 32, dropout: 0.05, target_modules: all-linear}")
-    opts = {**LORA_DEFAULTS, **lora}
-    r, alpha, dropout = opts["r"], opts["alpha"], opts["dropout"]
-    if not (isinstance(r, int) and not isinstance(r, bool) and r > 0):
-        raise ValueError(f"lora.r={r!r} is invalid: the adapter rank must be an integer > 0 (e.g. 16)")
-    alpha = 2 * r if alpha is None else alpha
-    if not (isinstance(alpha, (int, float)) and alpha > 0):
-        raise ValueError(f"lora.alpha={alpha!r} is invalid: must be > 0 (null = 2 * r)")
-    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-        raise ValueError(f"lora.dropout={dropout!r} is invalid: must be in [0, 1)")
-    opts["alpha"] = alpha
-    kwargs = {LORA_KEYS.get(k, k): v for k, v in opts.items()}
     try:
-        from peft import LoraConfig
-    except ImportError as err:  # a declared dependency; only a broken install gets here
-        raise ImportError("LoRA (a `lora` config key) needs the `peft` package: pip install 'peft>=0.18'") from err
-    try:
-        return LoraConfig(task_type="CAUSAL_LM", **kwargs)
+        return LoraConfig(task_type="CAUSAL_LM", **{LORA_KEYS.get(k, k): v for k, v in opts.items()})
     except TypeError as err:
         raise ValueError(f"lora={lora!r}: {err}; valid keys: r, alpha, dropout, target_modules, or any "
                          "peft.LoraConfig field") from err
@@ -140,16 +118,15 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
 
 
-def trainer_args(cfg, *, lam: float, seed: int, output_dir: str, sampling, device: str, report_to: list[str]):
-    """TRL config for the ``trainer`` group. ``sampling`` is the policy's rollout sampling (prompter or oracle)."""
+def trainer_args(cfg, *, beta: float, seed: int, output_dir: str, sampling, device: str, report_to: list[str]):
+    """TRL config for the ``trainer`` group. ``beta`` weighs the KL penalty (Align-Pro passes λ: see the module
+    docstring); ``sampling`` is the trained policy's rollout sampling (prompter or oracle)."""
     from trl import GRPOConfig, RLOOConfig
 
-    if cfg.name not in TRAINERS:
-        raise ValueError(f"trainer.name='{cfg.name}' is unknown; valid: {', '.join(TRAINERS)}")
     on_cpu = device == "cpu"
     common: dict[str, Any] = dict(
         output_dir=output_dir,
-        beta=kl_coefficient(lam),
+        beta=float(beta),
         num_generations=cfg.num_generations,
         # One optimizer step = prompts_per_step prompts × k rewrites, generated fresh for that step.
         per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
@@ -174,7 +151,7 @@ def trainer_args(cfg, *, lam: float, seed: int, output_dir: str, sampling, devic
         num_completions_to_print=0,  # samples go to samples.jsonl and W&B, not the console
         disable_tqdm=True,  # RewardKLProgress draws the bar
         use_cpu=on_cpu,
-        bf16=not on_cpu and cfg.bf16,  # bf16 on CPU is ~6× slower (offline-assets.md)
+        bf16=not on_cpu and cfg.bf16,  # bf16 on CPU is ~6× slower (docs/offline-assets.md §9)
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         dataloader_num_workers=0,
     )
@@ -185,9 +162,10 @@ def trainer_args(cfg, *, lam: float, seed: int, output_dir: str, sampling, devic
 
 
 def build_trainer(cfg, *, model_path: str, model_dtype, train_rows: list[dict], reward_fn, args, callbacks,
-                  lora=None):
+                  lora=None, first_callbacks=()):
     """Factory for the ``trainer`` group: ``train_rows`` carry ``prompt`` (conversation) and ``x`` (for the reward).
-    ``lora`` is the trained model's ``lora`` config value (``None`` = full fine-tuning)."""
+    ``lora`` is the trained model's ``lora`` config value (``None`` = full fine-tuning). ``first_callbacks`` run
+    before every other callback, so what they add to a step's logs reaches W&B, the JSONL log and the bar."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer, RLOOTrainer
@@ -199,5 +177,38 @@ def build_trainer(cfg, *, model_path: str, model_dtype, train_rows: list[dict], 
     trainer = cls(model=model_path, reward_funcs=reward_fn, args=args, train_dataset=Dataset.from_list(train_rows),
                   callbacks=callbacks, peft_config=lora_config(lora))
     trainer.remove_callback(PrinterCallback)  # logs go to W&B and the progress bar, not as dicts on stdout
-    trainer.callback_handler.callbacks.insert(0, SequenceKL())  # first, so W&B and the bar see kl_seq
+    trainer.callback_handler.callbacks[:0] = list(first_callbacks)
+    return trainer
+
+
+def training_dtype(dtype: str, device: str, lora) -> torch.dtype:
+    """The dtype the trained policy's weights are loaded in.
+
+    With LoRA: the config's dtype (bf16 on GPU): the base weights are frozen and peft keeps the adapter in fp32.
+    Full fine-tuning: always fp32 master weights, TRL's ``bf16=True`` autocasting the compute. Pure-bf16 weights
+    would lose most updates: AdamW's step is about lr = 1.41e-5 per weight, below half of bf16's rounding step for
+    any weight larger than about 0.004 in magnitude (measured: 10 AdamW steps on N(0, 0.02²) bf16 weights change
+    15 % of them; in fp32, all). Memory for a full fine-tune: 16 bytes/parameter (weights, gradients, two Adam
+    moments in fp32) plus the fp32 ρ_ref copy; see conf/prompter/qwen25_1_5b.yaml for the arithmetic."""
+    import torch
+
+    full_finetune = lora is None or lora is False  # as in lora_config; an empty {} is LoRA with defaults
+    return torch.float32 if full_finetune else resolve_dtype(dtype, device)
+
+
+def fit(cfg, *, beta: float, policy_path: str, rows: list[dict], reward_fn, sampling, dtype: str, run_dir: RunDir,
+        device: str, report_to: list[str], timer: StageTimer, label: str, lora=None, first_callbacks=(),
+        callbacks=()):
+    """Build the ``trainer`` group's TRL trainer for one policy, train it to ``max_steps``, return it. Every step's
+    logs go to ``train_log.jsonl`` and a progress bar (and to W&B through TRL when it is on)."""
+    args = trainer_args(cfg.trainer, beta=beta, seed=cfg.seed, output_dir=str(run_dir.checkpoints),
+                        sampling=sampling, device=device, report_to=report_to)
+    trainer = build_trainer(cfg.trainer, model_path=policy_path, model_dtype=training_dtype(dtype, device, lora),
+                            train_rows=rows, reward_fn=reward_fn, args=args,
+                            callbacks=[RewardKLProgress(label), JsonlLog(run_dir.train_log), *callbacks], lora=lora,
+                            first_callbacks=first_callbacks)
+    # Time the policy's own sampling (the rest of a step is log-prob passes, the reward function and the update).
+    trainer._generate = timer.wrap("policy_generation", trainer._generate)
+    with timer("train_total"):
+        trainer.train()
     return trainer

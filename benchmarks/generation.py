@@ -1,9 +1,9 @@
-"""Side-by-side rollout benchmark: TRL's default generation path (``model.generate``, dynamic cache, eager) against
-``alignpro.rollout``'s compiled engine (static KV cache, own decode loop, compiled step on CUDA), same process, same
+"""Side-by-side generation benchmark: TRL's default generation path (``model.generate``, dynamic cache, eager) against
+``alignpro.generation``'s compiled engine (static KV cache, own decode loop, compiled step on CUDA), same process, same
 random-weight models, same inputs.
 
-    python benchmarks/rollout.py --device cuda         # paper shapes (docs/gpu-anchors.md): 8B frozen, 1.5B prompter
-    python benchmarks/rollout.py --device cpu --quick          # small shapes, < 1 minute on 2 CPU cores
+    python benchmarks/generation.py --device cuda         # paper shapes (docs/gpu-anchors.md): 8B frozen, 1.5B prompter
+    python benchmarks/generation.py --device cpu --quick          # small shapes, < 1 minute on 2 CPU cores
 
 Fixed-length decoding (no EOS, ``max_new_tokens`` steps), sampling with top_k 0 / top_p 1 as in the anchors, timing
 after a warm-up call. Reported per model: ms per decode step (wall time / new tokens: the prefill is amortised in),
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from alignpro.rollout import Sampling, decode
+from alignpro.generation import Sampling, decode
 
 H100_READ_BW = 1.51e12  # bytes/s, docs/gpu-anchors.md (device-to-device copy 3.02 TB/s read+write)
 

@@ -4,7 +4,7 @@ One public function, :func:`generate_chat`: chat-format each conversation with t
 generate in batches, decode only the new tokens. Sampling parameters mean exactly what they mean in
 ``transformers.generate`` (the paper's evaluation sampling is temperature 1.5, top_p 0.6, top_k 20; D8).
 
-Two engines sit behind it, chosen by the ``rollout`` config block (:class:`Rollout`):
+Two engines sit behind it, chosen by the ``generation`` config block (:class:`GenerationEngine`):
 
 * ``hf`` (default) – ``model.generate`` with its dynamic KV cache, eager. This is TRL's default path and the path
   every published number of this repository was measured with, so it stays the default.
@@ -19,11 +19,11 @@ Two engines sit behind it, chosen by the ``rollout`` config block (:class:`Rollo
   ``TopKLogitsWarper`` and ``TopPLogitsWarper`` in ``generate``'s order on fp32 logits, then ``softmax`` +
   ``torch.multinomial``, the same ops ``generate`` runs, so 1.5 / 0.6 / 20 mean the same thing on both engines.
 
-``Rollout.compile`` is ``auto`` (compile only on CUDA), ``true`` or ``false``. On CPU ``torch.compile`` needs a C++
+``generation.compile`` is ``auto`` (compile only on CUDA), ``true`` or ``false``. On CPU ``torch.compile`` needs a C++
 toolchain, takes tens of seconds per new shape and gives little: the CPU step is bound by matmul FLOPs and weight
 reads, not by launch overhead, so ``auto`` leaves it off there.
 
-``Rollout.bucket`` (compiled engine only: on ``hf`` it would regroup rows and so change today's seeded samples)
+``GenerationEngine.bucket`` (compiled engine only: on ``hf`` it would regroup rows and so change its seeded samples)
 sorts a call's prompts by token length before cutting them into batches (order restored on
 return), so each batch pads to a similar length: less wasted prefill and attention, and on the compiled engine
 fewer distinct cache shapes. The evaluation already hands every rewrite of every prompt (``samples_per_prompt``)
@@ -31,7 +31,7 @@ to one call, so batching across the k rewrites of a prompt comes for free; bucke
 copies side by side.
 
 The trained policy's own rollouts during RL are TRL's ``RLOOTrainer._generate`` and do not go through this module;
-see :func:`trl_rollout_options` for what TRL 1.16 offers there.
+see :func:`trl_generation_options` for what TRL 1.16 offers there.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList, StaticCache, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-ENGINES = ("hf", "compiled")
 # Decode-cache lengths are rounded up to this multiple so that a compiled step sees few distinct shapes.
 CACHE_LEN_MULTIPLE = 64
 
@@ -57,6 +57,14 @@ class Sampling:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+
+    @classmethod
+    def from_config(cls, model_cfg: Any, max_new_tokens: int | None = None) -> Sampling:
+        """From a model group (``prompter``, ``frozen``, ``judge``: its ``max_new_tokens`` and ``sampling`` block)
+        or from a bare ``sampling`` block with ``max_new_tokens`` given."""
+        s = model_cfg.get("sampling", model_cfg) if max_new_tokens is None else model_cfg
+        tokens = model_cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
+        return cls(tokens, s.temperature, s.top_p, s.top_k)
 
     def generate_kwargs(self) -> dict:
         if self.temperature == 0:
@@ -108,36 +116,30 @@ class TopKTopPLogitsWarper:
 
 
 @dataclass(frozen=True)
-class Rollout:
-    """Which engine generates (the ``rollout`` config block): ``engine`` ∈ {hf, compiled}; ``compile`` ∈
+class GenerationEngine:
+    """Which engine generates (the ``generation`` config block): ``engine`` ∈ {hf, compiled}; ``compile`` ∈
     {auto, true, false} (compiled engine only; auto = on for CUDA); ``bucket`` = sort prompts by length into batches."""
 
     engine: str = "hf"
     compile: str | bool = "auto"
     bucket: bool = False
 
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"rollout.engine={self.engine!r} is invalid: valid: {', '.join(ENGINES)}")
-        if self.compile not in ("auto", True, False):
-            raise ValueError(f"rollout.compile={self.compile!r} is invalid: auto, true or false")
-
     def compiles(self, device: torch.device) -> bool:
         return device.type == "cuda" if self.compile == "auto" else bool(self.compile)
 
     @classmethod
-    def from_config(cls, cfg) -> Rollout:
-        """From the ``rollout`` block of a composed config (missing block or keys = defaults)."""
+    def from_config(cls, cfg) -> GenerationEngine:
+        """From the ``generation`` block of a composed config (missing block or keys = defaults)."""
         if cfg is None:
             return cls()
         return cls(cfg.get("engine", "hf"), cfg.get("compile", "auto"), bool(cfg.get("bucket", False)))
 
 
-def trl_rollout_options() -> dict:
+def trl_generation_options() -> dict:
     """What TRL 1.16's ``RLOOConfig`` offers for the trained policy's own rollouts (``RLOOTrainer._generate``).
 
     This repository does not rewrite TRL's generation; its options go through ``trainer.extra`` (passed verbatim to
-    ``RLOOConfig``; alignpro/trainer.py):
+    ``RLOOConfig``; alignpro/rl.py):
 
     * ``cache_implementation: static`` – ``generate`` then uses a ``StaticCache`` and transformers compiles the
       decode step itself (the anchors' ``generate(cache_implementation="static")`` rows: 8B 99 → 22.5 ms/step,
@@ -146,7 +148,7 @@ def trl_rollout_options() -> dict:
       Unmeasured here with gradient checkpointing / LoRA toggling between steps (the policy's weights change every
       step, which a compiled graph handles since weights are read by address, but a LoRA adapter's enable/disable
       for ρ_ref may trigger recompiles).
-    * ``use_transformers_continuous_batching: true`` (formerly ``use_transformers_paged``) – transformers' paged
+    * ``use_transformers_continuous_batching: true`` – transformers' paged
       continuous-batching engine; ``transformers_continuous_batching_config`` tunes it.
     * ``use_vllm: true`` – vLLM (colocate or server); not a dependency of this repository.
     * ``generation_kwargs`` – extra ``GenerationConfig`` fields; they override the sampling fields.
@@ -157,6 +159,11 @@ def trl_rollout_options() -> dict:
         "continuous_batching": {"use_transformers_continuous_batching": True},
         "vllm": {"use_vllm": True},
     }
+
+
+def chat(user: str, system: str | None = None) -> list[dict]:
+    """One conversation: an optional system turn, then the user turn (every model's input is built here)."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
 def chat_inputs(tokenizer, conversations: list[list[dict]]) -> dict[str, torch.Tensor]:
@@ -199,7 +206,7 @@ def _check_generation_config(model) -> None:
         value = getattr(gen, key, default) if gen is not None else default
         if value not in (default, None):
             raise ValueError(f"the model's generation_config sets {key}={value!r}, which generate() applies and "
-                             "rollout.engine=compiled does not; use rollout.engine=hf for this model")
+                             "generation.engine=compiled does not; use generation.engine=hf for this model")
 
 
 @dataclass
@@ -298,27 +305,27 @@ def generate_chat(
     sampling: Sampling,
     batch_size: int = 8,
     desc: str | None = None,
-    rollout: Rollout | None = None,
+    engine: GenerationEngine | None = None,
     logits_processor: Callable[[int], LogitsProcessorList] | None = None,
 ) -> list[str]:
     """Answer each conversation; returns the decoded new text (special tokens stripped), one string per input, in
     input order whatever the engine and bucketing. ``logits_processor(prompt_len)`` builds extra processors for a
     batch whose padded prompts are ``prompt_len`` tokens long (e.g. the judge's score-line grammar); ``generate``
     applies them before the sampling warpers. The compiled engine does not take them."""
-    rollout = rollout or Rollout()
-    if logits_processor is not None and rollout.engine != "hf":
-        raise ValueError(f"rollout.engine={rollout.engine!r} cannot apply extra logits processors; use engine hf")
+    engine = engine or GenerationEngine()
+    if logits_processor is not None and engine.engine != "hf":
+        raise ValueError(f"generation.engine={engine.engine!r} cannot apply extra logits processors; use engine hf")
     outputs: list[str | None] = [None] * len(conversations)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    # hf keeps today's batches (and so today's seeded samples); bucketing is the compiled engine's
-    batches = _batches(tokenizer, conversations, batch_size, rollout.bucket and rollout.engine == "compiled")
-    compiled = rollout.engine == "compiled" and rollout.compiles(device)
+    # hf batches rows in the order given (its seeded samples never depend on this key); bucketing is for compiled
+    batches = _batches(tokenizer, conversations, batch_size, engine.bucket and engine.engine == "compiled")
+    compiled = engine.engine == "compiled" and engine.compiles(device)
     eos = eos_ids(model, tokenizer)
     for idx in tqdm(batches, desc=desc, disable=desc is None or len(batches) < 2, leave=False):
         enc = chat_inputs(tokenizer, [conversations[i] for i in idx])
         enc = {k: v.to(device) for k, v in enc.items()}
-        if rollout.engine == "hf":
+        if engine.engine == "hf":
             prompt_len = enc["input_ids"].shape[1]
             extra = {"logits_processor": logits_processor(prompt_len)} if logits_processor is not None else {}
             out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=pad_id, **extra)

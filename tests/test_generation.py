@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alignpro.rollout import Sampling, chat_inputs, generate_chat
+from alignpro.generation import Sampling, chat_inputs, generate_chat
 
 
 def test_sampling_kwargs_greedy_and_paper():
@@ -10,14 +10,15 @@ def test_sampling_kwargs_greedy_and_paper():
     assert kw == {"do_sample": True, "temperature": 1.5, "top_p": 0.6, "top_k": 20, "max_new_tokens": 256}
 
 
-def test_batched_greedy_equals_one_by_one(tiny_lm):
-    """Left padding must not change what a row generates."""
-    model, tok = tiny_lm
+def test_batched_greedy_equals_one_by_one(lively_lm):
+    """Left padding must not change what a row generates (on weights whose rows really generate different text)."""
+    model, tok = lively_lm
     convs = [[{"role": "user", "content": c}] for c in ("Hi", "A much longer prompt about cooking pasta", "Why?")]
     greedy = Sampling(6, temperature=0)
     batched = generate_chat(model, tok, convs, greedy, batch_size=3)
     single = [generate_chat(model, tok, [c], greedy, batch_size=1)[0] for c in convs]
     assert batched == single
+    assert len(set(batched)) == 3  # distinct rows: a swapped or shifted row would not pass
 
 
 def test_chat_inputs_left_pads(tiny_lm):
@@ -51,49 +52,31 @@ CONVS = [[{"role": "user", "content": c}] for c in
          ("Hi", "A much longer prompt about cooking pasta and more", "Why?", "x y z", "Tell me about rivers")]
 
 
-@pytest.fixture(scope="module")
-def lively_lm(tiny_lm):
-    """tiny_lm's architecture with larger random weights: tiny_lm's greedy output is one token repeated, which would
-    let a broken decode loop pass; these weights give varied, row-dependent continuations."""
-    import copy
-
-    from transformers import LlamaForCausalLM
-
-    model, tok = tiny_lm
-    cfg = copy.deepcopy(model.config)
-    cfg.initializer_range = 0.2
-    torch.manual_seed(0)
-    lively = LlamaForCausalLM(cfg).eval()
-    lively.generation_config = copy.deepcopy(model.generation_config)
-    return lively, tok
-
-
 def _hf_tokens(model, tok, convs, sampling):
     enc = chat_inputs(tok, convs)
     out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=tok.pad_token_id)
     return enc, out[:, enc["input_ids"].shape[1]:]
 
 
-def test_rollout_config_validates_and_defaults():
+def test_generation_engine_from_config_and_when_it_compiles():
+    """Its values are checked by alignpro.config (tests/test_config.py); here: defaults and the compile rule."""
     from omegaconf import OmegaConf
 
-    from alignpro.rollout import Rollout
+    from alignpro.generation import GenerationEngine
 
-    assert Rollout() == Rollout("hf", "auto", False)
-    assert Rollout.from_config(None).engine == "hf"
-    assert Rollout.from_config(OmegaConf.create({"engine": "compiled", "compile": False, "bucket": True})) == \
-        Rollout("compiled", False, True)
-    assert Rollout("compiled").compiles(torch.device("cuda")) and not Rollout("compiled").compiles(torch.device("cpu"))
-    with pytest.raises(ValueError, match="rollout.engine"):
-        Rollout("vllm")
-    with pytest.raises(ValueError, match="rollout.compile"):
-        Rollout("compiled", "sometimes")
+    assert GenerationEngine() == GenerationEngine("hf", "auto", False)
+    assert GenerationEngine.from_config(None).engine == "hf"
+    assert GenerationEngine.from_config(OmegaConf.create({"engine": "compiled", "compile": False, "bucket": True})) == \
+        GenerationEngine("compiled", False, True)
+    auto = GenerationEngine("compiled")
+    assert auto.compiles(torch.device("cuda")) and not auto.compiles(torch.device("cpu"))  # auto: CUDA only
+    assert GenerationEngine("compiled", True).compiles(torch.device("cpu"))
 
 
 def test_warpers_follow_generate_order_and_no_ops():
     from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    from alignpro.rollout import TopKTopPLogitsWarper
+    from alignpro.generation import TopKTopPLogitsWarper
 
     assert [type(w) for w in Sampling(5, 1.5, 0.6, 20).warpers()] == [TemperatureLogitsWarper, TopKTopPLogitsWarper]
     assert [type(w) for w in Sampling(5, 1.5, 1.0, 20).warpers()] == [TemperatureLogitsWarper, TopKLogitsWarper]
@@ -106,7 +89,7 @@ def test_fused_top_k_top_p_equals_generates_two_warpers(top_k, top_p):
     """Same kept tokens, same logits as TopKLogitsWarper followed by TopPLogitsWarper, on peaked and flat rows."""
     from transformers import TopKLogitsWarper, TopPLogitsWarper
 
-    from alignpro.rollout import TopKTopPLogitsWarper
+    from alignpro.generation import TopKTopPLogitsWarper
 
     gen = torch.Generator().manual_seed(top_k)
     scores = torch.randn(16, 1000, generator=gen) * torch.linspace(0.1, 8, 16)[:, None]
@@ -119,7 +102,7 @@ def test_fused_top_k_top_p_equals_generates_two_warpers(top_k, top_p):
 
 def test_compiled_greedy_token_identical_to_generate(lively_lm):
     """A padded batch of prompts of different lengths: the same tokens as generate(), row by row."""
-    from alignpro.rollout import decode
+    from alignpro.generation import decode
 
     model, tok = lively_lm
     greedy = Sampling(12, temperature=0)
@@ -129,13 +112,13 @@ def test_compiled_greedy_token_identical_to_generate(lively_lm):
     out = decode(model, enc["input_ids"], enc["attention_mask"], greedy, [tok.eos_token_id], tok.pad_token_id)
     assert out.steps == 12 and torch.equal(out.tokens, ref)
     assert generate_chat(model, tok, CONVS, greedy, batch_size=5) == \
-        generate_chat(model, tok, CONVS, greedy, batch_size=5, rollout=_compiled())
+        generate_chat(model, tok, CONVS, greedy, batch_size=5, engine=_compiled())
 
 
 def _compiled(bucket: bool = False):
-    from alignpro.rollout import Rollout
+    from alignpro.generation import GenerationEngine
 
-    return Rollout("compiled", compile=False, bucket=bucket)
+    return GenerationEngine("compiled", compile=False, bucket=bucket)
 
 
 def test_per_row_eos_and_early_exit(lively_lm):
@@ -143,7 +126,7 @@ def test_per_row_eos_and_early_exit(lively_lm):
     Then an EOS every row emits first: the loop runs one step, not max_new_tokens."""
     import copy
 
-    from alignpro.rollout import decode
+    from alignpro.generation import decode
 
     model, tok = lively_lm
     greedy = Sampling(12, temperature=0)
@@ -158,12 +141,12 @@ def test_per_row_eos_and_early_exit(lively_lm):
         assert torch.equal(out.tokens, ref[:, : out.steps]) and out.steps == ref.shape[1]
         assert out.tokens[0, 3] == eos and (out.tokens[0, 4:] == tok.pad_token_id).all()
         assert torch.equal(out.tokens[1], free[1])
-        assert generate_chat(model, tok, CONVS, greedy, 5, rollout=_compiled()) == generate_chat(model, tok, CONVS,
+        assert generate_chat(model, tok, CONVS, greedy, 5, engine=_compiled()) == generate_chat(model, tok, CONVS,
                                                                                                  greedy, 5)
         # the decoded row 0 ends at its EOS (this stand-in EOS is an ordinary token, so its own text stays; a real,
         # special EOS is stripped by skip_special_tokens, as on the hf path)
         head = tok.decode(free[0, :4], skip_special_tokens=True).strip()
-        assert generate_chat(model, tok, CONVS[:1], greedy, rollout=_compiled())[0] == head
+        assert generate_chat(model, tok, CONVS[:1], greedy, engine=_compiled())[0] == head
     finally:
         model.generation_config = saved
     one = decode(model, enc["input_ids"][:1], enc["attention_mask"][:1], greedy, [int(free[0, 0])], tok.pad_token_id)
@@ -171,7 +154,7 @@ def test_per_row_eos_and_early_exit(lively_lm):
 
 
 def test_bucketing_restores_order(lively_lm):
-    from alignpro.rollout import _batches
+    from alignpro.generation import _batches
 
     model, tok = lively_lm
     batches = _batches(tok, CONVS, 2, bucket=True)
@@ -179,12 +162,12 @@ def test_bucketing_restores_order(lively_lm):
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(len(CONVS))) and [lengths[i] for i in flat] == sorted(lengths)
     greedy = Sampling(8, temperature=0)
-    assert generate_chat(model, tok, CONVS, greedy, 2, rollout=_compiled(bucket=True)) == \
+    assert generate_chat(model, tok, CONVS, greedy, 2, engine=_compiled(bucket=True)) == \
         generate_chat(model, tok, CONVS, greedy, 2)
 
 
 def _first_tokens(model, tok, sampling, n, engine, seed):
-    from alignpro.rollout import decode
+    from alignpro.generation import decode
 
     enc = chat_inputs(tok, [[{"role": "user", "content": "Tell me"}]] * n)
     torch.manual_seed(seed)
@@ -221,7 +204,7 @@ def test_sampled_distribution_matches_generate(lively_lm):
 def test_compiled_refuses_generation_config_processors(lively_lm):
     import copy
 
-    from alignpro.rollout import decode
+    from alignpro.generation import decode
 
     model, tok = lively_lm
     saved = copy.deepcopy(model.generation_config)
@@ -238,7 +221,7 @@ def test_extra_logits_processors_reach_generate_and_the_compiled_engine_refuses_
     """The hook the judge's score-line grammar uses: processors built per batch from its padded prompt length."""
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    from alignpro.rollout import Rollout
+    from alignpro.generation import GenerationEngine
 
     model, tok = lively_lm
     forced = tok.convert_tokens_to_ids(tok.tokenize("a"))[0]
@@ -260,4 +243,5 @@ def test_extra_logits_processors_reach_generate_and_the_compiled_engine_refuses_
     assert out == [expected, expected] and plain != out
     assert seen_lengths == [chat_inputs(tok, CONVS[:2])["input_ids"].shape[1]]
     with pytest.raises(ValueError, match="cannot apply extra logits processors"):
-        generate_chat(model, tok, CONVS[:2], Sampling(3, 0), rollout=Rollout("compiled"), logits_processor=processors)
+        generate_chat(model, tok, CONVS[:2], Sampling(3, 0), engine=GenerationEngine("compiled"),
+                      logits_processor=processors)

@@ -1,27 +1,14 @@
-import math
-
 import pytest
 
-from alignpro.rollout import Sampling
-from alignpro.trainer import RewardKLProgress, SequenceKL, kl_coefficient, trainer_args
+from alignpro.generation import Sampling
+from alignpro.rl import RewardKLProgress, completion_text, trainer_args
 from tests.conftest import compose
-
-
-@pytest.mark.parametrize("lam", [0.05, 0.2, 1.0, 3])
-def test_lam_is_the_kl_coefficient(lam):
-    assert kl_coefficient(lam) == lam
-
-
-@pytest.mark.parametrize("bad", [0, -0.1, math.nan, math.inf, "0.2"])
-def test_lam_must_be_positive_finite(bad):
-    with pytest.raises(ValueError, match="lam"):
-        kl_coefficient(bad)
 
 
 @pytest.mark.parametrize("name", ["rloo", "grpo"])
 def test_trainer_args_map_the_config(name, tmp_path):
     cfg = compose(f"trainer={name}", "trainer.num_generations=3", "trainer.prompts_per_step=5").trainer
-    args = trainer_args(cfg, lam=0.37, seed=4, output_dir=str(tmp_path), sampling=Sampling(11, 0.9, 0.8, 7),
+    args = trainer_args(cfg, beta=0.37, seed=4, output_dir=str(tmp_path), sampling=Sampling(11, 0.9, 0.8, 7),
                         device="cpu", report_to=[])
     assert args.beta == 0.37
     assert args.num_generations == 3 and args.per_device_train_batch_size == 15
@@ -34,29 +21,15 @@ def test_trainer_args_map_the_config(name, tmp_path):
 
 def test_trainer_extra_passes_any_trl_option_and_wins(tmp_path):
     cfg = compose("+trainer.extra={max_grad_norm: 0.5, logging_steps: 5}").trainer
-    args = trainer_args(cfg, lam=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu",
+    args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu",
                         report_to=[])
     assert args.max_grad_norm == 0.5 and args.logging_steps == 5
 
 
-def test_rloo_penalises_the_sequence_kl_with_beta():
-    """The mapping assumed by kl_coefficient: TRL's RLOO subtracts beta * sum_t log-ratio from the reward."""
-    import inspect
-
-    from trl import RLOOTrainer
-
-    src = inspect.getsource(RLOOTrainer._generate_and_score_completions)
-    assert "kl = (per_token_kl * completion_mask).sum(-1)" in src
-    assert "rewards = rewards - self.beta * kl" in src
-
-
-def test_sequence_kl_is_per_token_kl_times_mean_length():
-    logs = {"kl": 0.02, "completions/mean_length": 30.0, "reward": 1.0}
-    SequenceKL().on_log(None, None, None, logs=logs)
-    assert logs["kl_seq"] == pytest.approx(0.6)
-    untouched = {"loss": 1.0}
-    SequenceKL().on_log(None, None, None, logs=untouched)
-    assert "kl_seq" not in untouched
+def test_completion_text_reads_trls_conversational_and_plain_completions():
+    assert completion_text("plain") == "plain"
+    assert completion_text([{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]) == "ab"
+    assert completion_text([{"role": "user", "content": "not the answer"}]) == ""
 
 
 def test_progress_bar_shows_reward_and_sequence_kl():
@@ -66,6 +39,8 @@ def test_progress_bar_shows_reward_and_sequence_kl():
     bar.on_train_begin(None, SimpleNamespace(max_steps=3), None)
     bar.on_log(None, None, None, logs={"reward": 1.25, "kl": 0.01, "kl_seq": 0.5})
     assert bar.bar.postfix == "reward=1.250, kl=0.500"
+    bar.on_log(None, None, None, logs={"reward": 1.25, "kl": 0.01, "kl_seq": 0.5, "objective": 1.15})
+    assert bar.bar.postfix == "reward=1.250, kl=0.500, objective=1.150"  # eq. 9's value, when it is logged
     bar.on_step_end(None, SimpleNamespace(global_step=2), None)
     assert bar.bar.n == 2
     bar.on_train_end(None, None, None)
@@ -73,7 +48,7 @@ def test_progress_bar_shows_reward_and_sequence_kl():
 
 # ---- LoRA (D7) ------------------------------------------------------------------------------------------------------
 def test_lora_config_fills_defaults_and_passes_other_peft_fields():
-    from alignpro.trainer import lora_config
+    from alignpro.rl import lora_config
 
     assert lora_config(None) is None and lora_config(False) is None  # full fine-tuning
     c = lora_config({"r": 8})
@@ -89,7 +64,7 @@ def test_lora_config_fills_defaults_and_passes_other_peft_fields():
                                         ({"dropout": 1.0}, "dropout"), ({"rank": 8}, "valid keys"),
                                         ("yes", "null .full fine-tuning. or a mapping")])
 def test_lora_config_rejects_bad_values(bad, match):
-    from alignpro.trainer import lora_config
+    from alignpro.rl import lora_config
 
     with pytest.raises(ValueError, match=match):
         lora_config(bad)
@@ -98,7 +73,7 @@ def test_lora_config_rejects_bad_values(bad, match):
 def test_lora_is_on_for_the_large_models_and_off_for_the_small_ones():
     """D7: the 7-8B frozen models (trained by method=rlhf) and the 3.8B prompter get LoRA; 1.5B and smaller are
     fully fine-tuned (the memory arithmetic is in each yaml)."""
-    from alignpro.trainer import lora_config
+    from alignpro.rl import lora_config
 
     for override, group in [("frozen=llama31_8b", "frozen"), ("frozen=qwen25_7b", "frozen"),
                             ("prompter=phi35_mini", "prompter")]:
@@ -111,7 +86,7 @@ def test_lora_is_on_for_the_large_models_and_off_for_the_small_ones():
 
 
 def test_lora_is_switched_on_and_off_from_the_command_line():
-    from alignpro.trainer import lora_config
+    from alignpro.rl import lora_config
 
     assert lora_config(compose("prompter.lora={r: 8}").prompter.lora).lora_alpha == 16  # from null: a mapping
     assert lora_config(compose("frozen=llama31_8b", "frozen.lora.r=8").frozen.lora).r == 8  # one key of a mapping
@@ -122,10 +97,10 @@ def _tiny_trainer(tmp_path, lora, name: str = "rloo"):
     import torch
 
     from alignpro.assets import tiny_model_dir
-    from alignpro.trainer import build_trainer
+    from alignpro.rl import build_trainer
 
     cfg = compose("experiment=smoke", f"trainer={name}").trainer
-    args = trainer_args(cfg, lam=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu",
+    args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu",
                         report_to=[])
 
     def constant(prompts, completions, **kwargs):
@@ -153,3 +128,15 @@ def test_with_lora_trl_keeps_no_reference_copy_and_disables_the_adapter_instead(
     assert 0 < n_trainable < 0.2 * sum(p.numel() for p in full.model.parameters() if p.requires_grad)
     src = inspect.getsource((RLOOTrainer if name == "rloo" else GRPOTrainer)._generate_and_score_completions)
     assert 'with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):' in src
+
+
+def test_full_finetuning_trains_fp32_master_weights_lora_keeps_the_config_dtype():
+    import torch
+
+    from alignpro.rl import training_dtype
+
+    assert training_dtype("bfloat16", "cuda", None) == torch.float32  # pure-bf16 AdamW would round lr 1.41e-5 away
+    assert training_dtype("auto", "cuda", None) == torch.float32
+    assert training_dtype("auto", "cuda", {"r": 16}) == torch.bfloat16  # frozen base; peft keeps the adapter fp32
+    assert training_dtype("auto", "cuda", {}) == torch.bfloat16  # {} = LoRA with defaults
+    assert training_dtype("auto", "cpu", {"r": 16}) == torch.float32

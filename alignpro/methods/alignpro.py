@@ -1,0 +1,113 @@
+"""Align-Pro (paper eq. 9): RL-fine-tune the prompter ρ that rewrites x; the frozen model π_F is never updated.
+
+    max_ρ   E_{x ~ D, x′ ~ ρ(·|x), y ~ π_F(·|x′)} [ r(x, y) ]   −   λ · KL( ρ(·|x) ‖ ρ_ref(·|x) )        (eq. 9)
+
+This file is the method, top to bottom (``train_prompter``):
+
+1. **rows**: each train prompt x becomes the prompter's input, the meta-prompt around x; x rides along as a column.
+2. **reward function** (:class:`AlignProReward`): TRL samples k rewrites x′ ~ ρ(·|x) per prompt and hands them
+   over; π_F answers each rewrite alone, y ~ π_F(·|x′) (eq. 3), and r(x, y) judges y against the *original* x (D5).
+3. **β = λ**: TRL's RLOO subtracts the KL term from each rewrite's reward, before the leave-one-out baseline.
+   TRL 1.16, ``RLOOTrainer._generate_and_score_completions``::
+
+       per_token_kl = old_per_token_logps - ref_per_token_logps
+       kl = (per_token_kl * completion_mask).sum(-1)
+       rewards = rewards - self.beta * kl
+
+   So each rewrite is reinforced with r(x, y) − β·Σ_t log ρ(x′_t|·)/ρ_ref(x′_t|·), a single-sample estimate of the
+   sequence-level KL(ρ(·|x) ‖ ρ_ref(·|x)): with β = λ the per-sample objective is eq. 9's (and Lemma 5.1's closed
+   form). ``trainer=grpo`` puts a per-token k3 KL in the loss instead, the closest GRPO match, as an ablation.
+   ρ_ref is the prompter before RL: with full fine-tuning TRL loads a second copy; with LoRA it disables the
+   adapter (alignpro/rl.py explains both).
+4. **eq. 9's value, logged** (:class:`Objective`): ``objective = reward − λ·kl_seq`` each step, next to its two
+   terms, in W&B, ``train_log.jsonl`` and the progress bar.
+5. **train, save** ρ to ``run_dir/prompter`` (with LoRA, the adapter), and return the arm for evaluation.
+"""
+
+from __future__ import annotations
+
+from transformers import TrainerCallback
+
+from alignpro.frozen import Responder
+from alignpro.generation import GenerationEngine, Sampling
+from alignpro.methods import Arm, Job
+from alignpro.prompter import Prompter, compose_rewrite, rewrite_conversation
+from alignpro.reward import Reward
+from alignpro.rl import completion_text, fit
+from alignpro.rundir import Sample, SampleLog
+from alignpro.sft import reference_prompter
+from alignpro.timing import StageTimer
+
+
+class Objective(TrainerCallback):
+    """Eq. 9 per step. TRL logs ``reward``, the step's mean r(x, y) before the penalty, and ``kl`` as a per-token
+    mean (Σ kl·mask / Σ mask); times ``completions/mean_length`` (Σ mask / n) that is the mean over rewrites of
+    Σ_t log ρ/ρ_ref, the KL estimate that λ weighs: ``kl_seq``. It runs before the other callbacks, which share
+    the ``logs`` dict, so W&B, the JSONL log and the bar all see both numbers."""
+
+    def __init__(self, lam: float):
+        self.lam = lam
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not isinstance(logs.get("kl"), (int, float)) or "completions/mean_length" not in logs:
+            return
+        logs["kl_seq"] = logs["kl"] * logs["completions/mean_length"]
+        if isinstance(logs.get("reward"), (int, float)):
+            logs["objective"] = logs["reward"] - self.lam * logs["kl_seq"]
+
+
+class AlignProReward:
+    """The inner expectation of eq. 9 as TRL's reward function: x′ (TRL's completion) → y = π_F(x′) → r(x, y).
+    Every (x, x′, y, r) of a step goes to ``samples.jsonl`` and to TRL's W&B completions table."""
+
+    __name__ = "alignpro"  # TRL names the reward column after the function
+
+    def __init__(self, frozen: Responder, reward: Reward, reward_prompt: str = "original",
+                 samples: SampleLog | None = None, timer: StageTimer | None = None, rewrite: str = "full"):
+        self.frozen, self.reward, self.reward_prompt, self.rewrite = frozen, reward, reward_prompt, rewrite
+        self.samples = samples or SampleLog(None)
+        self.timer = timer or StageTimer()
+
+    def __call__(self, prompts, completions, x, trainer_state=None, log_extra=None, log_metric=None,
+                 **_) -> list[float]:
+        # x′: the completion itself, or x followed by it (prompter.rewrite=append)
+        rewrites = [compose_rewrite(xi, completion_text(c), self.rewrite) for xi, c in zip(x, completions, strict=True)]
+        with self.timer("frozen_generation"):
+            answers = self.frozen.answer(rewrites)  # eq. 3: π_F sees x′ only
+        judged = list(x) if self.reward_prompt == "original" else rewrites  # D5: r(x, y) unless ablating
+        with self.timer("reward"):
+            rewards = self.reward.score(judged, answers)
+        step = trainer_state.global_step if trainer_state is not None else None
+        self.samples.write(Sample(xi, xp, yi, ri, step) for xi, xp, yi, ri in zip(x, rewrites, answers, rewards,
+                                                                                   strict=True))
+        if log_extra is not None:  # extra columns in TRL's W&B completions table
+            log_extra("x", list(x))
+            log_extra("y", answers)
+        if log_metric is not None:
+            log_metric("rewrite_chars", sum(map(len, rewrites)) / len(rewrites))
+            log_metric("answer_chars", sum(map(len, answers)) / len(answers))
+        return rewards
+
+
+def train_prompter(job: Job) -> Arm:
+    """Eq. 9 on the train prompts; returns the trained prompter in front of π_F."""
+    cfg, p = job.cfg, job.cfg.prompter
+    rho_ref = reference_prompter(job)  # the prompter as loaded, or ρ_sft (sft=instructions), trained once and cached
+    # 1. the prompter's input: the meta-prompt around x
+    rows = [{"prompt": rewrite_conversation(r["prompt"], p.meta_prompt, p.get("system")), "x": r["prompt"]}
+            for r in job.train_records]
+    # 2. r(x, π_F(x′)) for every sampled rewrite
+    reward_fn = AlignProReward(job.frozen, job.reward, cfg.reward.prompt, job.run_dir.sample_log(), job.timer,
+                               p.get("rewrite", "full"))
+    # 3. β = λ: RLOO subtracts λ·KL(ρ‖ρ_ref) from each reward (docstring); 4. eq. 9's value logged each step
+    trainer = fit(cfg, beta=cfg.lam, policy_path=rho_ref, rows=rows, reward_fn=reward_fn,
+                  sampling=Sampling.from_config(p), dtype=p.dtype, run_dir=job.run_dir, device=job.device,
+                  report_to=job.report_to, timer=job.timer, label="align-pro", lora=p.get("lora"),
+                  first_callbacks=[Objective(cfg.lam)])
+    # 5. finished work is on disk before evaluation starts
+    trainer.save_model(str(job.run_dir.model("prompter")))
+    model = trainer.model.eval()  # with LoRA a PeftModel, evaluated with its adapter unmerged (alignpro/rl.py)
+    engine = GenerationEngine.from_config(cfg.get("generation"))
+    prompter = Prompter(model, trainer.processing_class, p.meta_prompt, p.get("system"), p.batch_size, engine,
+                        p.get("rewrite", "full"))
+    return Arm("alignpro", prompter, job.frozen)

@@ -1,0 +1,55 @@
+"""The RLHF oracle (D7): the frozen model itself RL-fine-tuned with eq. 9's objective, π_F in place of ρ.
+
+    max_π   E_{x ~ D, y ~ π(·|x)} [ r(x, y) ]   −   λ · KL( π(·|x) ‖ π_F(·|x) )
+
+The same trainer, reward, prompts, λ and step budget as Align-Pro (alignpro/methods/alignpro.py), so the two differ
+only in which model learns: here the policy's completion *is* the answer y to x, with no rewrite and no prompter.
+It is the ceiling the paper compares against: what a model owner who can train the weights would get.
+"""
+
+from __future__ import annotations
+
+from alignpro.frozen import HFResponder, frozen_path
+from alignpro.generation import GenerationEngine, Sampling, chat
+from alignpro.methods import Arm, Job
+from alignpro.methods.alignpro import Objective
+from alignpro.reward import Reward
+from alignpro.rl import completion_text, fit
+from alignpro.rundir import Sample, SampleLog
+from alignpro.timing import StageTimer
+
+
+class OracleReward:
+    """TRL's reward function for the oracle: its completion is y; r = r(x, y). Samples go to ``samples.jsonl``."""
+
+    __name__ = "oracle"
+
+    def __init__(self, reward: Reward, samples: SampleLog | None = None, timer: StageTimer | None = None):
+        self.reward = reward
+        self.samples = samples or SampleLog(None)
+        self.timer = timer or StageTimer()
+
+    def __call__(self, prompts, completions, x, trainer_state=None, log_extra=None, **_) -> list[float]:
+        answers = [completion_text(c) for c in completions]
+        with self.timer("reward"):
+            rewards = self.reward.score(list(x), answers)
+        step = trainer_state.global_step if trainer_state is not None else None
+        self.samples.write(Sample(xi, None, yi, ri, step) for xi, yi, ri in zip(x, answers, rewards, strict=True))
+        if log_extra is not None:
+            log_extra("x", list(x))
+        return rewards
+
+
+def train_oracle(job: Job) -> Arm:
+    """Fine-tune π_F on the train prompts x; returns it as the responder (no prompter)."""
+    cfg, f = job.cfg, job.cfg.frozen
+    rows = [{"prompt": chat(r["prompt"], f.get("system")), "x": r["prompt"]} for r in job.train_records]
+    trainer = fit(cfg, beta=cfg.lam, policy_path=frozen_path(f), rows=rows,
+                  reward_fn=OracleReward(job.reward, job.run_dir.sample_log(), job.timer),
+                  sampling=Sampling.from_config(f), dtype=f.dtype, run_dir=job.run_dir, device=job.device,
+                  report_to=job.report_to, timer=job.timer, label="rlhf-oracle", lora=f.get("lora"),
+                  first_callbacks=[Objective(cfg.lam)])
+    trainer.save_model(str(job.run_dir.model("oracle")))
+    engine = GenerationEngine.from_config(cfg.get("generation"))
+    return Arm("rlhf", None, HFResponder(trainer.model.eval(), trainer.processing_class, Sampling.from_config(f),
+                                         f.get("system"), f.batch_size, engine))

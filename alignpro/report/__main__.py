@@ -1,0 +1,3 @@
+from alignpro.report.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""An ablation report: a multirun's jobs grouped by the config keys the sweep varied (seed aside).
+
+Each setting's held-out rewards are pooled over seeds (mean, sample variance, bootstrap 95 % CI; D10), with the seed
+spread, a plot of the eval reward against the factor, and the reward–KL frontier (final training KL(ρ‖ρ_ref)
+against eval reward) when the prompter was trained. Jobs without ``metrics.json`` are listed as missing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from alignpro.metrics import mean
+from alignpro.report.runs import collect, factors, fmt, pooled, sort_key, why_missing
+
+
+def ablation_table(jobs: list[dict], by: list[str]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for j in jobs:
+        groups[tuple(json.dumps(j["config"].get(k)) for k in by)].append(j)
+    rows = []
+    for key, members in groups.items():
+        kls = [j["final_kl"] for j in members if j["final_kl"] is not None]
+        shift = [j["metrics"]["answer_shift_reward"] for j in members if "answer_shift_reward" in j["metrics"]]
+        rows.append({
+            **{k: json.loads(v) for k, v in zip(by, key, strict=True)},
+            **pooled(members),
+            "final_kl_seq": mean(kls) if kls else None,
+            "answer_shift_reward": mean(shift) if shift else None,
+        })
+    return sorted(rows, key=lambda r: [sort_key(r[k]) for k in by])
+
+
+def markdown(rows: list[dict], by: list[str], missing: list[str], title: str) -> str:
+    cols = [*by, "seeds", "reward_mean", "ci_low", "ci_high", "reward_var", "n", "seed_spread", "final_kl_seq",
+            "answer_shift_reward"]
+    lines = [f"# {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["", "Rewards pooled over seeds; 95 % percentile-bootstrap CI of the mean; variance ddof = 1; "
+              "seed_spread = max − min of per-seed means; final_kl_seq = KL(ρ‖ρ_ref) per rewrite at the last "
+              "training step; answer_shift_reward = r(x, y(x)) − r(x, y(x′)) (Theorem 6.1, second term)."]
+    if missing:
+        lines += ["", "Missing (no metrics.json — failed or unfinished):", *[f"- {why_missing(m)}" for m in missing]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], by: list[str], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    labels = [", ".join(fmt(r[k]) for k in by) for r in rows]
+    numeric = len(by) == 1 and all(isinstance(r[by[0]], (int, float)) for r in rows)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    xs = [r[by[0]] for r in rows] if numeric else list(range(len(rows)))
+    ys = [r["reward_mean"] for r in rows]
+    err = [[y - r["ci_low"] for y, r in zip(ys, rows, strict=True)],
+           [r["ci_high"] - y for y, r in zip(ys, rows, strict=True)]]
+    ax.errorbar(xs, ys, yerr=err, fmt="o-" if numeric else "o", capsize=4)
+    if numeric and by[0] == "lam":
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(xs, labels, rotation=20, ha="right")
+    ax.set_xlabel(" × ".join(by))
+    ax.set_ylabel("held-out reward r(x, y) (95 % CI)")
+    ax.set_title(f"eval reward vs {' × '.join(by)}")
+    fig.tight_layout()
+    path = out / "reward_vs_factor.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    written.append(str(path))
+    with_kl = [r for r in rows if r["final_kl_seq"] is not None]
+    if with_kl:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for r, label in zip(rows, labels, strict=True):
+            if r["final_kl_seq"] is not None:
+                ax.errorbar(r["final_kl_seq"], r["reward_mean"],
+                            yerr=[[r["reward_mean"] - r["ci_low"]], [r["ci_high"] - r["reward_mean"]]], fmt="o",
+                            capsize=4)
+                ax.annotate(label, (r["final_kl_seq"], r["reward_mean"]), textcoords="offset points",
+                            xytext=(6, 4))
+        ax.set_xlabel("KL(ρ ‖ ρ_ref) per rewrite at the last training step")
+        ax.set_ylabel("held-out reward r(x, y)")
+        ax.set_title("reward-KL frontier")
+        fig.tight_layout()
+        path = out / "reward_vs_kl.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(str(path))
+    return written
+
+
+def ablation_report(sweep_dir: str | Path, out: str | Path, by: list[str] | None = None) -> dict:
+    jobs, missing = collect(sweep_dir)
+    if not jobs:
+        raise ValueError(f"no finished runs (with metrics.json) under '{sweep_dir}'")
+    by = by or factors(jobs) or ["method.name"]
+    unknown = [k for k in by if not any(k in j["config"] for j in jobs)]
+    if unknown:
+        raise ValueError(f"--by {unknown} not in the runs' configs; varied keys: {', '.join(factors(jobs))}")
+    rows = ablation_table(jobs, by)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(markdown(rows, by, missing, f"Ablation: {' × '.join(by)} ({sweep_dir})"))
+    (out / "table.json").write_text(json.dumps(rows, indent=2, default=str))
+    figures = plot(rows, by, out)
+    return {"by": by, "rows": rows, "missing": missing, "figures": figures, "report": str(out / "report.md")}

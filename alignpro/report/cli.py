@@ -1,0 +1,78 @@
+"""``python -m alignpro.report``: a comparison report (Table 1, Figures 2–3) or an ablation report from finished runs.
+
+    python -m alignpro.report outputs/multiruns/<date>/<time> --out reports/lam
+    python -m alignpro.report --paper --out reports/paper       # the paper's own numbers alone
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from alignpro import CONF_DIR
+from alignpro.report.ablation import ablation_report
+from alignpro.report.comparison import comparison_report
+from alignpro.report.runs import collect
+
+
+def is_comparison(jobs: list[dict]) -> bool:
+    """A sweep over the arms (``method=...``) is the paper's comparison; anything else is an ablation."""
+    return len({j["config"].get("method.name") for j in jobs}) > 1
+
+
+def judge_config(name: str, overrides: list[str]):
+    """``conf/judge/<name>.yaml`` with ``key=value`` overrides (the judge group; factory: alignpro.judge),
+    validated before any judge model loads."""
+    from omegaconf import OmegaConf
+
+    from alignpro.config import validate_judge
+
+    options = sorted(p.stem for p in (Path(CONF_DIR) / "judge").glob("*.yaml"))
+    if name not in options:
+        raise ValueError(f"--judge {name} is unknown; valid: {', '.join(options)}")
+    cfg = OmegaConf.load(Path(CONF_DIR) / "judge" / f"{name}.yaml")
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ValueError(f"--judge-set takes key=value pairs, got {bad}")
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    validate_judge(OmegaConf.create({"judge": cfg}))
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m alignpro.report", description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="?", help="a multirun dir (outputs/multiruns/<date>/<time>) or any dir of run dirs")
+    ap.add_argument("--out", required=True, help="where report.md, the tables and the figures (PNG, PDF) go")
+    ap.add_argument("--paper", action="store_true", help="render the paper's own Table 1 and Figures 2–3 alone")
+    ap.add_argument("--kind", choices=("auto", "comparison", "ablation"), default="auto",
+                    help="comparison = Table 1 + Figs 2–3 over the arms; ablation = grouped by the swept keys; "
+                         "auto: comparison when the runs differ in method")
+    ap.add_argument("--by", nargs="*", default=None, help="ablation factor keys (default: the keys the sweep varied)")
+    ap.add_argument("--judge", default=None, help="judge Align-Pro vs no fine-tuning with conf/judge/<name>.yaml "
+                                                  "(e.g. openai_api, hf); omitted = no judging")
+    ap.add_argument("--judge-set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the judge config")
+    ap.add_argument("--no-wandb", action="store_true", help="do not log the comparison report to W&B")
+    args = ap.parse_args(argv)
+    if not args.paper and not args.runs:
+        ap.error("give a runs dir, or --paper")
+    try:
+        if args.paper:
+            res = comparison_report(None, args.out, paper_only=True, wandb_log=not args.no_wandb)
+        else:
+            jobs, _ = collect(args.runs)
+            kind = args.kind if args.kind != "auto" else ("comparison" if is_comparison(jobs) else "ablation")
+            if kind == "comparison":
+                judge = judge_config(args.judge, args.judge_set) if args.judge else None
+                res = comparison_report(args.runs, args.out, judge_cfg=judge, wandb_log=not args.no_wandb)
+            else:
+                if args.judge:  # refused, not ignored: an ablation has no pair of arms to judge
+                    raise ValueError(f"--judge {args.judge} judges Align-Pro against no fine-tuning, but '{args.runs}' "
+                                     "is an ablation (one arm); judge a multirun of method=alignpro,no_finetune")
+                res = ablation_report(args.runs, args.out, args.by)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"alignpro.report: {err}") from None
+    print(Path(res["report"]).read_text())
+    print("figures:", ", ".join(res["figures"]))
+    if res.get("wandb"):
+        print("W&B:", res["wandb"])
+    return res

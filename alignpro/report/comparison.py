@@ -1,0 +1,239 @@
+"""The paper's comparison from a multirun of the arms: Table 1 (pairwise judge win / tie / loss) and Figures 2–3
+(reward mean and variance) per cell of the grid (dataset × prompter × frozen), beside the paper's values, with the
+paired differences of arms on the same prompts and the gap closed (D11)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from alignpro.compare import PAIRS, paired
+from alignpro.methods import METHODS
+from alignpro.metrics import bootstrap_ci, gap_closed, sample_variance, win_tie_loss
+from alignpro.report.figures import plot_bars
+from alignpro.report.paper import paper_cells, paper_claims, paper_labels, paper_only_rows, paper_results, row_order
+from alignpro.report.runs import collect, factors, fmt, job_config, pooled, sort_key, why_missing
+from alignpro.report.wandb_log import log_report
+from alignpro.rundir import RunDir
+
+CELL_KEYS = ("dataset.name", "prompter.name", "frozen.name")  # a cell of the paper's grid: dataset × prompter × frozen
+
+def cell_keys(jobs: list[dict]) -> list[str]:
+    """The grid's keys plus anything else the sweep varied (λ, steps, …), except the arm and the seed."""
+    own = ("method.", "prompter.", "frozen.", "dataset.")
+    return [*CELL_KEYS, *[k for k in factors(jobs) if not k.startswith(own)]]
+
+
+def _label(cell: dict, p_of: dict, f_of: dict) -> str:
+    p, f = cell["prompter.name"], cell["frozen.name"]
+    base = f"{p_of[p]}-{f_of[f]}" if p in p_of and f in f_of else f"{p} → {f}"
+    extra = [f"{k}={fmt(v)}" for k, v in cell.items() if k not in CELL_KEYS]
+    return ", ".join([base, *extra])
+
+
+def comparison_cells(jobs: list[dict], missing: list[str], n_resamples: int = 2000) -> list[dict]:
+    """One row per cell: per arm the pooled rewards' mean / variance (with bootstrap CIs), seeds and spread; gap
+    closed (D11); the paper's values when the cell is one of the paper's; which arms are missing and why."""
+    p_of, f_of = paper_labels(paper_results())
+    keys = cell_keys(jobs)
+    cells: dict[tuple, dict] = {}
+
+    def cell_of(config: dict) -> dict:
+        key = tuple(json.dumps(config.get(k)) for k in keys)
+        if key not in cells:
+            cells[key] = {"cell": {k: config.get(k) for k in keys}, "jobs": defaultdict(list), "missing": []}
+        return cells[key]
+
+    for j in jobs:
+        cell_of(j["config"])["jobs"][j["config"].get("method.name")].append(j)
+    for d in missing:
+        config = job_config(Path(d))
+        cell_of(config)["missing"].append({"method": config.get("method.name"), "why": why_missing(d)})
+    no_paper = {"paper_mean": None, "paper_var": None, "paper_table1": None, "paper_gap_closed": None}
+    rows = []
+    for c in cells.values():
+        cell = c["cell"]
+        arms = {}
+        for arm, members in c["jobs"].items():
+            values = [r for j in members for r in j["rewards"]]
+            arms[arm] = {
+                **pooled(members, n_resamples),
+                "var_ci": bootstrap_ci(values, sample_variance, n_resamples) if len(values) > 2 else (None, None),
+                "runs": sorted(({"seed": j["config"].get("seed"), "dir": j["dir"]} for j in members),
+                               key=lambda run: sort_key(run["seed"])),
+            }
+        pk = (cell["dataset.name"], p_of.get(cell["prompter.name"]), f_of.get(cell["frozen.name"]))
+        gap = None
+        if {"alignpro", "no_finetune", "rlhf"} <= set(arms):
+            nf, orc = arms["no_finetune"]["reward_mean"], arms["rlhf"]["reward_mean"]
+            # D11's ratio only means "share of the gap closed" when the oracle is above no fine-tuning.
+            gap = gap_closed(arms["alignpro"]["reward_mean"], nf, orc) if orc > nf else "no gap (oracle ≤ no FT)"
+        by_seed = {arm: {j["config"].get("seed"): {"rewards": j["by_prompt"]} for j in members}
+                   for arm, members in c["jobs"].items()}
+        pairs = {f"{a} - {b}": p for a, b in PAIRS if a in by_seed and b in by_seed
+                 for p in [paired(by_seed[a], by_seed[b], n_resamples)] if p}
+        rows.append({"cell": cell, "label": _label(cell, p_of, f_of), "arms": arms, "gap_closed": gap, "paired": pairs,
+                     "missing": c["missing"], **paper_cells().get(pk, no_paper)})
+    return sorted(rows, key=row_order)
+
+
+def judge_cell(row: dict, judge, n_prompts: int, out: Path) -> dict | None:
+    """Judge Align-Pro (A) against no fine-tuning (B) on the same held-out prompts, both orders per pair (D9);
+    writes every verdict to ``out/judge/<cell>.jsonl`` and returns win / tie / loss with CIs."""
+    arms = row["arms"]
+    if "alignpro" not in arms or "no_finetune" not in arms:
+        return None
+    by_seed_b = {run["seed"]: RunDir(Path(run["dir"])).read_eval_samples() for run in arms["no_finetune"]["runs"]}
+    prompts, a, b = [], [], []
+    for run in arms["alignpro"]["runs"]:  # paired with the no_finetune run of the same seed, if there is one
+        rows_b = by_seed_b.get(run["seed"]) or next(iter(by_seed_b.values()))
+        answers_b = defaultdict(list)
+        for s in rows_b:
+            answers_b[s.x].append(s.y)
+        for s in RunDir(Path(run["dir"])).read_eval_samples():
+            if answers_b.get(s.x):  # the same prompt x, answered by both arms
+                prompts.append(s.x)
+                a.append(s.y)
+                b.append(answers_b[s.x].pop(0))
+    prompts, a, b = prompts[:n_prompts], a[:n_prompts], b[:n_prompts]
+    if not prompts:
+        return None
+    verdicts = judge.judge_pairs(prompts, a, b)
+    slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in row["label"])
+    (out / "judge").mkdir(parents=True, exist_ok=True)
+    with (out / "judge" / f"{slug}.jsonl").open("w", encoding="utf-8") as f:
+        for v in verdicts:
+            f.write(json.dumps(v, ensure_ascii=False, default=str) + "\n")
+    res = win_tie_loss([(v["outcome_ab"], v["outcome_ba"]) for v in verdicts])
+    res["verdicts"] = str(out / "judge" / f"{slug}.jsonl")
+    return res
+
+
+def _pct(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.0f}"
+
+
+def _ci(ci) -> str:
+    return "" if ci is None or ci[0] is None or not math.isfinite(ci[0]) else f" [{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+def table1_markdown(rows: list[dict], judge_name: str | None, paper_only: bool = False) -> list[str]:
+    head = ["## Table 1: Align-Pro (A) vs no fine-tuning (B), pairwise judge", ""]
+    if paper_only:
+        lines = [*head, "GPT-4 judge, one order (Align-Pro always Assistant 1), 100 samples per cell, %. Win and loss "
+                 "printed in the Jan-2025 paper; ties printed in its Oct-2024 version.", "",
+                 "| cell | A wins | tie | B wins |", "|---|---|---|---|"]
+        for r in rows:
+            p = r["paper_table1"]
+            lines.append(f"| {r['cell']['dataset.name']}: {r['label']} | {p['win']} | {p['tie']} | {p['loss']} |")
+        return lines
+    lines = [*head, f"Judge: {judge_name or 'not run (pass --judge)'}; both orders per pair, verdicts averaged (D9); "
+             "% of valid pairs with 95 % bootstrap CIs; position consistency = % of pairs whose verdict survives "
+             "swapping the order. Paper: GPT-4, one order, 100 samples.", "",
+             "| cell | A wins | tie | B wins | position consistency | pairs (invalid) | paper A / tie / B |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        j, p = r.get("judge"), r["paper_table1"]
+        ours = (f"{_pct(j['win'])}{_ci(j['win_ci'])} | {_pct(j['tie'])}{_ci(j['tie_ci'])} | "
+                f"{_pct(j['loss'])}{_ci(j['loss_ci'])} | {_pct(j['position_consistency'])} | "
+                f"{j['n_pairs']} ({j['n_invalid']})") if j else "– | – | – | – | –"
+        theirs = f"{p['win']} / {p['tie']} / {p['loss']}" if p else "–"
+        lines.append(f"| {r['cell']['dataset.name']}: {r['label']} | {ours} | {theirs} |")
+    return lines
+
+
+def _arm_cell(r: dict, arm: str, stat: str, paper_only: bool) -> str:
+    a = r["arms"].get(arm)
+    paper = (r["paper_mean"] if stat == "reward_mean" else r["paper_var"]) or {}
+    theirs = f"{paper[arm]:.2f}" if paper.get(arm) is not None else None
+    if paper_only:
+        return theirs or "–"
+    if a is None:
+        ours = "missing" if any(m["method"] == arm for m in r["missing"]) else "–"
+    else:
+        lo, hi = (a["ci_low"], a["ci_high"]) if stat == "reward_mean" else a["var_ci"]
+        ours = f"{a[stat]:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else "")
+    return ours + (f" (paper {theirs})" if theirs else "")
+
+
+def comparison_markdown(rows: list[dict], title: str, judge_name: str | None, figures: list[str],
+                        paper_only: bool = False) -> str:
+    arms = [a for a in METHODS if any(a in r["arms"] or (r["paper_mean"] or {}).get(a) is not None for r in rows)]
+    lines = [f"# {title}", "", *table1_markdown(rows, judge_name, paper_only), ""]
+    for stat, name, fig in (("reward_mean", "Figure 2: mean reward", "figure2_mean"),
+                            ("reward_var", "Figure 3: reward variance", "figure3_variance")):
+        note = ("Digitised from the paper's bar charts (±0.01)." if paper_only else
+                "Ours: rewards pooled over seeds, 95 % bootstrap CIs; variance is the sample variance (ddof = 1, "
+                "D10). Paper values (digitised, ±0.01) in brackets where the cell is one of the paper's.")
+        gap = stat == "reward_mean"
+        lines += [f"## {name}", "", note + (" Gap closed = (Align-Pro − no FT) / (oracle − no FT) (D11)." if gap
+                                            else ""), "",
+                  "| cell | " + " | ".join(METHODS[a].label for a in arms) + (" | gap closed |" if gap else " |"),
+                  "|---" * (len(arms) + 1 + gap) + "|"]
+        for r in rows:
+            cells = [_arm_cell(r, a, stat, paper_only) for a in arms]
+            if gap:
+                ours, theirs = r["gap_closed"], r["paper_gap_closed"]
+                cells.append(fmt(theirs) if paper_only else
+                             fmt(ours) + (f" (paper {theirs:.2f})" if theirs is not None else ""))
+            lines.append(f"| {r['cell']['dataset.name']}: {r['label']} | " + " | ".join(cells) + " |")
+        lines += ["", f"![{fig}]({fig}.png)", ""]
+    if any(r.get("paired") for r in rows):
+        lines += ["## Paired differences", "", "Per held-out prompt (and seed), the difference of two arms' rewards on "
+                  "the same x; mean with a percentile-bootstrap 95 % interval over the pairs (alignpro.compare).", "",
+                  "| cell | pair (a − b) | mean | 95 % CI | pairs | a better |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            for name, p in (r.get("paired") or {}).items():
+                lines.append(f"| {r['cell']['dataset.name']}: {r['label']} | {name.replace(' - ', ' − ')} | "
+                             f"{p['diff_mean']:+.2f} | [{p['diff_ci_low']:+.2f}, {p['diff_ci_high']:+.2f}] | "
+                             f"{p['n_pairs']} | {p['share_a_better']:.0%} |")
+        lines.append("")
+    missing = [m for r in rows for m in r["missing"]]
+    if missing:
+        lines += ["## Missing runs", "", "These jobs have no metrics.json (failed or unfinished); their bars are "
+                  "absent:", *[f"- {r['cell']['dataset.name']}: {r['label']}, {m['method']}: {m['why']}"
+                               for r in rows for m in r["missing"]], ""]
+    return "\n".join(lines)
+
+
+def comparison_report(sweep_dir: str | Path | None, out: str | Path, *, judge_cfg=None, paper_only: bool = False,
+                      wandb_log: bool = True) -> dict:
+    """Table 1 and Figures 2–3 from a multirun of the four arms (or the paper's own numbers with ``paper_only``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if paper_only:
+        rows, title, missing = paper_only_rows(), "Align-Pro paper: Table 1 and Figures 2–3 (paper values only)", []
+    else:
+        jobs, missing = collect(sweep_dir)
+        if not jobs:
+            raise ValueError(f"no finished runs (with metrics.json) under '{sweep_dir}'")
+        rows, title = comparison_cells(jobs, missing), f"Align-Pro vs baselines ({sweep_dir})"
+    judge_name = None
+    if judge_cfg is not None and not paper_only:
+        from alignpro.judge import build_judge
+
+        judge = build_judge(judge_cfg)
+        judge_name = f"{judge_cfg.get('name', '?')} ({judge_cfg.get('model') or judge_cfg.get('model_id') or ''})"
+        for r in rows:
+            r["judge"] = judge_cell(r, judge, judge_cfg.get("n_prompts", 100), out)
+        judge_stats = dict(judge.stats)  # orders judged, backend requests, cache hits, retries, invalid orders
+        judge_name += f"; {judge_stats.get('orders', 0)} orders, {judge_stats.get('cache_hits', 0)} from the cache, " \
+                      f"{judge_stats.get('retries', 0)} retries, {judge_stats.get('invalid', 0)} invalid"
+    figures = plot_bars(rows, "reward_mean", out, "figure2_mean", "Figure 2: mean reward r(x, y)")
+    figures += plot_bars(rows, "reward_var", out, "figure3_variance", "Figure 3: reward variance")
+    claims = paper_claims(rows)
+    md = comparison_markdown(rows, title, judge_name, figures, paper_only)
+    if claims:
+        md += "\n## Headline shape (cells with all three arms)\n\n" + "\n".join(
+            f"- {who}: {c['cells']} cells; Align-Pro > no FT in {c['alignpro_beats_no_finetune']}, oracle > Align-Pro "
+            f"in {c['oracle_beats_alignpro']}, Align-Pro variance lowest in {c['alignpro_lowest_variance']}, "
+            f"mean gap closed {fmt(c['mean_gap_closed'])}" for who, c in claims.items()) + "\n"
+    (out / "report.md").write_text(md, encoding="utf-8")
+    (out / "report.json").write_text(json.dumps({"rows": rows, "claims": claims, "missing": missing}, indent=2,
+                                                default=str))
+    res = {"rows": rows, "claims": claims, "missing": missing, "figures": figures, "report": str(out / "report.md")}
+    if wandb_log:
+        res["wandb"] = log_report(out, rows, figures, name=f"report:{'paper' if paper_only else Path(sweep_dir).name}")
+    return res

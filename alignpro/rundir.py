@@ -1,0 +1,177 @@
+"""One run directory: the name of every file a run writes, its one writer, and the records it holds.
+
+    <run_dir>/
+      config.yaml          the resolved, redacted config             alignpro.tracking.start
+      run_info.json        git SHA, package versions, command line   alignpro.tracking.start
+      samples.jsonl        every scored training sample (Sample)     the method's reward function (SampleLog)
+      train_log.jsonl      every logged training step                alignpro.rl.JsonlLog
+      checkpoints/         TRL checkpoints (trainer.save_steps)      TRL
+      prompter/ | oracle/  the trained model, or its LoRA adapter    the method
+      eval_samples.jsonl   held-out samples (Sample)                 alignpro.train
+      metrics.json         the held-out summary (Metrics)            alignpro.train
+      error.txt            why a job has no metrics.json             alignpro.train.main
+      wandb/               the W&B run                               wandb (through alignpro.tracking)
+
+Readers (the report, the comparison) go through :class:`RunDir` too, so a file's name lives in one place. Whole
+files are written to a temporary name and renamed, so a reader never sees half of one; the append-only logs are
+flushed row by row, so a run that dies keeps every finished step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One scored answer: prompt x, rewrite x′ (None when x is answered directly), answer y, reward r(x, y).
+
+    Training samples carry the optimizer ``step``; held-out samples with ``eval.answer_shift`` also carry the answer
+    to x itself (``y_direct``) and its reward (``r_direct``)."""
+
+    x: str
+    x_prime: str | None
+    y: str
+    r: float
+    step: int | None = None
+    y_direct: str | None = None
+    r_direct: float | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The JSONL row: ``step`` first for training samples, the answer-shift fields only when measured."""
+        out: dict[str, Any] = {"step": self.step} if self.step is not None else {}
+        out.update(x=self.x, x_prime=self.x_prime, y=self.y, r=self.r)
+        if self.y_direct is not None:
+            out.update(y_direct=self.y_direct, r_direct=self.r_direct)
+        return out
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Sample:
+        return cls(row["x"], row.get("x_prime"), row["y"], row["r"], row.get("step"), row.get("y_direct"),
+                   row.get("r_direct"))
+
+
+class Metrics(TypedDict, total=False):
+    """``metrics.json``: the held-out summary of one job (keys a reader may rely on)."""
+
+    reward_mean: float  # mean r(x, y) over every held-out answer
+    reward_var: float  # sample variance of the same rewards
+    reward_ci_low: float  # bootstrap 95 % interval of the mean
+    reward_ci_high: float
+    n: int  # answers scored = n_prompts × samples_per_prompt
+    method: str  # the arm (alignpro.methods.METHODS)
+    n_prompts: int
+    samples_per_prompt: int
+    lam: float
+    seed: int
+    dataset: dict  # the data's provenance and drop counts (alignpro.data.Splits.info)
+    reward_model: dict  # the reward model's own held-out checks
+    menu_rate: float  # share of rewrites that are x + a menu instruction (sft=instructions)
+    frozen_api: dict  # requests, retries and failures of a frozen model behind an API
+    timing_s: dict  # seconds per stage, the job's total and per training step
+    answer_shift_reward: float  # eval.answer_shift: Theorem 6.1's second term, estimated
+    answer_shift_embedding: float
+    reward_mean_direct: float
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file; none when the file is absent (a run that never got that far)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after a successful rename; removed after a failed write
+    return path
+
+
+class SampleLog:
+    """Append-only JSONL of scored samples, written as each step scores them (a crash keeps what was finished).
+    ``path=None`` keeps nothing (a reward function used outside a run)."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path else None
+
+    def write(self, samples: Iterable[Sample]) -> None:
+        if self.path is None:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            for s in samples:
+                f.write(json.dumps(s.row(), ensure_ascii=False) + "\n")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one job's directory (see the module docstring for who writes each)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda self: self.root / "config.yaml")
+    run_info = property(lambda self: self.root / "run_info.json")
+    samples = property(lambda self: self.root / "samples.jsonl")
+    train_log = property(lambda self: self.root / "train_log.jsonl")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    eval_samples = property(lambda self: self.root / "eval_samples.jsonl")
+    metrics = property(lambda self: self.root / "metrics.json")
+    error = property(lambda self: self.root / "error.txt")
+    hydra_config = property(lambda self: self.root / ".hydra" / "config.yaml")
+    hydra_overrides = property(lambda self: self.root / ".hydra" / "overrides.yaml")
+
+    def model(self, policy: str) -> Path:
+        """Where a trained policy is saved: ``prompter/`` (Align-Pro) or ``oracle/`` (the RLHF oracle)."""
+        return self.root / policy
+
+    def sample_log(self) -> SampleLog:
+        return SampleLog(self.samples)
+
+    # --- writers (each file above has exactly one caller of its writer) ---
+    def write_json(self, path: Path, obj: Any) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+    def write_eval_samples(self, samples: Iterable[Sample]) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps(s.row(), ensure_ascii=False, default=str) + "\n" for s in samples]
+        return write_atomic(self.eval_samples, "".join(lines))
+
+    def write_metrics(self, metrics: Metrics) -> Path:
+        return self.write_json(self.metrics, metrics)
+
+    def write_error(self, text: str) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return write_atomic(self.error, text)
+
+    # --- readers ---
+    def is_finished(self) -> bool:
+        return self.metrics.exists()
+
+    def read_metrics(self) -> Metrics:
+        return json.loads(self.metrics.read_text())
+
+    def read_eval_samples(self) -> list[Sample]:
+        return [Sample.from_row(row) for row in read_jsonl(self.eval_samples)]
+
+    def read_train_log(self) -> list[dict]:
+        return read_jsonl(self.train_log)
+
+    def read_config(self) -> dict:
+        """The job's resolved config: our redacted copy, else Hydra's (a job that failed before writing its own)."""
+        import yaml
+
+        path = self.config if self.config.exists() else self.hydra_config
+        return yaml.safe_load(path.read_text()) or {}
