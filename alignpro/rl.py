@@ -33,12 +33,14 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from alignpro.assets import resolve_dtype
-from alignpro.rundir import RunDir
+from alignpro.rundir import RunDir, Sample, read_jsonl
 from alignpro.schema import lora_options
 from alignpro.timing import StageTimer
 
 if TYPE_CHECKING:
     import torch
+
+    from alignpro.tracking import Tracker
 
 def completion_text(completion) -> str:
     """TRL hands conversational completions as ``[{"role": "assistant", "content": ...}]``; plain ones as str."""
@@ -47,17 +49,22 @@ def completion_text(completion) -> str:
     return "".join(m["content"] for m in completion if m.get("role") == "assistant")
 
 
-class JsonlLog(TrainerCallback):
-    """Appends every logged row (step, reward, kl_seq, lengths, …) to ``train_log.jsonl`` in the run dir as it is
-    logged: the training curves without W&B, and kept if the run dies."""
+class StepLog(TrainerCallback):
+    """Every logged training row (step, reward, kl_seq, objective, lengths, …), as it is logged: appended to
+    ``train_log.jsonl`` (the curves without W&B, kept if the run dies) and sent to W&B as ``train/<key>`` through
+    the run's one :class:`alignpro.tracking.Tracker` (TRL itself reports to nothing)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, tracker: Tracker | None = None):
+        self.path, self.tracker = Path(path), tracker
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": state.global_step, **logs}, default=float) + "\n")
+        if not logs:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": state.global_step, **logs}, default=float) + "\n")
+        if self.tracker is not None:
+            scalars = {f"train/{k}": v for k, v in logs.items() if isinstance(v, (int, float))}
+            self.tracker.log({**scalars, "train/global_step": state.global_step})
 
 
 class RewardKLProgress(TrainerCallback):
@@ -118,7 +125,7 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
 
 
-def trainer_args(cfg, *, beta: float, seed: int, output_dir: str, sampling, device: str, report_to: list[str]):
+def trainer_args(cfg, *, beta: float, seed: int, output_dir: str, sampling, device: str):
     """TRL config for the ``trainer`` group. ``beta`` weighs the KL penalty (Align-Pro passes λ: see the module
     docstring); ``sampling`` is the trained policy's rollout sampling (prompter or oracle)."""
     from trl import GRPOConfig, RLOOConfig
@@ -146,8 +153,8 @@ def trainer_args(cfg, *, beta: float, seed: int, output_dir: str, sampling, devi
         save_strategy="steps" if cfg.save_steps else "no",
         save_steps=cfg.save_steps or 500,
         save_only_model=True,
-        report_to=report_to,
-        log_completions="wandb" in report_to,
+        report_to=[],  # W&B is written by alignpro.tracking alone (StepLog, the samples table), not by TRL
+        log_completions=False,
         num_completions_to_print=0,  # samples go to samples.jsonl and W&B, not the console
         disable_tqdm=True,  # RewardKLProgress draws the bar
         use_cpu=on_cpu,
@@ -197,18 +204,20 @@ def training_dtype(dtype: str, device: str, lora) -> torch.dtype:
 
 
 def fit(cfg, *, beta: float, policy_path: str, rows: list[dict], reward_fn, sampling, dtype: str, run_dir: RunDir,
-        device: str, report_to: list[str], timer: StageTimer, label: str, lora=None, first_callbacks=(),
-        callbacks=()):
+        device: str, timer: StageTimer, label: str, tracker: Tracker | None = None, lora=None,
+        first_callbacks=(), callbacks=()):
     """Build the ``trainer`` group's TRL trainer for one policy, train it to ``max_steps``, return it. Every step's
-    logs go to ``train_log.jsonl`` and a progress bar (and to W&B through TRL when it is on)."""
+    logs go to ``train_log.jsonl``, a progress bar and, with a ``tracker``, W&B."""
     args = trainer_args(cfg.trainer, beta=beta, seed=cfg.seed, output_dir=str(run_dir.checkpoints),
-                        sampling=sampling, device=device, report_to=report_to)
+                        sampling=sampling, device=device)
     trainer = build_trainer(cfg.trainer, model_path=policy_path, model_dtype=training_dtype(dtype, device, lora),
                             train_rows=rows, reward_fn=reward_fn, args=args,
-                            callbacks=[RewardKLProgress(label), JsonlLog(run_dir.train_log), *callbacks], lora=lora,
-                            first_callbacks=first_callbacks)
+                            callbacks=[RewardKLProgress(label), StepLog(run_dir.train_log, tracker), *callbacks],
+                            lora=lora, first_callbacks=first_callbacks)
     # Time the policy's own sampling (the rest of a step is log-prob passes, the reward function and the update).
     trainer._generate = timer.wrap("policy_generation", trainer._generate)
     with timer("train_total"):
         trainer.train()
+    if tracker is not None:  # every scored training sample, one W&B table (the rows of samples.jsonl)
+        tracker.table("train/samples", [Sample.from_row(r).row() for r in read_jsonl(run_dir.samples)])
     return trainer

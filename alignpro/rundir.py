@@ -4,13 +4,13 @@
       config.yaml          the resolved, redacted config             alignpro.tracking.start
       run_info.json        git SHA, package versions, command line   alignpro.tracking.start
       samples.jsonl        every scored training sample (Sample)     the method's reward function (SampleLog)
-      train_log.jsonl      every logged training step                alignpro.rl.JsonlLog
+      train_log.jsonl      every logged training step                alignpro.rl.StepLog
       checkpoints/         TRL checkpoints (trainer.save_steps)      TRL
       prompter/ | oracle/  the trained model, or its LoRA adapter    the method
       eval_samples.jsonl   held-out samples (Sample)                 alignpro.train
       metrics.json         the held-out summary (Metrics)            alignpro.train
       error.txt            why a job has no metrics.json             alignpro.train.main
-      wandb/               the W&B run                               wandb (through alignpro.tracking)
+      wandb/               the W&B run                               alignpro.tracking.Tracker (alone: TRL reports nowhere)
 
 Readers (the report, the comparison) go through :class:`RunDir` too, so a file's name lives in one place. Whole
 files are written to a temporary name and renamed, so a reader never sees half of one; the append-only logs are

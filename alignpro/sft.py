@@ -110,7 +110,7 @@ def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from alignpro.rl import JsonlLog, RewardKLProgress
+    from alignpro.rl import RewardKLProgress, StepLog
 
     disable_progress_bars()  # per-stage "Tokenizing train dataset" bars; the SFT bar below shows the work
     tmp = atomic_dir(target)
@@ -137,7 +137,7 @@ def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -
     start = time.perf_counter()
     trainer = SFTTrainer(model=base, args=args, train_dataset=Dataset.from_list(rows),
                          callbacks=[RewardKLProgress("rho_sft", show=(("loss", "loss"),)),
-                                    JsonlLog(tmp / "sft_log.jsonl")])
+                                    StepLog(tmp / "sft_log.jsonl")])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     trainer.save_model(str(tmp))

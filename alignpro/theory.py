@@ -245,8 +245,7 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
                              # away from ∇ of eq. 9; the optimiser's choice, not the objective's, so off here.
                              "extra": {"max_grad_norm": max_grad_norm or 1e9}})
     out_dir = tempfile.mkdtemp(prefix="alignpro-theory-out-")
-    args = trainer_args(tcfg, beta=lam, seed=seed, output_dir=out_dir, sampling=Sampling(1, 1.0, 1.0, 0), device="cpu",
-                        report_to=[])
+    args = trainer_args(tcfg, beta=lam, seed=seed, output_dir=out_dir, sampling=Sampling(1, 1.0, 1.0, 0), device="cpu")
     rows = [{"prompt": [{"role": "user", "content": x}], "x": x} for x in prompts] * 64
     trainer = build_trainer(tcfg, model_path=model_dir, model_dtype="float32", train_rows=rows, reward_fn=reward_fn,
                             args=args, callbacks=[])

@@ -117,16 +117,11 @@ def wandb_mode(logger_cfg) -> str | None:
 
 @dataclass
 class Tracker:
-    """Owns the run dir's files and, when enabled, the W&B run."""
+    """The job's W&B run, when enabled: the one object that writes to it (metrics, tables, the summary)."""
 
     run_dir: Path
     run: Any = None
     summary: dict = field(default_factory=dict)
-
-    @property
-    def report_to(self) -> list[str]:
-        """What TRL/transformers should report to: they reuse the active W&B run."""
-        return ["wandb"] if self.run is not None else []
 
     def log(self, metrics: dict, step: int | None = None) -> None:
         if self.run is not None:

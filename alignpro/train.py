@@ -92,7 +92,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         # evaluation so a stage's random draws never depend on what ran before it (a reward fitted now or read
         # from the cache, a model built in-process or loaded): cold and warm caches give the same run.
         set_seed(cfg.seed)
-        arm = method.run(Job(cfg, splits.train, reward, frozen, files, device, tracker.report_to, timer, tracker.log))
+        arm = method.run(Job(cfg, splits.train, reward, frozen, files, device, tracker, timer))
 
         # Held-out evaluation with the paper's sampling (D8), identical for every arm.
         answer, rewrite = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)

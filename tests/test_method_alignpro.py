@@ -25,15 +25,15 @@ def completions(*texts):
 def test_frozen_answers_the_rewrite_and_reward_judges_the_original_prompt(tmp_path):
     frozen, reward = EchoResponder(), RecordingReward()
     ep = AlignProReward(frozen, reward, "original", SampleLog(tmp_path / "s.jsonl"))
-    extra = {}
+    metrics = {}
     out = ep(prompts=[None, None], completions=completions("x'1", "x'2"), x=["x", "x"],
-             log_extra=lambda k, v: extra.setdefault(k, v), log_metric=lambda k, v: None)
+             log_metric=metrics.__setitem__)
     assert frozen.seen == ["x'1", "x'2"]  # eq. 3: π_F sees x' only
     assert reward.calls == [(["x", "x"], ["answer<x'1>", "answer<x'2>"])]  # r(x, y), D5
     assert out == [len("answer<x'1>"), len("answer<x'2>")]
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert rows[0] == {"x": "x", "x_prime": "x'1", "y": "answer<x'1>", "r": out[0]}  # no trainer state: no step
-    assert extra["y"] == ["answer<x'1>", "answer<x'2>"]
+    assert metrics == {"rewrite_chars": 3.0, "answer_chars": len("answer<x'1>")}  # into the step's logged row
 
 
 def test_rewritten_prompt_ablation_scores_x_prime():

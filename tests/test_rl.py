@@ -9,7 +9,7 @@ from tests.conftest import compose
 def test_trainer_args_map_the_config(name, tmp_path):
     cfg = compose(f"trainer={name}", "trainer.num_generations=3", "trainer.prompts_per_step=5").trainer
     args = trainer_args(cfg, beta=0.37, seed=4, output_dir=str(tmp_path), sampling=Sampling(11, 0.9, 0.8, 7),
-                        device="cpu", report_to=[])
+                        device="cpu")
     assert args.beta == 0.37
     assert args.num_generations == 3 and args.per_device_train_batch_size == 15
     assert args.max_completion_length == 11 and (args.temperature, args.top_p, args.top_k) == (0.9, 0.8, 7)
@@ -21,8 +21,7 @@ def test_trainer_args_map_the_config(name, tmp_path):
 
 def test_trainer_extra_passes_any_trl_option_and_wins(tmp_path):
     cfg = compose("+trainer.extra={max_grad_norm: 0.5, logging_steps: 5}").trainer
-    args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu",
-                        report_to=[])
+    args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu")
     assert args.max_grad_norm == 0.5 and args.logging_steps == 5
 
 
@@ -100,8 +99,7 @@ def _tiny_trainer(tmp_path, lora, name: str = "rloo"):
     from alignpro.rl import build_trainer
 
     cfg = compose("experiment=smoke", f"trainer={name}").trainer
-    args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu",
-                        report_to=[])
+    args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu")
 
     def constant(prompts, completions, **kwargs):
         return [0.0] * len(prompts)

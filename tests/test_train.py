@@ -44,6 +44,9 @@ def test_smoke_runs_every_method_end_to_end(method, tmp_path):
         for row in steps_logged:
             assert row["train/kl_seq"] == pytest.approx(row["train/kl"] * row["train/completions/mean_length"])
             assert row["train/objective"] == pytest.approx(row["train/reward"] - cfg.lam * row["train/kl_seq"])
+        # the run's one W&B writer also logged every training sample, the rows of samples.jsonl, as one table
+        tables = [row for row in run["history"] if "train/samples/nrows" in row]
+        assert [row["train/samples/nrows"] for row in tables] == [len(samples)]
 
 
 def test_smoke_runs_with_grpo_and_real_offline_wandb(tmp_path):

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from alignpro.frozen import Responder
     from alignpro.prompter import Prompter
     from alignpro.reward import Reward
+    from alignpro.tracking import Tracker
 
 
 @dataclass
@@ -41,8 +42,8 @@ class Arm:
 
 @dataclass
 class Job:
-    """What an arm gets to run: the composed config, the train prompts, r(x, y), π_F (None for the oracle) and the
-    run's directory, device, W&B targets, stage timer and metric logger."""
+    """What an arm gets to run: the composed config, the train prompts, r(x, y), π_F (None for the oracle), the
+    run's directory and device, the W&B run's tracker (None: no W&B) and the stage timer."""
 
     cfg: Any
     train_records: list[dict]
@@ -50,13 +51,17 @@ class Job:
     frozen: Responder | None
     run_dir: RunDir
     device: str = "cpu"
-    report_to: list[str] = field(default_factory=list)
+    tracker: Tracker | None = None
     timer: StageTimer = field(default_factory=StageTimer)
-    log: Callable[[dict], None] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.run_dir, RunDir):
             self.run_dir = RunDir(Path(self.run_dir))
+
+    @property
+    def log(self) -> Callable[[dict], None] | None:
+        """Where a stage sends metric dicts (W&B), or None."""
+        return self.tracker.log if self.tracker is not None else None
 
 
 class Method:

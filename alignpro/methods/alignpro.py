@@ -58,7 +58,7 @@ class Objective(TrainerCallback):
 
 class AlignProReward:
     """The inner expectation of eq. 9 as TRL's reward function: x′ (TRL's completion) → y = π_F(x′) → r(x, y).
-    Every (x, x′, y, r) of a step goes to ``samples.jsonl`` and to TRL's W&B completions table."""
+    Every (x, x′, y, r) of a step goes to ``samples.jsonl`` (and, after training, to W&B as ``train/samples``)."""
 
     __name__ = "alignpro"  # TRL names the reward column after the function
 
@@ -68,8 +68,7 @@ class AlignProReward:
         self.samples = samples or SampleLog(None)
         self.timer = timer or StageTimer()
 
-    def __call__(self, prompts, completions, x, trainer_state=None, log_extra=None, log_metric=None,
-                 **_) -> list[float]:
+    def __call__(self, prompts, completions, x, trainer_state=None, log_metric=None, **_) -> list[float]:
         # x′: the completion itself, or x followed by it (prompter.rewrite=append)
         rewrites = [compose_rewrite(xi, completion_text(c), self.rewrite) for xi, c in zip(x, completions, strict=True)]
         with self.timer("frozen_generation"):
@@ -80,10 +79,7 @@ class AlignProReward:
         step = trainer_state.global_step if trainer_state is not None else None
         self.samples.write(Sample(xi, xp, yi, ri, step) for xi, xp, yi, ri in zip(x, rewrites, answers, rewards,
                                                                                    strict=True))
-        if log_extra is not None:  # extra columns in TRL's W&B completions table
-            log_extra("x", list(x))
-            log_extra("y", answers)
-        if log_metric is not None:
+        if log_metric is not None:  # into the step's logged row
             log_metric("rewrite_chars", sum(map(len, rewrites)) / len(rewrites))
             log_metric("answer_chars", sum(map(len, answers)) / len(answers))
         return rewards
@@ -102,7 +98,7 @@ def train_prompter(job: Job) -> Arm:
     # 3. β = λ: RLOO subtracts λ·KL(ρ‖ρ_ref) from each reward (docstring); 4. eq. 9's value logged each step
     trainer = fit(cfg, beta=cfg.lam, policy_path=rho_ref, rows=rows, reward_fn=reward_fn,
                   sampling=Sampling.from_config(p), dtype=p.dtype, run_dir=job.run_dir, device=job.device,
-                  report_to=job.report_to, timer=job.timer, label="align-pro", lora=p.get("lora"),
+                  timer=job.timer, label="align-pro", tracker=job.tracker, lora=p.get("lora"),
                   first_callbacks=[Objective(cfg.lam)])
     # 5. finished work is on disk before evaluation starts
     trainer.save_model(str(job.run_dir.model("prompter")))

@@ -29,14 +29,12 @@ class OracleReward:
         self.samples = samples or SampleLog(None)
         self.timer = timer or StageTimer()
 
-    def __call__(self, prompts, completions, x, trainer_state=None, log_extra=None, **_) -> list[float]:
+    def __call__(self, prompts, completions, x, trainer_state=None, **_) -> list[float]:
         answers = [completion_text(c) for c in completions]
         with self.timer("reward"):
             rewards = self.reward.score(list(x), answers)
         step = trainer_state.global_step if trainer_state is not None else None
         self.samples.write(Sample(xi, None, yi, ri, step) for xi, yi, ri in zip(x, answers, rewards, strict=True))
-        if log_extra is not None:
-            log_extra("x", list(x))
         return rewards
 
 
@@ -47,7 +45,7 @@ def train_oracle(job: Job) -> Arm:
     trainer = fit(cfg, beta=cfg.lam, policy_path=frozen_path(f), rows=rows,
                   reward_fn=OracleReward(job.reward, job.run_dir.sample_log(), job.timer),
                   sampling=Sampling.from_config(f), dtype=f.dtype, run_dir=job.run_dir, device=job.device,
-                  report_to=job.report_to, timer=job.timer, label="rlhf-oracle", lora=f.get("lora"),
+                  timer=job.timer, label="rlhf-oracle", tracker=job.tracker, lora=f.get("lora"),
                   first_callbacks=[Objective(cfg.lam)])
     trainer.save_model(str(job.run_dir.model("oracle")))
     engine = GenerationEngine.from_config(cfg.get("generation"))
