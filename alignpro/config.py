@@ -3,8 +3,12 @@
 Hydra itself rejects an unknown group option (``prompter=nope`` lists the available ones); this module checks
 values: λ > 0, k ≥ 2, positive lengths and sizes, sampling ranges, known sources/kinds/names, offline assets
 installed, the meta-prompt placeholder, and that no secret is passed as a config value. Models behind an
-OpenAI-compatible API (``frozen=openai_api``, ``judge=openai_api``) get their endpoint settings checked here too
-(URL, concurrency, timeouts, the key's variable *name*); their key itself is only looked up when the client is built.
+OpenAI-compatible API (``frozen=openai_api``, ``judge=openai_api``) get their endpoint settings checked here too,
+by the client's own rules (URL, concurrency, timeouts, the key's variable *name*); their key itself is only looked
+up when the client is built.
+
+The valid choices come from :mod:`alignpro.schema` and the arms from :data:`alignpro.methods.METHODS`; neither
+imports torch, so a bad value is reported in well under a second. The factories trust what was checked here.
 """
 
 from __future__ import annotations

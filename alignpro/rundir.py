@@ -10,7 +10,7 @@
       eval_samples.jsonl   held-out samples (Sample)                 alignpro.train
       metrics.json         the held-out summary (Metrics)            alignpro.train
       error.txt            why a job has no metrics.json             alignpro.train.main
-      wandb/               the W&B run                               alignpro.tracking.Tracker (alone: TRL reports nowhere)
+      wandb/               the W&B run                               alignpro.tracking.Tracker (TRL reports nowhere)
 
 Readers (the report, the comparison) go through :class:`RunDir` too, so a file's name lives in one place. Whole
 files are written to a temporary name and renamed, so a reader never sees half of one; the append-only logs are

@@ -84,7 +84,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         tracker.log({f"reward_model/{k}": v for k, v in rm_stats.items() if isinstance(v, (int, float))})
         log.info("reward %s ready: %s", cfg.reward.name, {k: rm_stats[k] for k in rm_stats if "accuracy" in k})
 
-        # π_F, unless the method trains its own copy (the oracle).
+        # π_F, unless the arm trains its own copy of it (``needs_frozen`` false).
         engine = GenerationEngine.from_config(cfg.get("generation"))
         frozen = build_frozen(cfg.frozen, device, engine=engine) if method.needs_frozen else None
 
