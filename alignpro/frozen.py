@@ -1,6 +1,6 @@
 """The frozen LLM π_F(y|x′): answers the rewritten prompt and is never updated by Align-Pro.
 
-Backends sit behind one interface, :class:`Responder` (``answer(prompts) -> answers``); the episode and the
+Backends sit behind one interface, :class:`Responder` (``answer(prompts) -> answers``); the reward functions and the
 evaluation only see that interface. ``frozen.backend`` picks one:
 
 * ``hf``         – :class:`HFResponder`, a causal LM run in-process with ``transformers``.
@@ -21,7 +21,7 @@ from alignpro.generation import GenerationEngine, Sampling, chat, generate_chat
 
 
 class Responder(Protocol):
-    """What the episode and the evaluation need from a frozen model."""
+    """What the reward functions and the evaluation need from a frozen model."""
 
     def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
         """One answer per prompt; the model sees only the prompt (x′ for Align-Pro) in its user turn."""

@@ -132,7 +132,7 @@ def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -
         max_length=256,
         activation_checkpointing=False,  # transformers 5 name; TRL's default would only cost time at these sizes
         dataloader_num_workers=0,
-        model_init_kwargs={"dtype": torch.float32},  # full fine-tuning: fp32 master weights (see methods.py)
+        model_init_kwargs={"dtype": torch.float32},  # full fine-tuning: fp32 master weights (see rl.training_dtype)
     )
     start = time.perf_counter()
     trainer = SFTTrainer(model=base, args=args, train_dataset=Dataset.from_list(rows),

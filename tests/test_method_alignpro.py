@@ -8,7 +8,7 @@ from tests.conftest import RecordingReward
 
 
 class EchoResponder:
-    """A deterministic stand-in for π_F, to check the plumbing of the episode (not a model)."""
+    """A deterministic stand-in for π_F, to check the plumbing of the reward function (not a model)."""
 
     def __init__(self):
         self.seen = []
