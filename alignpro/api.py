@@ -36,7 +36,6 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import math
 import os
 import random
 import threading
@@ -47,7 +46,7 @@ from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
-from alignpro.schema import ENV_NAME, EXTRA_SAMPLING
+from alignpro.schema import ENV_NAME, EXTRA_SAMPLING, integer_at_least, number_above
 
 if TYPE_CHECKING:
     from alignpro.generation import Sampling
@@ -128,23 +127,16 @@ class ChatClient:
         before anything loads and reports the first failure with the group's name in front."""
         url = urlparse(self.base_url) if isinstance(self.base_url, str) else None
 
-        def integer(v, low: int) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-        def number(v, low: float, strict: bool) -> bool:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            return ok and (v > low if strict else v >= low)
-
         checks = (
             ("base_url", url is not None and url.scheme in ("http", "https") and bool(url.netloc),
              "must be an http(s) URL of the server's OpenAI root, e.g. http://localhost:8000/v1"),
             ("model", isinstance(self.model, str) and bool(self.model),
              "must name the served model (as the server's /v1/models lists it)"),
-            ("max_concurrency", integer(self.max_concurrency, 1), "must be an integer > 0"),
-            ("timeout_s", number(self.timeout_s, 0, True), "must be a number > 0"),
-            ("max_retries", integer(self.max_retries, 0),
+            ("max_concurrency", integer_at_least(self.max_concurrency, 1), "must be an integer > 0"),
+            ("timeout_s", number_above(self.timeout_s, 0), "must be a number > 0"),
+            ("max_retries", integer_at_least(self.max_retries, 0),
              "must be an integer ≥ 0 (extra attempts after a retryable failure)"),
-            ("backoff_s", number(self.backoff_s, 0, False), "must be a number ≥ 0"),
+            ("backoff_s", number_above(self.backoff_s, 0, strict=False), "must be a number ≥ 0"),
             ("extra_sampling", self.extra_sampling in EXTRA_SAMPLING, f"valid: {', '.join(EXTRA_SAMPLING)}"),
         )
         for key, ok, valid in checks:

@@ -13,8 +13,6 @@ imports torch, so a bad value is reported in well under a second. The factories 
 
 from __future__ import annotations
 
-import math
-
 from omegaconf import DictConfig, OmegaConf
 
 from alignpro.api import ChatClient
@@ -34,7 +32,9 @@ from alignpro.schema import (
     SCORE_LINE_MAX_TOKENS,
     SECRET_KEY,
     TRAINERS,
+    integer_at_least,
     lora_options,
+    number_above,
 )
 
 
@@ -49,7 +49,7 @@ def _require(ok: bool, key: str, value, valid: str) -> None:
 
 def _positive_int(cfg: DictConfig, key: str) -> None:
     v = OmegaConf.select(cfg, key)
-    _require(isinstance(v, int) and not isinstance(v, bool) and v > 0, key, v, "must be an integer > 0")
+    _require(integer_at_least(v, 1), key, v, "must be an integer > 0")
 
 
 def _sampling(cfg: DictConfig, key: str) -> None:
@@ -74,9 +74,7 @@ def _no_secrets(node, path: str = "") -> None:
 
 def _number(cfg: DictConfig, key: str, low: float, strict: bool = True) -> None:
     v = OmegaConf.select(cfg, key)
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    ok = ok and (v > low if strict else v >= low)
-    _require(ok, key, v, f"must be a number {'>' if strict else '≥'} {low:g}")
+    _require(number_above(v, low, strict), key, v, f"must be a number {'>' if strict else '≥'} {low:g}")
 
 
 def _api_endpoint(cfg: DictConfig, group: str) -> None:
@@ -115,8 +113,8 @@ def validate_judge(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` (or :class:`AssetError`) on the first invalid value."""
     lam = cfg.lam
-    _require(isinstance(lam, (int, float)) and not isinstance(lam, bool) and math.isfinite(lam) and lam > 0,
-             "lam", lam, "the paper's λ (KL weight of eq. 9) must be a finite number > 0; try lam=0.2")
+    _require(number_above(lam, 0), "lam", lam,
+             "the paper's λ (KL weight of eq. 9) must be a finite number > 0; try lam=0.2")
     _require(isinstance(cfg.seed, int), "seed", cfg.seed, "must be an integer")
     _require(cfg.device in DEVICES, "device", cfg.device, f"valid: {', '.join(DEVICES)}")
     m = cfg.method.name

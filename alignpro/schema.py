@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -43,6 +44,17 @@ SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd)$", re.IGNORECA
 # alpha = 2r (the common ratio; the adapter's scale alpha/r stays 2 whatever r); "all-linear" = every linear layer of
 # the transformer blocks (attention and MLP), not the output head.
 LORA_DEFAULTS: dict[str, Any] = {"r": 16, "alpha": None, "dropout": 0.05, "target_modules": "all-linear"}
+
+
+def integer_at_least(v: Any, low: int) -> bool:
+    """An int (not a bool) ≥ ``low``."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def number_above(v: Any, low: float, strict: bool = True) -> bool:
+    """A finite int or float (not a bool) > ``low`` (≥ with ``strict=False``)."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return ok and (v > low if strict else v >= low)
 
 
 def lora_options(lora: Any) -> dict[str, Any] | None:
