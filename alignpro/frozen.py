@@ -71,7 +71,7 @@ def build_frozen(cfg, device: str = "cpu", path: str | None = None,
                  engine: GenerationEngine | None = None) -> Responder:
     """Factory for the ``frozen`` config group. ``path`` loads other weights (the trained RLHF oracle); ``engine``
     (the top-level ``generation`` block) picks the generation engine of the ``hf`` backend."""
-    sampling = Sampling.from_config(cfg)
+    sampling = Sampling.from_config(cfg.sampling, cfg.max_new_tokens)
     if cfg.backend == "openai_api":
         if path is not None:
             raise ValueError("frozen.backend=openai_api serves a model behind an API: it cannot load other weights "

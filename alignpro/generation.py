@@ -59,12 +59,9 @@ class Sampling:
     top_k: int = 0
 
     @classmethod
-    def from_config(cls, model_cfg: Any, max_new_tokens: int | None = None) -> Sampling:
-        """From a model group (``prompter``, ``frozen``, ``judge``: its ``max_new_tokens`` and ``sampling`` block)
-        or from a bare ``sampling`` block with ``max_new_tokens`` given."""
-        s = model_cfg.get("sampling", model_cfg) if max_new_tokens is None else model_cfg
-        tokens = model_cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
-        return cls(tokens, s.temperature, s.top_p, s.top_k)
+    def from_config(cls, sampling_cfg: Any, max_new_tokens: int) -> Sampling:
+        """From a config's ``sampling`` block (``temperature``, ``top_p``, ``top_k``) and a token budget."""
+        return cls(max_new_tokens, sampling_cfg.temperature, sampling_cfg.top_p, sampling_cfg.top_k)
 
     def generate_kwargs(self) -> dict:
         if self.temperature == 0:

@@ -258,7 +258,7 @@ class Judge:
 
 def build_judge(cfg, device: str = "cpu", cache_root: Path | None = None) -> Judge:
     """Factory for the ``judge`` config group (conf/judge/). ``cache_root`` overrides ``cache_dir()/judge``."""
-    sampling = Sampling.from_config(cfg)
+    sampling = Sampling.from_config(cfg.sampling, cfg.max_new_tokens)
     constrain = cfg.get("constrain_scores", False)
     if cfg.backend == "openai_api":
         backend: ChatBackend = ChatClient.from_config(cfg)

@@ -73,8 +73,9 @@ def run(name: str, overrides: list[str], steps: int, reward) -> dict:
     set_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         reward_fn = AlignProReward(frozen, reward, "original", SampleLog(None), timer, p.get("rewrite", "full"))
-        fit(cfg, beta=cfg.lam, policy_path=policy, rows=rows, reward_fn=reward_fn, sampling=Sampling.from_config(p),
-            dtype=p.dtype, run_dir=RunDir(Path(tmp)), device="cpu", timer=timer, label=name,
+        fit(cfg, beta=cfg.lam, policy_path=policy, rows=rows, reward_fn=reward_fn,
+            sampling=Sampling.from_config(p.sampling, p.max_new_tokens), dtype=p.dtype, run_dir=RunDir(Path(tmp)),
+            device="cpu", timer=timer, label=name,
             lora=p.get("lora"), callbacks=[clock])
     timed = list(range(1, len(clock.steps)))  # step 0 warms up allocators and caches
     split = {k: statistics.median(clock.splits[i].get(k, 0.0) for i in timed)

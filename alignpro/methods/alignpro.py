@@ -97,8 +97,8 @@ def train_prompter(job: Job) -> Arm:
                                p.get("rewrite", "full"))
     # 3. β = λ: RLOO subtracts λ·KL(ρ‖ρ_ref) from each reward (docstring); 4. eq. 9's value logged each step
     trainer = fit(cfg, beta=cfg.lam, policy_path=rho_ref, rows=rows, reward_fn=reward_fn,
-                  sampling=Sampling.from_config(p), dtype=p.dtype, run_dir=job.run_dir, device=job.device,
-                  timer=job.timer, label="align-pro", tracker=job.tracker, lora=p.get("lora"),
+                  sampling=Sampling.from_config(p.sampling, p.max_new_tokens), dtype=p.dtype, run_dir=job.run_dir,
+                  device=job.device, timer=job.timer, label="align-pro", tracker=job.tracker, lora=p.get("lora"),
                   first_callbacks=[Objective(cfg.lam)])
     # 5. finished work is on disk before evaluation starts
     trainer.save_model(str(job.run_dir.model("prompter")))
