@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from alignpro.assets import resolve_dtype
-from alignpro.rundir import RunDir, Sample, read_jsonl
+from alignpro.rundir import RunDir, read_jsonl
 from alignpro.schema import lora_options
 from alignpro.timing import StageTimer
 
@@ -219,5 +219,5 @@ def fit(cfg, *, beta: float, policy_path: str, rows: list[dict], reward_fn, samp
     with timer("train_total"):
         trainer.train()
     if tracker is not None:  # every scored training sample, one W&B table (the rows of samples.jsonl)
-        tracker.table("train/samples", [Sample.from_row(r).row() for r in read_jsonl(run_dir.samples)])
+        tracker.table("train/samples", read_jsonl(run_dir.samples))
     return trainer

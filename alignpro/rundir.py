@@ -87,7 +87,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old file or the new one."""
+    """Write ``text`` to ``path`` (its folder made if needed) through a temporary file and a rename: readers see the
+    old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -141,11 +143,9 @@ class RunDir:
 
     # --- writers (each file above has exactly one caller of its writer) ---
     def write_json(self, path: Path, obj: Any) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
         return write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
     def write_eval_samples(self, samples: Iterable[Sample]) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
         lines = [json.dumps(s.row(), ensure_ascii=False, default=str) + "\n" for s in samples]
         return write_atomic(self.eval_samples, "".join(lines))
 
@@ -153,7 +153,6 @@ class RunDir:
         return self.write_json(self.metrics, metrics)
 
     def write_error(self, text: str) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
         return write_atomic(self.error, text)
 
     # --- readers ---

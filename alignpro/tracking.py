@@ -154,7 +154,6 @@ class Tracker:
 def start(cfg, run_dir: Path | RunDir, *, group: str, name: str, job_type: str) -> Tracker:
     """Write the run's config and info, then open the W&B run (factory for the ``logger`` group)."""
     files = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    files.root.mkdir(parents=True, exist_ok=True)
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     write_atomic(files.config, OmegaConf.to_yaml(OmegaConf.create(resolved)))
     info = run_info()
