@@ -59,15 +59,18 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
         if not d.is_finished():
             missing.append(str(d.root))
             continue
-        curve = [row for row in d.read_train_log() if "kl_seq" in row]
+        curve = d.read_train_log()
+        steps = [row for row in curve if "kl_seq" in row]
         samples = d.read_eval_samples()
         jobs.append({
             "dir": str(d.root),
             "config": flatten(d.read_config()),
             "metrics": d.read_metrics(),
+            "samples": samples,
             "rewards": [s.r for s in samples],
             "by_prompt": {x: mean(v) for x, v in by_prompt(samples).items()},
-            "final_kl": curve[-1]["kl_seq"] if curve else None,
+            "curve": curve,
+            "final_kl": steps[-1]["kl_seq"] if steps else None,
         })
     return jobs, missing
 
@@ -122,22 +125,18 @@ def fmt(v) -> str:
 
 
 def load_runs(sweep_dir: str | Path) -> dict[str, dict[int, dict]]:
-    """{arm: {seed: run}} for every finished job under ``sweep_dir`` (``metrics.json`` present); each run holds
-    its per-prompt mean rewards ``{x: r}`` and its training curve."""
-    root = Path(sweep_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"'{root}' is not a directory of runs")
+    """{arm: {seed: run}} for every finished job under ``sweep_dir`` (:func:`collect`'s jobs); each run holds its
+    per-prompt mean rewards ``{x: r}``, every reward grouped by prompt, its metrics and its training curve."""
+    jobs, _ = collect(sweep_dir)
     runs: dict[str, dict[int, dict]] = defaultdict(dict)
-    for d in (RunDir(m.parent) for m in sorted(root.rglob("metrics.json"))):
-        cfg = d.read_config()
-        per_prompt = by_prompt(d.read_eval_samples())
-        arm, seed = cfg["method"]["name"], cfg.get("seed", 0)
+    for j in jobs:
+        arm, seed = j["config"]["method.name"], j["config"].get("seed", 0)
         if seed in runs[arm]:
-            raise ValueError(f"two runs of arm '{arm}' with seed {seed} under '{root}' ({runs[arm][seed]['dir']}, "
-                             f"{d.root}): compare one sweep at a time")
-        runs[arm][seed] = {"dir": str(d.root), "rewards": {x: mean(v) for x, v in per_prompt.items()},
-                           "all_rewards": [r for v in per_prompt.values() for r in v],
-                           "metrics": d.read_metrics(), "curve": d.read_train_log()}
+            raise ValueError(f"two runs of arm '{arm}' with seed {seed} under '{sweep_dir}' ({runs[arm][seed]['dir']}, "
+                             f"{j['dir']}): compare one sweep at a time")
+        runs[arm][seed] = {"dir": j["dir"], "rewards": j["by_prompt"],
+                           "all_rewards": [r for v in by_prompt(j["samples"]).values() for r in v],
+                           "metrics": j["metrics"], "curve": j["curve"]}
     if not runs:
-        raise ValueError(f"no finished runs (with metrics.json) under '{root}'")
+        raise ValueError(f"no finished runs (with metrics.json) under '{sweep_dir}'")
     return runs
