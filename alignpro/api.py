@@ -154,10 +154,10 @@ class ChatClient:
     @classmethod
     def from_config(cls, cfg) -> ChatClient:
         """From a config node with the keys of ``conf/frozen/openai_api.yaml`` (``judge/openai_api.yaml`` too)."""
-        return cls(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.get("api_key_env"),
+        return cls(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env,
                    max_concurrency=cfg.max_concurrency, timeout_s=cfg.timeout_s,
                    max_retries=cfg.max_retries, backoff_s=cfg.backoff_s,
-                   extra_sampling=cfg.get("extra_sampling", "top_k"))
+                   extra_sampling=cfg.extra_sampling)
 
     @property
     def name(self) -> str:

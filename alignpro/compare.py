@@ -142,7 +142,7 @@ def log_wandb(res: dict, image: Path, out: Path, name: str) -> str | None:
 
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(project="alignpro", job_type="comparison", name=name, group=f"sweep-{out.name}", dir=str(out),
-                     mode=wandb_mode({}), reinit="finish_previous")
+                     mode=wandb_mode(), reinit="finish_previous")
     run.log({"comparison/arms": wandb.Table(columns=["arm", "mean", "ci_low", "ci_high", "n"],
                                             data=[[k, a["mean"], a["ci_low"], a["ci_high"], a["n"]]
                                                   for k, a in res["arms"].items()]),

@@ -44,6 +44,7 @@ from typing import Any
 
 from alignpro import CONF_DIR
 from alignpro.assets import ASSETS_DIR, EMBEDDED_PREFS
+from alignpro.schema import ConfigError, DatasetConfig, typed
 
 Record = dict  # keys listed in the module docstring
 
@@ -391,7 +392,7 @@ def read_hub(cfg: Any) -> tuple[str, dict[str, list[dict]]]:
     return where, out
 
 
-def load_splits(cfg: Any) -> Splits:
+def load_splits(cfg: DatasetConfig) -> Splits:
     """Factory for the ``dataset`` config group: read, adapt, split, filter (see the module docstring)."""
     check_options(cfg)
     adapt = ADAPTERS[cfg.adapter]
@@ -495,9 +496,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     disable_progress_bars()
     sys.stdout.reconfigure(errors="backslashreplace")  # non-ASCII prompts on a non-UTF-8 terminal
     try:
-        cfg = compose_config(args.overrides)
+        cfg = typed(compose_config(args.overrides))
         print(describe(load_splits(cfg.dataset), args.n, args.side, args.chars))
-    except DataError as err:
+    except (DataError, ConfigError) as err:
         raise SystemExit(f"alignpro: {err}") from None
     except (HydraException, OmegaConfBaseException) as err:
         raise SystemExit(f"alignpro: {' '.join(str(err).split())}") from None

@@ -23,9 +23,10 @@ from alignpro.methods import Arm
 from alignpro.metrics import mean, summarize
 from alignpro.reward import Reward
 from alignpro.rundir import Metrics, Sample
+from alignpro.schema import EvalConfig
 
 
-def eval_samplings(eval_cfg, answer_tokens: int, rewrite_tokens: int) -> tuple[Sampling, Sampling]:
+def eval_samplings(eval_cfg: EvalConfig, answer_tokens: int, rewrite_tokens: int) -> tuple[Sampling, Sampling]:
     """(answer sampling, rewrite sampling) from the ``eval`` block."""
     answer = Sampling.from_config(eval_cfg.sampling, eval_cfg.max_new_tokens or answer_tokens)
     rewrite = Sampling.from_config(eval_cfg.rewrite_sampling or eval_cfg.sampling, rewrite_tokens)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from alignpro.api import ChatClient
 from alignpro.assets import load_causal_lm, resolve_model
 from alignpro.generation import GenerationEngine, Sampling, chat, generate_chat
+from alignpro.schema import FrozenConfig
 
 
 class Responder(Protocol):
@@ -62,12 +63,12 @@ class APIResponder:
         return [a.strip() for a in self.client.complete(convs, sampling or self.sampling, desc)]
 
 
-def frozen_path(cfg) -> str:
-    """Where the frozen model's weights are (``cfg`` is the ``frozen`` config group)."""
-    return resolve_model(cfg.source, cfg.get("model_id"), role="frozen")
+def frozen_path(cfg: FrozenConfig) -> str:
+    """Where the frozen model's weights are."""
+    return resolve_model(cfg.source, cfg.model_id, role="frozen")
 
 
-def build_frozen(cfg, device: str = "cpu", path: str | None = None,
+def build_frozen(cfg: FrozenConfig, device: str = "cpu", path: str | None = None,
                  engine: GenerationEngine | None = None) -> Responder:
     """Factory for the ``frozen`` config group. ``path`` loads other weights (the trained RLHF oracle); ``engine``
     (the top-level ``generation`` block) picks the generation engine of the ``hf`` backend."""
@@ -78,6 +79,6 @@ def build_frozen(cfg, device: str = "cpu", path: str | None = None,
                              f"({path}); the RLHF oracle needs frozen.backend=hf")
         client = ChatClient.from_config(cfg)
         client.api_key()  # a missing key fails here, before any training, not at the first answer
-        return APIResponder(client, sampling, cfg.get("system"))
+        return APIResponder(client, sampling, cfg.system)
     model, tok = load_causal_lm(path or frozen_path(cfg), cfg.dtype, device)
-    return HFResponder(model, tok, sampling, cfg.get("system"), cfg.batch_size, engine or GenerationEngine())
+    return HFResponder(model, tok, sampling, cfg.system, cfg.batch_size, engine or GenerationEngine())

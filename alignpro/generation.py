@@ -45,6 +45,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList, StaticCache, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from alignpro.schema import GenerationConfig
+
 # Decode-cache lengths are rounded up to this multiple so that a compiled step sees few distinct shapes.
 CACHE_LEN_MULTIPLE = 64
 
@@ -125,11 +127,9 @@ class GenerationEngine:
         return device.type == "cuda" if self.compile == "auto" else bool(self.compile)
 
     @classmethod
-    def from_config(cls, cfg) -> GenerationEngine:
-        """From the ``generation`` block of a composed config (missing block or keys = defaults)."""
-        if cfg is None:
-            return cls()
-        return cls(cfg.get("engine", "hf"), cfg.get("compile", "auto"), bool(cfg.get("bucket", False)))
+    def from_config(cls, cfg: GenerationConfig) -> GenerationEngine:
+        """From the ``generation`` block of a typed config."""
+        return cls(cfg.engine, cfg.compile, cfg.bucket)
 
 
 def trl_generation_options() -> dict:

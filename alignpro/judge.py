@@ -41,6 +41,7 @@ from alignpro.api import ChatClient
 from alignpro.assets import cache_dir, load_causal_lm, resolve_model
 from alignpro.generation import Sampling, chat
 from alignpro.judge_local import HFChat
+from alignpro.schema import JudgeConfig
 
 log = logging.getLogger("alignpro.judge")
 
@@ -256,22 +257,22 @@ class Judge:
         return records
 
 
-def build_judge(cfg, device: str = "cpu", cache_root: Path | None = None) -> Judge:
+def build_judge(cfg: JudgeConfig, device: str = "cpu", cache_root: Path | None = None) -> Judge:
     """Factory for the ``judge`` config group (conf/judge/). ``cache_root`` overrides ``cache_dir()/judge``."""
     sampling = Sampling.from_config(cfg.sampling, cfg.max_new_tokens)
-    constrain = cfg.get("constrain_scores", False)
+    constrain = cfg.constrain_scores
     if cfg.backend == "openai_api":
         backend: ChatBackend = ChatClient.from_config(cfg)
         backend.api_key()  # fail now, before any judging, when the key's variable is not set
         model_id = cfg.model
     else:
-        path = resolve_model(cfg.source, cfg.get("model_id"), role="judge")
+        path = resolve_model(cfg.source, cfg.model_id, role="judge")
         model, tok = load_causal_lm(path, cfg.dtype, device)
         model.requires_grad_(False)
         backend = HFChat(model, tok, cfg.batch_size, constrain)
-        model_id = f"{cfg.source}:{cfg.get('model_id') or path}:{cfg.dtype}"
+        model_id = f"{cfg.source}:{cfg.model_id or path}:{cfg.dtype}"
     cache = None
-    if cfg.get("cache", True):
+    if cfg.cache:
         cache = JudgeCache(cache_root if cache_root is not None else cache_dir() / "judge")
     return Judge(backend, cfg.backend, model_id, sampling, cfg.max_attempts, cfg.retry_temperature, cfg.n_prompts,
                  cache)

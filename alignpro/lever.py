@@ -42,7 +42,7 @@ def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict
 
     splits = load_splits(cfg.dataset)
     reward = build_reward(cfg.reward, splits.train, splits.heldout, device)
-    frozen = build_frozen(cfg.frozen, device, engine=GenerationEngine.from_config(cfg.get("generation")))
+    frozen = build_frozen(cfg.frozen, device, engine=GenerationEngine.from_config(cfg.generation))
     xs = [r["prompt"] for r in splits.train[:n]]
     rows = []
     base_r = None
@@ -95,12 +95,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     sys.stdout.reconfigure(errors="backslashreplace")
     try:
         cfg = compose_config(args.overrides)
-        validate(cfg)
+        cfg = validate(cfg)
     except (ConfigError, DataError) as err:
         raise SystemExit(f"alignpro.lever: {err}") from None
     except (HydraException, OmegaConfBaseException) as err:
         raise SystemExit(f"alignpro.lever: {' '.join(str(err).split())}") from None
-    menu = args.instruction or list((cfg.get("sft") or {}).get("instructions") or default_menu())
+    menu = args.instruction or list(cfg.sft.instructions or default_menu())
     quiet_library_noise()
     from alignpro.train import pick_device
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from alignpro.assets import load_causal_lm, resolve_model
 from alignpro.generation import GenerationEngine, Sampling, chat, generate_chat
-from alignpro.schema import PLACEHOLDER, REWRITES
+from alignpro.schema import PLACEHOLDER, REWRITES, PrompterConfig
 
 # Paper, Appendix C.1 (exact string; "[PROMPT]" is replaced by the user prompt x).
 PAPER_META_PROMPT = (
@@ -66,12 +66,12 @@ class Prompter:
         return [compose_rewrite(x, g, self.mode) for x, g in zip(prompts, outs, strict=True)]
 
 
-def prompter_path(cfg) -> str:
-    """Where the prompter's initial weights are (``cfg`` is the ``prompter`` config group)."""
-    return resolve_model(cfg.source, cfg.get("model_id"), role="prompter")
+def prompter_path(cfg: PrompterConfig) -> str:
+    """Where the prompter's initial weights are."""
+    return resolve_model(cfg.source, cfg.model_id, role="prompter")
 
 
-def load_prompter(cfg, path: str | None = None, device: str = "cpu",
+def load_prompter(cfg: PrompterConfig, path: str | None = None, device: str = "cpu",
                   engine: GenerationEngine | None = None) -> Prompter:
     """Load a prompter from ``path`` (a trained checkpoint) or from its config's source (ρ_ref).
 
@@ -79,5 +79,5 @@ def load_prompter(cfg, path: str | None = None, device: str = "cpu",
     transformers' PEFT integration then loads the base model named in ``adapter_config.json`` and attaches the
     adapter, unmerged. ``engine`` picks the generation engine of its evaluation rewrites."""
     model, tok = load_causal_lm(path or prompter_path(cfg), cfg.dtype, device)
-    return Prompter(model, tok, cfg.meta_prompt, cfg.get("system"), cfg.batch_size, engine or GenerationEngine(),
-                    cfg.get("rewrite", "full"))
+    return Prompter(model, tok, cfg.meta_prompt, cfg.system, cfg.batch_size, engine or GenerationEngine(),
+                    cfg.rewrite)

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from alignpro.schema import RewardConfig
+
 
 class Reward(Protocol):
     def score(self, prompts: list[str], responses: list[str]) -> list[float]:
         """r(prompt_i, response_i) for each i."""
 
 
-def build_reward(cfg, train: list[dict], heldout: list[dict], device: str = "cpu") -> Reward:
+def build_reward(cfg: RewardConfig, train: list[dict], heldout: list[dict], device: str = "cpu") -> Reward:
     """Factory for the ``reward`` config group (``reward.kind`` is checked by alignpro.config)."""
     if cfg.kind == "bt_encoder":
         from alignpro.reward_bt import build_bt_reward

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from alignpro.assets import cache_dir, fingerprint, resolve_model
+from alignpro.schema import BTFitConfig, RewardConfig
 
 
 class BTHead(nn.Module):
@@ -73,7 +74,8 @@ def preference_pairs(records: list[dict], offtopic: bool, seed: int) -> list[tup
     return pairs
 
 
-def train_bt_head(enc: SentenceEncoder, train: list[tuple], heldout: list[tuple], cfg) -> tuple[BTHead, dict]:
+def train_bt_head(enc: SentenceEncoder, train: list[tuple], heldout: list[tuple],
+                  cfg: BTFitConfig) -> tuple[BTHead, dict]:
     """Fit the BT head on cached embeddings (full-batch AdamW); returns the head and its held-out pairwise accuracy."""
     def embed(pairs):
         xs, ys, zs = zip(*pairs, strict=True)
@@ -118,9 +120,9 @@ class BTEncoderReward:
         return self.encoder.encode(texts)
 
 
-def build_bt_reward(cfg, train: list[dict], heldout: list[dict], device: str = "cpu") -> BTEncoderReward:
+def build_bt_reward(cfg: RewardConfig, train: list[dict], heldout: list[dict], device: str = "cpu") -> BTEncoderReward:
     """Load the encoder, then load the trained head from the cache or train it (and cache it)."""
-    path = resolve_model(cfg.source, cfg.get("model_id"), role="reward")
+    path = resolve_model(cfg.source, cfg.model_id, role="reward")
     enc = SentenceEncoder(path, cfg.max_length, device=device)
     fit = cfg.fit
     train_pairs = preference_pairs(train, fit.offtopic_pairs, fit.seed)

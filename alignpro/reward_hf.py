@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alignpro.assets import resolve_model
+from alignpro.schema import RewardConfig
 
 CHAT_TEMPLATE_DIR = ("trl", "chat_templates")  # TRL ships the original templates of the common model families
 
@@ -147,23 +148,19 @@ class HFClassifierReward:
         return out
 
 
-def build_hf_classifier_reward(cfg, device: str = "cpu") -> HFClassifierReward:
+def build_hf_classifier_reward(cfg: RewardConfig, device: str = "cpu") -> HFClassifierReward:
     """Load a sequence-classification RM from ``reward.model_id`` (a hub id, or a local folder with ``source:
     hub``) and its tokenizer, with TRL's stored template as fallback when the tokenizer ships none."""
-    from omegaconf import OmegaConf
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from alignpro.assets import resolve_dtype
 
-    if OmegaConf.is_config(cfg) and OmegaConf.is_missing(cfg, "model_id"):
-        raise ValueError(f"reward={cfg.name} needs reward.model_id: a hub id or a local folder of a sequence-"
-                         "classification reward model, e.g. reward.model_id=Skywork/Skywork-Reward-Llama-3.1-8B-v0.2")
-    path = resolve_model(cfg.source, cfg.get("model_id"), role="reward")
+    path = resolve_model(cfg.source, cfg.model_id, role="reward")
     require_one_label(AutoConfig.from_pretrained(path).num_labels, path)  # before gigabytes of weights load
     tok = AutoTokenizer.from_pretrained(path)
     template = "tokenizer"
     if tok.chat_template is None:
-        name = cfg.get("fallback_chat_template")
+        name = cfg.fallback_chat_template
         if not name:
             raise ValueError(f"reward tokenizer '{path}' has no chat template and reward.fallback_chat_template is "
                              f"null; set it to one of TRL's stored templates: {', '.join(chat_template_names())}")

@@ -34,7 +34,7 @@ from transformers import TrainerCallback
 
 from alignpro.assets import resolve_dtype
 from alignpro.rundir import RunDir, read_jsonl
-from alignpro.schema import lora_options
+from alignpro.schema import Config, TrainerConfig, lora_options
 from alignpro.timing import StageTimer
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
 
 
-def trainer_args(cfg, *, beta: float, seed: int, output_dir: str, sampling, device: str):
+def trainer_args(cfg: TrainerConfig, *, beta: float, seed: int, output_dir: str, sampling, device: str):
     """TRL config for the ``trainer`` group. ``beta`` weighs the KL penalty (Align-Pro passes λ: see the module
     docstring); ``sampling`` is the trained policy's rollout sampling (prompter or oracle)."""
     from trl import GRPOConfig, RLOOConfig
@@ -163,13 +163,13 @@ def trainer_args(cfg, *, beta: float, seed: int, output_dir: str, sampling, devi
         dataloader_num_workers=0,
     )
     if cfg.name == "grpo":
-        common.update(scale_rewards="none", loss_type=cfg.get("loss_type", "dr_grpo"))
+        common.update(scale_rewards="none", loss_type=cfg.loss_type)
     common.update(dict(cfg.extra or {}))  # trainer.extra wins: any TRL option, verbatim
     return (GRPOConfig if cfg.name == "grpo" else RLOOConfig)(**common)
 
 
-def build_trainer(cfg, *, model_path: str, model_dtype, train_rows: list[dict], reward_fn, args, callbacks,
-                  lora=None, first_callbacks=()):
+def build_trainer(cfg: TrainerConfig, *, model_path: str, model_dtype, train_rows: list[dict], reward_fn, args,
+                  callbacks, lora=None, first_callbacks=()):
     """Factory for the ``trainer`` group: ``train_rows`` carry ``prompt`` (conversation) and ``x`` (for the reward).
     ``lora`` is the trained model's ``lora`` config value (``None`` = full fine-tuning). ``first_callbacks`` run
     before every other callback, so what they add to a step's logs reaches W&B, the JSONL log and the bar."""
@@ -203,8 +203,8 @@ def training_dtype(dtype: str, device: str, lora) -> torch.dtype:
     return torch.float32 if full_finetune else resolve_dtype(dtype, device)
 
 
-def fit(cfg, *, beta: float, policy_path: str, rows: list[dict], reward_fn, sampling, dtype: str, run_dir: RunDir,
-        device: str, timer: StageTimer, label: str, tracker: Tracker | None = None, lora=None,
+def fit(cfg: Config, *, beta: float, policy_path: str, rows: list[dict], reward_fn, sampling, dtype: str,
+        run_dir: RunDir, device: str, timer: StageTimer, label: str, tracker: Tracker | None = None, lora=None,
         first_callbacks=(), callbacks=()):
     """Build the ``trainer`` group's TRL trainer for one policy, train it to ``max_steps``, return it. Every step's
     logs go to ``train_log.jsonl``, a progress bar and, with a ``tracker``, W&B."""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from alignpro.assets import atomic_dir, cache_dir, fingerprint
 from alignpro.prompter import compose_rewrite, prompter_path, rewrite_conversation
+from alignpro.schema import PrompterConfig, SFTConfig
 
 if TYPE_CHECKING:
     from alignpro.methods import Job
@@ -51,32 +52,32 @@ def menu_rate(xs: list[str], rewrites: list[str], instructions: list[str]) -> fl
     return sum(hits) / len(hits) if hits else float("nan")
 
 
-def demonstrations(train_records: list[dict], prompter_cfg, sft_cfg) -> list[dict]:
+def demonstrations(train_records: list[dict], prompter_cfg: PrompterConfig, sft_cfg: SFTConfig) -> list[dict]:
     """Prompt-completion rows for TRL's SFTTrainer: each train prompt (cycled up to ``n_examples``) with an
     instruction drawn uniformly (seeded) from the menu."""
     rng = random.Random(sft_cfg.seed)
     prompts = [r["prompt"] for r in train_records]
-    mode = prompter_cfg.get("rewrite", "full")
+    mode = prompter_cfg.rewrite
     rows = []
     for i in range(sft_cfg.n_examples):
         x = prompts[i % len(prompts)]
         d = rng.choice(list(sft_cfg.instructions))
         target = d if mode == "append" else compose_rewrite(x, d, "append")  # full: the whole x′ = x + d
-        rows.append({"prompt": rewrite_conversation(x, prompter_cfg.meta_prompt, prompter_cfg.get("system")),
+        rows.append({"prompt": rewrite_conversation(x, prompter_cfg.meta_prompt, prompter_cfg.system),
                      "completion": [{"role": "assistant", "content": target}]})
     return rows
 
 
-def sft_prompter_path(prompter_cfg, sft_cfg, train_records: list[dict], device: str,
+def sft_prompter_path(prompter_cfg: PrompterConfig, sft_cfg: SFTConfig, train_records: list[dict], device: str,
                       log_fn: Callable[[dict], None] | None = None) -> str:
     """Where ρ_ref's weights are: the prompter's own (``sft.enabled: false``) or ρ_sft, trained once and cached."""
     base = prompter_path(prompter_cfg)
-    if not sft_cfg or not sft_cfg.get("enabled"):
+    if not sft_cfg.enabled:
         return base
     from omegaconf import OmegaConf
 
-    spec = OmegaConf.to_container(sft_cfg, resolve=True) if OmegaConf.is_config(sft_cfg) else dict(sft_cfg)
-    key = fingerprint(base, prompter_cfg.meta_prompt, prompter_cfg.get("rewrite", "full"), prompter_cfg.get("system"),
+    spec = OmegaConf.to_container(sft_cfg, resolve=True)
+    key = fingerprint(base, prompter_cfg.meta_prompt, prompter_cfg.rewrite, prompter_cfg.system,
                       spec, [r["prompt"] for r in train_records])
     target = cache_dir() / "sft" / f"{prompter_cfg.name}-{key}"
     cached = (target / "stats.json").is_file()
@@ -98,12 +99,12 @@ def reference_prompter(job: Job) -> str:
     from transformers import set_seed
 
     with job.timer("sft"):
-        path = sft_prompter_path(job.cfg.prompter, job.cfg.get("sft"), job.train_records, job.device, job.log)
+        path = sft_prompter_path(job.cfg.prompter, job.cfg.sft, job.train_records, job.device, job.log)
     set_seed(job.cfg.seed)
     return path
 
 
-def train_sft(base: str, rows: list[dict], sft_cfg, device: str, target: Path) -> None:
+def train_sft(base: str, rows: list[dict], sft_cfg: SFTConfig, device: str, target: Path) -> None:
     """Full fine-tuning of the prompter on the demonstrations; the result is written into ``target`` atomically."""
     import torch
     from datasets import Dataset, disable_progress_bars

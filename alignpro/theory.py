@@ -228,22 +228,21 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
     """Train the token-world prompter with alignpro's RLOO path; compare with Lemma 5.1's ρ* (per-prompt TV)."""
     import tempfile
 
-    from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from alignpro.generation import Sampling
     from alignpro.methods.alignpro import AlignProReward
     from alignpro.rl import build_trainer, trainer_args
+    from alignpro.schema import TrainerConfig
 
     model_dir, w, states, token_state = token_world(seed=world_seed, r_max=r_max)
     prompts, responses = states[: w.n_x], [f"y{i}" for i in range(w.r.shape[1])]
     reward_fn = AlignProReward(TableFrozen(states, responses, w.pi_f, seed), TableReward(prompts, responses, w.r))
-    tcfg = OmegaConf.create({"name": "rloo", "num_generations": k, "prompts_per_step": w.n_x, "max_steps": steps,
-                             "learning_rate": lr, "lr_scheduler_type": "linear", "warmup_steps": 0, "bf16": False,
-                             "gradient_checkpointing": False, "save_steps": 0,
-                             # Clipping rescales large-norm gradients only, which biases the expected update
-                             # away from ∇ of eq. 9; the optimiser's choice, not the objective's, so off here.
-                             "extra": {"max_grad_norm": max_grad_norm or 1e9}})
+    tcfg = TrainerConfig(name="rloo", num_generations=k, prompts_per_step=w.n_x, max_steps=steps, learning_rate=lr,
+                         lr_scheduler_type="linear", bf16=False,
+                         # Clipping rescales large-norm gradients only, which biases the expected update away from
+                         # ∇ of eq. 9; the optimiser's choice, not the objective's, so off here.
+                         extra={"max_grad_norm": max_grad_norm or 1e9})
     out_dir = tempfile.mkdtemp(prefix="alignpro-theory-out-")
     args = trainer_args(tcfg, beta=lam, seed=seed, output_dir=out_dir, sampling=Sampling(1, 1.0, 1.0, 0), device="cpu")
     rows = [{"prompt": [{"role": "user", "content": x}], "x": x} for x in prompts] * 64

@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from alignpro.rundir import RunDir, write_atomic
-from alignpro.schema import SECRET_KEY
+from alignpro.schema import SECRET_KEY, Config
 
 log = logging.getLogger("alignpro")
 
@@ -107,9 +107,10 @@ def run_info() -> dict:
     }
 
 
-def wandb_mode(logger_cfg) -> str | None:
-    if logger_cfg.get("mode"):
-        return logger_cfg.mode
+def wandb_mode(configured: str | None = None) -> str | None:
+    """The W&B mode: ``logger.mode`` when set, else auto (offline unless a key or ``WANDB_MODE`` says otherwise)."""
+    if configured:
+        return configured
     if os.environ.get("WANDB_MODE"):
         return None  # wandb reads it itself
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
@@ -151,7 +152,7 @@ class Tracker:
         self.finish(exit_code=1 if exc_type else 0)
 
 
-def start(cfg, run_dir: Path | RunDir, *, group: str, name: str, job_type: str) -> Tracker:
+def start(cfg: Config, run_dir: Path | RunDir, *, group: str, name: str, job_type: str) -> Tracker:
     """Write the run's config and info, then open the W&B run (factory for the ``logger`` group)."""
     files = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
@@ -165,8 +166,8 @@ def start(cfg, run_dir: Path | RunDir, *, group: str, name: str, job_type: str) 
 
         os.environ.setdefault("WANDB_SILENT", "true")
         tracker.run = wandb.init(
-            project=lg.project, entity=lg.get("entity"), group=lg.get("group") or group, name=name,
-            job_type=job_type, tags=list(lg.get("tags") or []), dir=str(files.root), mode=wandb_mode(lg),
+            project=lg.project, entity=lg.entity, group=lg.group or group, name=name,
+            job_type=job_type, tags=list(lg.tags), dir=str(files.root), mode=wandb_mode(lg.mode),
             config={**resolved, "run_info": info}, reinit="finish_previous",
         )
         if tracker.run.settings.mode == "offline":

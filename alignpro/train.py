@@ -66,7 +66,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     """Run one job; returns the evaluation summary (also written to ``run_dir/metrics.json``)."""
     from transformers import set_seed
 
-    validate(cfg)  # before anything loads
+    cfg = validate(cfg)  # typed by the schema and checked, before anything loads
     quiet_library_noise()
     device = pick_device(cfg.device)
     method = METHODS[cfg.method.name]
@@ -85,7 +85,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         log.info("reward %s ready: %s", cfg.reward.name, {k: rm_stats[k] for k in rm_stats if "accuracy" in k})
 
         # π_F, unless the arm trains its own copy of it (``needs_frozen`` false).
-        engine = GenerationEngine.from_config(cfg.get("generation"))
+        engine = GenerationEngine.from_config(cfg.generation)
         frozen = build_frozen(cfg.frozen, device, engine=engine) if method.needs_frozen else None
 
         # The method trains what it trains and returns the arm to evaluate. Re-seeded here and before the
@@ -102,7 +102,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
             summary, samples = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
                                         cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift)
         summary.update(lam=cfg.lam, seed=cfg.seed, dataset=splits.info, reward_model=rm_stats)
-        menu = (cfg.get("sft") or {}).get("instructions")
+        menu = cfg.sft.instructions
         if arm.prompter is not None and menu:  # how often the prompter wrote x + a menu instruction
             summary["menu_rate"] = menu_rate([s.x for s in samples], [s.x_prime for s in samples], list(menu))
         client = getattr(frozen, "client", None)

@@ -17,13 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
-def compose(*overrides: str):
-    """The config ``python -m alignpro.train <overrides>`` would see (without Hydra's runtime block)."""
+def compose_raw(*overrides: str):
+    """The config Hydra hands ``alignpro.train`` for ``<overrides>`` (without its runtime block), untyped."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=list(overrides))
+
+
+def compose(*overrides: str):
+    """The config a run works with: :func:`compose_raw` typed by the schema (alignpro.schema.typed)."""
+    from alignpro.schema import typed
+
+    return typed(compose_raw(*overrides))
 
 
 @pytest.fixture(scope="session")

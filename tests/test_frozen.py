@@ -131,8 +131,8 @@ def test_rlhf_oracle_cannot_train_a_model_behind_an_api():
 ])
 def test_api_frozen_bad_values_fail_validation_before_anything_loads(override, match):
     from alignpro.config import ConfigError, validate
-    from tests.conftest import compose
+    from tests.conftest import compose_raw
 
-    with pytest.raises(ConfigError, match=match) as err:
-        validate(compose("frozen=openai_api", override))
+    with pytest.raises(ConfigError, match=match) as err:  # what Hydra composed, as alignpro.train gets it
+        validate(compose_raw("frozen=openai_api", override))
     assert "0123456789abcdef" not in str(err.value)  # a key pasted in the wrong place is not echoed

@@ -59,15 +59,14 @@ def _hf_tokens(model, tok, convs, sampling):
 
 
 def test_generation_engine_from_config_and_when_it_compiles():
-    """Its values are checked by alignpro.config (tests/test_config.py); here: defaults and the compile rule."""
-    from omegaconf import OmegaConf
-
+    """Its values are checked by the schema (tests/test_schema.py); here: the typed block and the compile rule."""
     from alignpro.generation import GenerationEngine
+    from tests.conftest import compose
 
     assert GenerationEngine() == GenerationEngine("hf", "auto", False)
-    assert GenerationEngine.from_config(None).engine == "hf"
-    assert GenerationEngine.from_config(OmegaConf.create({"engine": "compiled", "compile": False, "bucket": True})) == \
-        GenerationEngine("compiled", False, True)
+    assert GenerationEngine.from_config(compose().generation) == GenerationEngine("hf", "auto", True)  # train.yaml
+    assert GenerationEngine.from_config(compose("generation.engine=compiled", "generation.compile=false").generation) \
+        == GenerationEngine("compiled", False, True)
     auto = GenerationEngine("compiled")
     assert auto.compiles(torch.device("cuda")) and not auto.compiles(torch.device("cpu"))  # auto: CUDA only
     assert GenerationEngine("compiled", True).compiles(torch.device("cpu"))

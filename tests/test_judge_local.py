@@ -138,7 +138,7 @@ def test_constrained_and_free_answers_never_share_a_cache_key(tmp_path):
 
 @pytest.mark.parametrize(("judge_name", "overrides", "match"), [
     ("openai_api", ["+judge.constrain_scores=true"], "judge.constrain_scores=True is invalid: needs backend: hf"),
-    ("tiny", ["judge.constrain_scores=yes"], "judge.constrain_scores='yes' is invalid"),
+    ("tiny", ["judge.constrain_scores=maybe"], "judge.constrain_scores='maybe' is invalid: must be true or false"),
     ("tiny", ["judge.constrain_scores=true", "judge.max_new_tokens=5"], "too small for judge.constrain_scores"),
 ])
 def test_constrain_scores_is_refused_where_it_cannot_work(judge_name, overrides, match):

@@ -33,7 +33,7 @@ def test_cli_writes_json_and_refuses_bad_input(tmp_path):
     out = tmp_path / "lever.json"
     res = main(["experiment=smoke", "dataset=concise", "--n", "3", "--instruction", "Be brief.", "--out", str(out)])
     assert json.loads(out.read_text())["rows"][1]["instruction"] == "Be brief." == res["rows"][1]["instruction"]
-    for bad, msg in ((["--n", "0"], "--n 0 is invalid"), (["lam=-1"], "lam=-1 is invalid")):
+    for bad, msg in ((["--n", "0"], "--n 0 is invalid"), (["lam=-1"], "lam=-1.0 is invalid")):
         proc = subprocess.run([sys.executable, "-m", "alignpro.lever", "experiment=smoke", *bad], capture_output=True,
                               text=True, cwd=ROOT, timeout=120)
         assert proc.returncode != 0 and msg in proc.stderr and "Traceback" not in proc.stderr

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from alignpro.assets import AssetError
 from alignpro.reward import build_reward
 from alignpro.reward_hf import HFClassifierReward
 from tests.conftest import compose
@@ -195,8 +196,8 @@ def test_hf_classifier_errors_say_what_to_do(gemma_rm_dir, tmp_path):
         build_reward(compose("reward=hf_classifier", f"reward.model_id={gemma_rm_dir}").reward, [], [])
     with pytest.raises(ValueError, match=r"fallback_chat_template='gema'.*valid: .*gemma, .*llama3_1"):
         load_rm(gemma_rm_dir, "reward.fallback_chat_template=gema")
-    with pytest.raises(ValueError, match="reward=hf_classifier needs reward.model_id"):
-        build_reward(compose("reward=hf_classifier").reward, [], [])
+    with pytest.raises(AssetError, match=r"reward.source=hub needs reward.model_id \(a hub id or a local folder\)"):
+        build_reward(compose("reward=hf_classifier").reward, [], [])  # unvalidated; the validator names it first
     two = tmp_path / "two_labels"
     tok = gemma_like_tokenizer()
     tiny_gemma_rm(len(tok), num_labels=2).save_pretrained(two)

@@ -41,12 +41,13 @@ def test_start_writes_resolved_config_and_run_info_and_an_offline_wandb_run(tmp_
 def test_mode_is_offline_without_a_key(monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    lg = compose().logger
-    assert tracking.wandb_mode(lg) == "offline"
+    mode = compose().logger.mode
+    assert mode is None and tracking.wandb_mode(mode) == "offline"
     monkeypatch.setenv("WANDB_API_KEY", "k")
-    assert tracking.wandb_mode(lg) == "online"
+    assert tracking.wandb_mode(mode) == "online"
+    assert tracking.wandb_mode("offline") == "offline"  # logger.mode, when set, wins over the key
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert tracking.wandb_mode(lg) is None  # wandb reads WANDB_MODE itself
+    assert tracking.wandb_mode(mode) is None  # wandb reads WANDB_MODE itself
 
 
 def test_no_logger_backend_writes_the_run_files_only(tmp_path):

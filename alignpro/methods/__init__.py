@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from alignpro.rundir import RunDir
+from alignpro.schema import Config
 from alignpro.timing import StageTimer
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class Job:
     """What an arm gets to run: the composed config, the train prompts, r(x, y), π_F (None for the oracle), the
     run's directory and device, the W&B run's tracker (None: no W&B) and the stage timer."""
 
-    cfg: Any
+    cfg: Config  # typed and checked (alignpro.config.validate)
     train_records: list[dict]
     reward: Reward
     frozen: Responder | None
@@ -100,7 +101,7 @@ class BasePrompter(Method):
         from alignpro.sft import reference_prompter
 
         rho_ref = reference_prompter(job)
-        engine = GenerationEngine.from_config(job.cfg.get("generation"))
+        engine = GenerationEngine.from_config(job.cfg.generation)
         return Arm(self.name, load_prompter(job.cfg.prompter, path=rho_ref, device=job.device, engine=engine),
                    job.frozen)
 

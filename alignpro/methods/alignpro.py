@@ -90,20 +90,20 @@ def train_prompter(job: Job) -> Arm:
     cfg, p = job.cfg, job.cfg.prompter
     rho_ref = reference_prompter(job)  # the prompter as loaded, or ρ_sft (sft=instructions), trained once and cached
     # 1. the prompter's input: the meta-prompt around x
-    rows = [{"prompt": rewrite_conversation(r["prompt"], p.meta_prompt, p.get("system")), "x": r["prompt"]}
+    rows = [{"prompt": rewrite_conversation(r["prompt"], p.meta_prompt, p.system), "x": r["prompt"]}
             for r in job.train_records]
     # 2. r(x, π_F(x′)) for every sampled rewrite
     reward_fn = AlignProReward(job.frozen, job.reward, cfg.reward.prompt, job.run_dir.sample_log(), job.timer,
-                               p.get("rewrite", "full"))
+                               p.rewrite)
     # 3. β = λ: RLOO subtracts λ·KL(ρ‖ρ_ref) from each reward (docstring); 4. eq. 9's value logged each step
     trainer = fit(cfg, beta=cfg.lam, policy_path=rho_ref, rows=rows, reward_fn=reward_fn,
                   sampling=Sampling.from_config(p.sampling, p.max_new_tokens), dtype=p.dtype, run_dir=job.run_dir,
-                  device=job.device, timer=job.timer, label="align-pro", tracker=job.tracker, lora=p.get("lora"),
+                  device=job.device, timer=job.timer, label="align-pro", tracker=job.tracker, lora=p.lora,
                   first_callbacks=[Objective(cfg.lam)])
     # 5. finished work is on disk before evaluation starts
     trainer.save_model(str(job.run_dir.model("prompter")))
     model = trainer.model.eval()  # with LoRA a PeftModel, evaluated with its adapter unmerged (alignpro/rl.py)
-    engine = GenerationEngine.from_config(cfg.get("generation"))
-    prompter = Prompter(model, trainer.processing_class, p.meta_prompt, p.get("system"), p.batch_size, engine,
-                        p.get("rewrite", "full"))
+    engine = GenerationEngine.from_config(cfg.generation)
+    prompter = Prompter(model, trainer.processing_class, p.meta_prompt, p.system, p.batch_size, engine,
+                        p.rewrite)
     return Arm("alignpro", prompter, job.frozen)

@@ -41,14 +41,14 @@ class OracleReward:
 def train_oracle(job: Job) -> Arm:
     """Fine-tune π_F on the train prompts x; returns it as the responder (no prompter)."""
     cfg, f = job.cfg, job.cfg.frozen
-    rows = [{"prompt": chat(r["prompt"], f.get("system")), "x": r["prompt"]} for r in job.train_records]
+    rows = [{"prompt": chat(r["prompt"], f.system), "x": r["prompt"]} for r in job.train_records]
     sampling = Sampling.from_config(f.sampling, f.max_new_tokens)  # the policy's rollouts, then its answers
     trainer = fit(cfg, beta=cfg.lam, policy_path=frozen_path(f), rows=rows,
                   reward_fn=OracleReward(job.reward, job.run_dir.sample_log(), job.timer),
                   sampling=sampling, dtype=f.dtype, run_dir=job.run_dir, device=job.device,
-                  timer=job.timer, label="rlhf-oracle", tracker=job.tracker, lora=f.get("lora"),
+                  timer=job.timer, label="rlhf-oracle", tracker=job.tracker, lora=f.lora,
                   first_callbacks=[Objective(cfg.lam)])
     trainer.save_model(str(job.run_dir.model("oracle")))
-    engine = GenerationEngine.from_config(cfg.get("generation"))
-    return Arm("rlhf", None, HFResponder(trainer.model.eval(), trainer.processing_class, sampling, f.get("system"),
+    engine = GenerationEngine.from_config(cfg.generation)
+    return Arm("rlhf", None, HFResponder(trainer.model.eval(), trainer.processing_class, sampling, f.system,
                                          f.batch_size, engine))

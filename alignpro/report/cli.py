@@ -35,8 +35,7 @@ def judge_config(name: str, overrides: list[str]):
     if bad:
         raise ValueError(f"--judge-set takes key=value pairs, got {bad}")
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
-    validate_judge(OmegaConf.create({"judge": cfg}))
-    return cfg
+    return validate_judge(OmegaConf.create({"judge": cfg}))
 
 
 def main(argv: list[str] | None = None) -> dict:

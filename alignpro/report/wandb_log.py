@@ -17,7 +17,7 @@ def log_report(out: Path, rows: list[dict], figures: list[str], name: str, proje
 
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(project=project, job_type="report", name=name, group="reports", dir=str(out),
-                     mode=wandb_mode({}), reinit="finish_previous")
+                     mode=wandb_mode(), reinit="finish_previous")
     cols = ["dataset", "cell", "arm", "reward_mean", "ci_low", "ci_high", "reward_var", "n", "paper_mean",
             "paper_var"]
     data = [[r["cell"]["dataset.name"], r["label"], arm, a.get("reward_mean"), a.get("ci_low"), a.get("ci_high"),
