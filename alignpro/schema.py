@@ -81,7 +81,7 @@ def lora_options(lora: Any) -> dict[str, Any] | None:
                          "{r: 16, alpha: 32, dropout: 0.05, target_modules: all-linear}")
     opts = {**LORA_DEFAULTS, **lora}
     r, alpha, dropout = opts["r"], opts["alpha"], opts["dropout"]
-    if not (isinstance(r, int) and not isinstance(r, bool) and r > 0):
+    if not integer_at_least(r, 1):
         raise ValueError(f"lora.r={r!r} is invalid: the adapter rank must be an integer > 0 (e.g. 16)")
     alpha = 2 * r if alpha is None else alpha
     if not (isinstance(alpha, (int, float)) and alpha > 0):
@@ -426,9 +426,8 @@ def typed(cfg: Any, schema: type = Config, prefix: str = "") -> DictConfig:
     try:
         return OmegaConf.merge(OmegaConf.structured(schema), cfg)
     except ConfigKeyError as err:
-        path = str(err.full_key).split(".")
-        parent, hint = _field_at(schema, path[:-1])
-        cls = _dataclass_in(hint) if path[:-1] else schema
+        _, hint = _field_at(schema, str(err.full_key).split(".")[:-1])  # the key's group ([] = schema itself)
+        cls = _dataclass_in(hint)
         names = ", ".join(x.name for x in dataclasses.fields(cls)) if cls else ""
         raise ConfigError(f"{prefix}{err.full_key} is not a config key; valid keys here: {names}") from None
     except ValidationError as err:
