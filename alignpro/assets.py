@@ -18,8 +18,12 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ASSETS_DIR = Path(__file__).parent / "assets"
@@ -79,11 +83,45 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def atomic_dir(target: Path) -> Path:
-    """A temp sibling to build into; renamed onto ``target`` when complete, so a crash never leaves half a folder."""
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    return tmp
+def build_once(target: Path, build: Callable[[Path], None], ready: str = "config.json") -> Path:
+    """``target``, built by ``build(tmp)`` unless it already exists: the one way anything enters the cache.
+
+    Jobs of a sweep start together on the same empty cache, so each entry gets one builder: a file lock on the
+    sibling ``<target>.lock`` (left on disk afterwards, as filelock does; it is empty and harmless), a re-check under
+    it (the job we waited for may have built it), a build into a fresh temp sibling, and one rename onto ``target``
+    when the build is complete. Readers test ``target/ready`` without the lock: the rename makes the whole folder
+    appear at once, so a folder with its ready file is always complete. A failed build leaves neither temp dir nor
+    target, and the next call builds again.
+    """
+    if (target / ready).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(target.with_name(f"{target.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # say so, or a job that waits minutes for another's export looks hung
+        print(f"[alignpro] waiting for another job building {target}", flush=True)
+        lock.acquire()
+    try:
+        if (target / ready).is_file():
+            return target
+        # Under the lock nobody else builds this target: temp dirs and a target without its ready file are
+        # leftovers of a killed job.
+        for stale in [*target.parent.glob(f".{target.name}.tmp*"), target]:
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        tmp.mkdir()
+        try:
+            build(tmp)
+            if not (tmp / ready).is_file():
+                raise RuntimeError(f"building {target} wrote no {ready}, so it would never count as built")
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock.release()
+    return target
 
 
 def export_smollm2() -> Path:
@@ -93,26 +131,25 @@ def export_smollm2() -> Path:
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = cache_dir() / "exports" / f"smollm2-135m-instruct-{key}"
-    if (target / "config.json").is_file():
-        return target
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"[alignpro] exporting SmolLM2-135M-Instruct from {gguf.name} to {target} (one time, ~30 s)", flush=True)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    cfg = model.config
-    if hasattr(cfg, "quantization_config"):  # a GGUF-loaded model refuses save_pretrained: copy into a fresh one
-        del cfg.quantization_config
-    plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    plain.load_state_dict(model.state_dict())
-    plain.tie_weights()
-    plain.generation_config.pad_token_id = tok.pad_token_id
-    tmp = atomic_dir(target)
-    plain.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    tmp.rename(target)
-    return target
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        print(f"[alignpro] exporting SmolLM2-135M-Instruct from {gguf.name} to {target} (one time, ~30 s)", flush=True)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        cfg = model.config
+        if hasattr(cfg, "quantization_config"):  # a GGUF-loaded model refuses save_pretrained: copy into a fresh one
+            del cfg.quantization_config
+        plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+        plain.load_state_dict(model.state_dict())
+        plain.tie_weights()
+        plain.generation_config.pad_token_id = tok.pad_token_id
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    return build_once(target, build)
 
 
 def embedded_texts() -> list[str]:
@@ -147,31 +184,27 @@ def tiny_model_dir(kind: str, seed: int = 0, hidden_size: int = 64, num_layers: 
         raise AssetError(f"unknown tiny model kind '{kind}'; valid: causal_lm, encoder")
     corpus_key = hashlib.sha256(EMBEDDED_PREFS.read_bytes()).hexdigest()[:8]
     target = cache_dir() / "tiny" / f"{kind}-h{hidden_size}-l{num_layers}-s{seed}-{corpus_key}"
-    if (target / "config.json").is_file():
-        return target
-    import torch
-    from transformers import AutoModel, AutoModelForCausalLM, BertConfig, LlamaConfig
 
-    tok = tiny_tokenizer()
-    torch.manual_seed(seed)
-    common = dict(vocab_size=len(tok), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                  num_attention_heads=4, intermediate_size=2 * hidden_size, pad_token_id=tok.pad_token_id)
-    if kind == "causal_lm":
-        cfg = LlamaConfig(**common, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-        model = AutoModelForCausalLM.from_config(cfg)
-        model.generation_config.pad_token_id = tok.pad_token_id
-        model.generation_config.eos_token_id = tok.eos_token_id
-    else:
-        model = AutoModel.from_config(BertConfig(**common, max_position_embeddings=512))
-    tmp = atomic_dir(target)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process built it first: theirs is as good as ours
-        pass
-    return target
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModel, AutoModelForCausalLM, BertConfig, LlamaConfig
+
+        tok = tiny_tokenizer()
+        torch.manual_seed(seed)
+        common = dict(vocab_size=len(tok), hidden_size=hidden_size, num_hidden_layers=num_layers,
+                      num_attention_heads=4, intermediate_size=2 * hidden_size, pad_token_id=tok.pad_token_id)
+        if kind == "causal_lm":
+            cfg = LlamaConfig(**common, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+            model = AutoModelForCausalLM.from_config(cfg)
+            model.generation_config.pad_token_id = tok.pad_token_id
+            model.generation_config.eos_token_id = tok.eos_token_id
+        else:
+            model = AutoModel.from_config(BertConfig(**common, max_position_embeddings=512))
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    return build_once(target, build)
 
 
 def resolve_model(source: str, model_id: str | None, *, role: str) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from alignpro.assets import cache_dir, fingerprint, resolve_model
+from alignpro.assets import build_once, cache_dir, fingerprint, resolve_model
 from alignpro.schema import BTFitConfig, RewardConfig
 
 
@@ -132,18 +133,22 @@ def build_bt_reward(cfg: RewardConfig, train: list[dict], heldout: list[dict], d
                          "dataset has none. Pick a dataset with pairs or a pretrained reward (reward=rm_gemma_2b).")
     key = fingerprint(path, enc.model.num_parameters(), dict(fit), train_pairs, held_pairs)
     target = cache_dir() / "reward" / f"{cfg.name}-{key}"
-    head = BTHead(enc.dim, fit.hidden)
-    if (target / "head.pt").is_file():
+    trained: dict = {}
+
+    def build(tmp: Path) -> None:
+        head, stats = train_bt_head(enc, train_pairs, held_pairs, fit)
+        torch.save(head.state_dict(), tmp / "head.pt")
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2))  # last: the entry's ready file
+        trained.update(head=head, stats=stats)
+
+    build_once(target, build, ready="stats.json")
+    if trained:
+        head, stats = trained["head"], {**trained["stats"], "cached": False}
+    else:  # in the cache already, or fitted by another job while this one waited for the lock
+        head = BTHead(enc.dim, fit.hidden)
         head.load_state_dict(torch.load(target / "head.pt"))
         head.eval()
-        stats = json.loads((target / "stats.json").read_text())
-        stats["cached"] = True
-    else:
-        head, stats = train_bt_head(enc, train_pairs, held_pairs, fit)
-        target.mkdir(parents=True, exist_ok=True)
-        torch.save(head.state_dict(), target / "head.pt")
-        (target / "stats.json").write_text(json.dumps(stats, indent=2))
-        stats["cached"] = False
+        stats = {**json.loads((target / "stats.json").read_text()), "cached": True}
     stats["cache_dir"] = str(target)
     return BTEncoderReward(enc, head, stats)
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alignpro.assets import atomic_dir, cache_dir, fingerprint
+from alignpro.assets import build_once, cache_dir, fingerprint
 from alignpro.prompter import compose_rewrite, prompter_path, rewrite_conversation
 from alignpro.schema import PrompterConfig, SFTConfig
 
@@ -80,9 +80,14 @@ def sft_prompter_path(prompter_cfg: PrompterConfig, sft_cfg: SFTConfig, train_re
     key = fingerprint(base, prompter_cfg.meta_prompt, prompter_cfg.rewrite, prompter_cfg.system,
                       spec, [r["prompt"] for r in train_records])
     target = cache_dir() / "sft" / f"{prompter_cfg.name}-{key}"
-    cached = (target / "stats.json").is_file()
-    if not cached:
-        train_sft(base, demonstrations(train_records, prompter_cfg, sft_cfg), sft_cfg, device, target)
+    trained: list[Path] = []
+
+    def build(tmp: Path) -> None:
+        train_sft(base, demonstrations(train_records, prompter_cfg, sft_cfg), sft_cfg, device, tmp)
+        trained.append(tmp)
+
+    build_once(target, build, ready="stats.json")
+    cached = not trained  # in the cache already, or trained by another job while this one waited for the lock
     stats = json.loads((target / "stats.json").read_text())
     log.info("rho_sft %s: %s (%d demonstrations, loss %.3f -> %.3f)", "from the cache" if cached else "trained",
              target, stats["n_examples"], stats["first_loss"], stats["final_loss"])
@@ -104,8 +109,9 @@ def reference_prompter(job: Job) -> str:
     return path
 
 
-def train_sft(base: str, rows: list[dict], sft_cfg: SFTConfig, device: str, target: Path) -> None:
-    """Full fine-tuning of the prompter on the demonstrations; the result is written into ``target`` atomically."""
+def train_sft(base: str, rows: list[dict], sft_cfg: SFTConfig, device: str, out: Path) -> None:
+    """Full fine-tuning of the prompter on the demonstrations, saved into ``out`` with ``stats.json`` and
+    ``sft_log.jsonl`` (:func:`sft_prompter_path` hands it the temp dir of :func:`alignpro.assets.build_once`)."""
     import torch
     from datasets import Dataset, disable_progress_bars
     from transformers.trainer_callback import PrinterCallback
@@ -114,10 +120,9 @@ def train_sft(base: str, rows: list[dict], sft_cfg: SFTConfig, device: str, targ
     from alignpro.rl import RewardKLProgress, StepLog
 
     disable_progress_bars()  # per-stage "Tokenizing train dataset" bars; the SFT bar below shows the work
-    tmp = atomic_dir(target)
     on_cpu = device == "cpu"
     args = SFTConfig(
-        output_dir=str(tmp / "checkpoints"),
+        output_dir=str(out / "checkpoints"),
         num_train_epochs=sft_cfg.epochs,
         per_device_train_batch_size=sft_cfg.batch_size,
         learning_rate=sft_cfg.learning_rate,
@@ -138,18 +143,14 @@ def train_sft(base: str, rows: list[dict], sft_cfg: SFTConfig, device: str, targ
     start = time.perf_counter()
     trainer = SFTTrainer(model=base, args=args, train_dataset=Dataset.from_list(rows),
                          callbacks=[RewardKLProgress("rho_sft", show=(("loss", "loss"),)),
-                                    StepLog(tmp / "sft_log.jsonl")])
+                                    StepLog(out / "sft_log.jsonl")])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
-    trainer.save_model(str(tmp))
-    losses = [json.loads(line).get("loss") for line in (tmp / "sft_log.jsonl").read_text().splitlines() if line]
+    trainer.save_model(str(out))
+    losses = [json.loads(line).get("loss") for line in (out / "sft_log.jsonl").read_text().splitlines() if line]
     losses = [v for v in losses if isinstance(v, (int, float))]
     stats = {"n_examples": len(rows), "steps": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
              "first_loss": losses[0] if losses else None, "seconds": round(time.perf_counter() - start, 1),
              "instructions": list(sft_cfg.instructions), "base": base}
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
-    shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
-    try:
-        tmp.rename(target)
-    except OSError:  # another job finished the same ρ_sft first: theirs is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
+    (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)

@@ -1,4 +1,8 @@
+import json
 import math
+import multiprocessing
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,3 +51,44 @@ def test_bt_reward_head_is_cached(tmp_path, monkeypatch, embedded_splits):
     assert first.stats["cached"] is False and second.stats["cached"] is True
     assert first.stats["heldout_accuracy"] == second.stats["heldout_accuracy"]
     assert first.score(["q"], ["a"]) == pytest.approx(second.score(["q"], ["a"]))
+
+
+def _fit_tiny_reward(cache: str, barrier, results) -> None:
+    os.environ["ALIGNPRO_CACHE"] = cache
+    from alignpro.data import load_splits
+
+    splits = load_splits(compose().dataset)
+    cfg = compose("reward=tiny").reward
+    barrier.wait()  # both jobs ask for the reward head at the same moment
+    rm = build_reward(cfg, splits.train, splits.heldout)
+    results.put((rm.stats["cached"], rm.stats["heldout_accuracy"], rm.score(["q"], ["a"])[0]))
+
+
+def test_jobs_fitting_the_same_reward_at_once_fit_it_once(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    jobs = [ctx.Process(target=_fit_tiny_reward, args=(str(tmp_path), barrier, results)) for _ in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(120)
+    assert [job.exitcode for job in jobs] == [0, 0]
+    (cached_a, *rest_a), (cached_b, *rest_b) = sorted(results.get(timeout=5) for _ in range(2))
+    assert (cached_a, cached_b) == (False, True)  # one job fitted the head, the other waited and read it
+    assert rest_a == pytest.approx(rest_b)
+    entries = sorted(p.name for p in (tmp_path / "reward").iterdir())
+    assert len(entries) == 2 and entries[1] == f"{entries[0]}.lock", entries
+    assert sorted(p.name for p in (tmp_path / "reward" / entries[0]).iterdir()) == ["head.pt", "stats.json"]
+
+
+def test_a_half_written_reward_entry_is_refitted_not_read(tmp_path, monkeypatch, embedded_splits):
+    """What an in-place writer killed between its two files leaves: a broken head.pt and no stats.json."""
+    monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path))
+    cfg = compose("reward=tiny").reward
+    first = build_reward(cfg, embedded_splits.train, embedded_splits.heldout)
+    entry = Path(first.stats["cache_dir"])
+    (entry / "stats.json").unlink()
+    (entry / "head.pt").write_bytes(b"half a tensor")
+    again = build_reward(cfg, embedded_splits.train, embedded_splits.heldout)
+    assert again.stats["cached"] is False and again.score(["q"], ["a"]) == pytest.approx(first.score(["q"], ["a"]))
+    assert json.loads((entry / "stats.json").read_text())["heldout_accuracy"] == first.stats["heldout_accuracy"]

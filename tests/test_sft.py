@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +60,22 @@ def test_sft_trains_once_then_reads_the_cache_and_logs_its_curve(tmp_path, monke
     other = sft_prompter_path(cfg.prompter, cfg.sft, records[:4], "cpu")  # other train prompts: another rho_sft
     assert other != path
     assert not list((tmp_path / "cache" / "sft").glob(".*tmp*"))  # nothing half-written left behind
+
+
+
+def test_a_rho_sft_entry_without_its_stats_is_trained_again(tmp_path, monkeypatch):
+    """A folder a killed job left at the cache key (weights, no stats.json) is replaced by a whole rho_sft."""
+    monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path / "cache"))
+    cfg = compose("experiment=smoke", "meta_prompt=instruction", "sft=instructions", "sft.n_examples=4",
+                  "sft.batch_size=2")
+    records = [{"prompt": f"question {i}?"} for i in range(4)]
+    path = Path(sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu"))
+    (path / "stats.json").unlink()
+    (path / "model.safetensors").write_bytes(b"half the weights")
+    assert sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu") == str(path)
+    assert json.loads((path / "stats.json").read_text())["steps"] == 2
+    assert (path / "model.safetensors").stat().st_size > 1000
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, f"{path.name}.lock"]
 
 
 @pytest.mark.integration
