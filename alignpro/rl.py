@@ -26,6 +26,7 @@ adapter costs two rank-r matmuls per linear layer, small beside the layer's own 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     import torch
 
     from alignpro.tracking import Tracker
+
+log = logging.getLogger("alignpro")
 
 def completion_text(completion) -> str:
     """TRL hands conversational completions as ``[{"role": "assistant", "content": ...}]``; plain ones as str."""
@@ -58,13 +61,25 @@ class StepLog(TrainerCallback):
         self.path, self.tracker = Path(path), tracker
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs:
+        if not logs or not state.is_world_process_zero:  # logs are already averaged over processes
             return
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps({"step": state.global_step, **logs}, default=float) + "\n")
+        self.send(state.global_step, logs)
+
+    def send(self, step: int, logs: dict) -> None:
+        """One row to W&B, its curves keyed by ``train/global_step``."""
         if self.tracker is not None:
             scalars = {f"train/{k}": v for k, v in logs.items() if isinstance(v, (int, float))}
-            self.tracker.log({**scalars, "train/global_step": state.global_step})
+            self.tracker.log({**scalars, "train/global_step": step})
+
+    def replay(self) -> None:
+        """A resumed job's rows up to its checkpoint, sent again: an offline W&B run cannot be appended to (a new
+        attempt starts a new offline file with the same id, and what the killed attempt had not flushed is lost),
+        so the resumed attempt's file holds the whole curve. An online run keeps its rows on the server instead."""
+        if self.tracker is not None and self.tracker.offline:
+            for row in read_jsonl(self.path):
+                self.send(row["step"], {k: v for k, v in row.items() if k != "step"})
 
 
 class RewardKLProgress(TrainerCallback):
@@ -76,7 +91,8 @@ class RewardKLProgress(TrainerCallback):
         self.desc, self.show, self.bar = desc, show, None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.bar = tqdm(total=state.max_steps, desc=self.desc, dynamic_ncols=True)
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc, dynamic_ncols=True)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
@@ -90,6 +106,18 @@ class RewardKLProgress(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:
             self.bar.close()
+
+
+class CheckpointComplete(TrainerCallback):
+    """Marks a checkpoint whole once TRL has written all of it (``on_save`` runs after the save and the rotation of
+    older checkpoints), so a resume never picks one a kill cut short (``RunDir.newest_checkpoint``)."""
+
+    def __init__(self, run_dir: RunDir):
+        self.run_dir = run_dir
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.run_dir.mark_checkpoint_complete(state.global_step)
 
 
 LORA_KEYS = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}
@@ -116,13 +144,27 @@ def lora_config(lora) -> Any:
 
 def quiet_library_noise() -> None:
     """Silence what transformers/TRL print that is not the user's business: per-file "Loading weights" bars (our
-    own bars show the long work) and TRL 1.16 calling a transformers-5 deprecated alias once per step."""
+    own bars show the long work), TRL 1.16 calling a transformers-5 deprecated alias once per step, and, on resume,
+    the trainer's "missing keys ['lm_head.weight']" of a model whose output head is tied to its input embeddings
+    (SmolLM2, the tiny models): the checkpoint leaves the tied copy out, and loading the embeddings fills the one
+    shared tensor (tests/test_resume.py checks that a resumed run equals an uninterrupted one)."""
+    import logging as std_logging
     import warnings
 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
+    trainer_log = std_logging.getLogger("transformers.trainer")
+    if not any(isinstance(f, _TiedHeadNotMissing) for f in trainer_log.filters):
+        trainer_log.addFilter(_TiedHeadNotMissing())
+
+
+class _TiedHeadNotMissing:
+    """Drops the resume warning about a tied output head (see :func:`quiet_library_noise`); any other key is kept."""
+
+    def filter(self, record) -> bool:
+        return "missing keys in the checkpoint model loaded: ['lm_head.weight']" not in record.getMessage()
 
 
 def trainer_args(cfg: TrainerConfig, *, beta: float, seed: int, output_dir: str, sampling, device: str):
@@ -150,9 +192,11 @@ def trainer_args(cfg: TrainerConfig, *, beta: float, seed: int, output_dir: str,
         seed=seed,
         data_seed=seed,
         logging_steps=1,
+        # A checkpoint every save_steps and at the last step, with what a resume needs (optimizer, scheduler, RNG).
         save_strategy="steps" if cfg.save_steps else "no",
-        save_steps=cfg.save_steps or 500,
-        save_only_model=True,
+        save_steps=cfg.save_steps or 1,
+        save_total_limit=cfg.save_total_limit,
+        save_only_model=False,
         report_to=[],  # W&B is written by alignpro.tracking alone (StepLog, the samples table), not by TRL
         log_completions=False,
         num_completions_to_print=0,  # samples go to samples.jsonl and W&B, not the console
@@ -161,6 +205,10 @@ def trainer_args(cfg: TrainerConfig, *, beta: float, seed: int, output_dir: str,
         bf16=not on_cpu and cfg.bf16,  # bf16 on CPU is ~6× slower (docs/offline-assets.md §9)
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         dataloader_num_workers=0,
+        use_vllm=cfg.use_vllm,
+        vllm_mode=cfg.vllm_mode,
+        vllm_server_base_url=cfg.vllm_server_base_url,
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
     )
     if cfg.name == "grpo":
         common.update(scale_rewards="none", loss_type=cfg.loss_type)
@@ -207,17 +255,25 @@ def fit(cfg: Config, *, beta: float, policy_path: str, rows: list[dict], reward_
         run_dir: RunDir, device: str, timer: StageTimer, label: str, tracker: Tracker | None = None, lora=None,
         first_callbacks=(), callbacks=()):
     """Build the ``trainer`` group's TRL trainer for one policy, train it to ``max_steps``, return it. Every step's
-    logs go to ``train_log.jsonl``, a progress bar and, with a ``tracker``, W&B."""
+    logs go to ``train_log.jsonl``, a progress bar and, with a ``tracker``, W&B. With ``resume=auto`` and a complete
+    checkpoint in the run dir, training continues from it (weights, optimizer, scheduler, RNG, data position)."""
     args = trainer_args(cfg.trainer, beta=beta, seed=cfg.seed, output_dir=str(run_dir.checkpoints),
                         sampling=sampling, device=device)
+    step_log = StepLog(run_dir.train_log, tracker)
     trainer = build_trainer(cfg.trainer, model_path=policy_path, model_dtype=training_dtype(dtype, device, lora),
                             train_rows=rows, reward_fn=reward_fn, args=args,
-                            callbacks=[RewardKLProgress(label), StepLog(run_dir.train_log, tracker), *callbacks],
+                            callbacks=[RewardKLProgress(label), step_log, CheckpointComplete(run_dir), *callbacks],
                             lora=lora, first_callbacks=first_callbacks)
+    resume = run_dir.newest_checkpoint() if cfg.resume == "auto" else None
+    if resume is not None and trainer.accelerator.is_main_process:
+        log.info("resuming from %s (step %d of %d)", resume[1], resume[0], cfg.trainer.max_steps)
+        run_dir.rewind_logs(resume[0])
+        step_log.replay()
+    trainer.accelerator.wait_for_everyone()  # no process appends a sample before the logs are rewound
     # Time the policy's own sampling (the rest of a step is log-prob passes, the reward function and the update).
     trainer._generate = timer.wrap("policy_generation", trainer._generate)
     with timer("train_total"):
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
     if tracker is not None:  # every scored training sample, one W&B table (the rows of samples.jsonl)
         tracker.table("train/samples", read_jsonl(run_dir.samples))
     return trainer

@@ -3,9 +3,11 @@
     <run_dir>/
       config.yaml          the resolved, redacted config             alignpro.tracking.start
       run_info.json        git SHA, package versions, command line   alignpro.tracking.start
+      wandb_id.txt         the W&B run's id (a resumed job reuses it) alignpro.tracking.start
       samples.jsonl        every scored training sample (Sample)     the method's reward function (SampleLog)
       train_log.jsonl      every logged training step                alignpro.rl.StepLog
-      checkpoints/         TRL checkpoints (trainer.save_steps)      TRL
+      checkpoints/         TRL checkpoints (trainer.save_steps)      TRL; deleted by alignpro.train when finished
+        checkpoint-N/COMPLETE  the checkpoint is whole               alignpro.rl.CheckpointComplete
       prompter/ | oracle/  the trained model, or its LoRA adapter    the method
       eval_samples.jsonl   held-out samples (Sample)                 alignpro.train
       metrics.json         the held-out summary (Metrics)            alignpro.train
@@ -15,13 +17,20 @@
 Readers (the report, the comparison) go through :class:`RunDir` too, so a file's name lives in one place. Whole
 files are written to a temporary name and renamed, so a reader never sees half of one; the append-only logs are
 flushed row by row, so a run that dies keeps every finished step.
+
+Resume (``resume=auto``): a job started again in its run dir continues from :meth:`RunDir.newest_checkpoint`, a
+checkpoint whose ``COMPLETE`` marker exists (TRL writes a checkpoint's files one by one; a job killed meanwhile leaves
+one without the marker, which is never picked), after :meth:`RunDir.rewind_logs` has cut the JSONL logs back to
+that checkpoint's step, so each step is in them once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -99,9 +108,15 @@ def write_atomic(path: Path, text: str) -> Path:
     return path
 
 
+def world_size() -> int:
+    """Processes of this job (``accelerate launch``/``torchrun`` set ``WORLD_SIZE``); 1 for a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 class SampleLog:
     """Append-only JSONL of scored samples, written as each step scores them (a crash keeps what was finished).
-    ``path=None`` keeps nothing (a reward function used outside a run)."""
+    ``path=None`` keeps nothing (a reward function used outside a run). With several processes each appends its own
+    rows under a file lock, so rows never interleave (appends are not atomic on network filesystems)."""
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
@@ -109,9 +124,15 @@ class SampleLog:
     def write(self, samples: Iterable[Sample]) -> None:
         if self.path is None:
             return
-        with self.path.open("a", encoding="utf-8") as f:
-            for s in samples:
-                f.write(json.dumps(s.row(), ensure_ascii=False) + "\n")
+        text = "".join(json.dumps(s.row(), ensure_ascii=False) + "\n" for s in samples)
+        if world_size() > 1:
+            from filelock import FileLock
+
+            lock = FileLock(self.path.with_name(f".{self.path.name}.lock"))
+        else:
+            lock = nullcontext()
+        with lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(text)
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,7 @@ class RunDir:
     eval_samples = property(lambda self: self.root / "eval_samples.jsonl")
     metrics = property(lambda self: self.root / "metrics.json")
     error = property(lambda self: self.root / "error.txt")
+    wandb_id = property(lambda self: self.root / "wandb_id.txt")
     hydra_config = property(lambda self: self.root / ".hydra" / "config.yaml")
     hydra_overrides = property(lambda self: self.root / ".hydra" / "overrides.yaml")
 
@@ -155,6 +177,29 @@ class RunDir:
     def write_error(self, text: str) -> Path:
         return write_atomic(self.error, text)
 
+    def clear_error(self) -> None:
+        """A job started again drops the error of its failed attempt (written again if it fails again)."""
+        self.error.unlink(missing_ok=True)
+
+    def write_wandb_id(self, run_id: str) -> Path:
+        return write_atomic(self.wandb_id, run_id + "\n")
+
+    def mark_checkpoint_complete(self, step: int) -> Path:
+        """Called once TRL has written all of ``checkpoint-<step>``: from now on a resume may pick it."""
+        return self.write_json(self.checkpoints / f"checkpoint-{step}" / "COMPLETE", {"step": step})
+
+    def rewind_logs(self, step: int) -> None:
+        """Cut the JSONL logs back to a checkpoint at ``step``: ``train_log.jsonl`` keeps the rows of steps 1..step
+        but not the end-of-training summary (``train_runtime``), which the resumed training logs again;
+        ``samples.jsonl`` the samples scored for them (a sample's ``step`` counts the steps done before it, 0..step-1).
+        Rows of later steps are from the interrupted attempt; the resumed one writes them again."""
+        keeps = ((self.train_log, lambda r: r["step"] <= step and "train_runtime" not in r),
+                 (self.samples, lambda r: r["step"] < step))
+        for path, keep in keeps:
+            if path.exists():
+                rows = [r for r in read_jsonl(path) if keep(r)]
+                write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
     # --- readers ---
     def is_finished(self) -> bool:
         return self.metrics.exists()
@@ -167,6 +212,21 @@ class RunDir:
 
     def read_train_log(self) -> list[dict]:
         return read_jsonl(self.train_log)
+
+    def read_wandb_id(self) -> str | None:
+        if not self.wandb_id.exists():
+            return None
+        return self.wandb_id.read_text().strip() or None
+
+    def newest_checkpoint(self) -> tuple[int, Path] | None:
+        """(step, folder) of the newest checkpoint TRL finished writing (its ``COMPLETE`` marker exists), or None."""
+        done = [(int(m.group(1)), p) for p in self.checkpoints.glob("checkpoint-*")
+                if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "COMPLETE").is_file()]
+        return max(done) if done else None
+
+    def was_started(self) -> bool:
+        """A job ran here before: it wrote its resolved config (alignpro.tracking.start)."""
+        return self.config.exists()
 
     def read_config(self) -> dict:
         """The job's resolved config: our redacted copy, else Hydra's (a job that failed before writing its own)."""

@@ -37,6 +37,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 DEVICES = ("auto", "cpu", "cuda")
 TRAINERS = ("rloo", "grpo")
+VLLM_MODES = ("colocate", "server")  # TRL: vLLM inside the training process, or a separate `trl vllm-serve`
+RESUME_MODES = ("auto", "never")  # continue a run dir's newest complete checkpoint, or refuse a used run dir
 PLACEHOLDER = "[PROMPT]"  # where the meta-prompt puts the user prompt x
 REWRITES = ("full", "append")  # x′ is the prompter's output, or x followed by it
 FROZEN_BACKENDS = ("hf", "openai_api")
@@ -273,8 +275,15 @@ class TrainerConfig:
     warmup_steps: int = non_negative(0)
     bf16: bool = True
     gradient_checkpointing: bool = False
-    save_steps: int = non_negative(0)
+    save_steps: int = non_negative(25)  # 0 = no checkpoints: a killed job starts over
+    save_total_limit: int = positive(1)
+    keep_checkpoints: bool = False  # a finished job deletes its checkpoints unless true
     loss_type: str = "dr_grpo"  # GRPO only
+    use_vllm: bool = False  # TRL's rollouts through vLLM (a GPU with vllm installed)
+    vllm_mode: str = key("colocate", choices=VLLM_MODES)
+    vllm_server_base_url: str | None = None  # vllm_mode=server: the `trl vllm-serve` URL
+    vllm_gpu_memory_utilization: float = key(0.3, ok=lambda v: number_above(v, 0) and v <= 1,
+                                             valid="must be in (0, 1]")
     extra: dict[str, Any] = field(default_factory=dict)  # passed verbatim to the TRL config
 
 
@@ -373,6 +382,7 @@ class Config:
                      valid="the paper's λ (KL weight of eq. 9) must be a finite number > 0; try lam=0.2")
     seed: int = key(0, valid="must be an integer")
     device: str = key("auto", choices=DEVICES)
+    resume: str = key("auto", choices=RESUME_MODES)
     method: MethodConfig = field(default_factory=MethodConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     prompter: PrompterConfig = field(default_factory=PrompterConfig)

@@ -19,6 +19,7 @@ import platform
 import re
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -124,6 +125,11 @@ class Tracker:
     run: Any = None
     summary: dict = field(default_factory=dict)
 
+    @property
+    def offline(self) -> bool:
+        """The W&B run lives in local files only (``wandb sync`` uploads it later)."""
+        return self.run is not None and self.run.settings.mode == "offline"
+
     def log(self, metrics: dict, step: int | None = None) -> None:
         if self.run is not None:
             self.run.log(metrics, step=step)
@@ -165,11 +171,16 @@ def start(cfg: Config, run_dir: Path | RunDir, *, group: str, name: str, job_typ
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        # One W&B run per job, also across restarts: its id is kept in the job dir and a resumed job continues it.
+        run_id = files.read_wandb_id() or uuid.uuid4().hex[:12]
+        files.write_wandb_id(run_id)
         tracker.run = wandb.init(
             project=lg.project, entity=lg.entity, group=lg.group or group, name=name,
             job_type=job_type, tags=list(lg.tags), dir=str(files.root), mode=wandb_mode(lg.mode),
-            config={**resolved, "run_info": info}, reinit="finish_previous",
+            config={**resolved, "run_info": info}, reinit="finish_previous", id=run_id, resume="allow",
         )
+        # Training curves are drawn against the optimizer step, which a resumed job continues from its checkpoint.
+        tracker.run.define_metric("train/*", step_metric="train/global_step")
         if tracker.run.settings.mode == "offline":
             offline_dir = Path(tracker.run.dir).parent  # run.dir is its files/ subfolder
             log.info("W&B offline run: %s (upload later with: wandb sync %s)", offline_dir, offline_dir)

@@ -13,11 +13,14 @@ its own) → the arm (``method``: alignpro/methods/; eq. 9 is in alignpro/method
 from __future__ import annotations
 
 import logging
+import math
+import os
+import shutil
 import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from alignpro import CONF_DIR, tracking
 from alignpro.assets import AssetError
@@ -29,7 +32,8 @@ from alignpro.generation import GenerationEngine
 from alignpro.methods import METHODS, Job
 from alignpro.reward import build_reward
 from alignpro.rl import quiet_library_noise
-from alignpro.rundir import Metrics, RunDir
+from alignpro.rundir import Metrics, RunDir, world_size
+from alignpro.schema import Config
 from alignpro.sft import menu_rate
 from alignpro.timing import StageTimer
 
@@ -67,16 +71,24 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     from transformers import set_seed
 
     cfg = validate(cfg)  # typed by the schema and checked, before anything loads
+    files = RunDir(run_dir)
+    check_resume(files, cfg)  # a used run dir: continued by the same job only
+    if files.is_finished():
+        log.info("%s is finished: its metrics.json is read back, the job is not run again", run_dir)
+        return files.read_metrics()
+    files.clear_error()
     quiet_library_noise()
     device = pick_device(cfg.device)
     method = METHODS[cfg.method.name]
-    files = RunDir(run_dir)
     splits = load_splits(cfg.dataset)  # cheap, and catches empty data / missing fields before models load
     set_seed(cfg.seed)
     timer = StageTimer()
     t0 = time.perf_counter()
     log.info("run dir: %s", run_dir)
-    with tracking.start(cfg, files, group=group, name=name, job_type=method.name) as tracker:
+    main_process = process_rank() == 0  # accelerate launch: one run dir, one W&B run, one evaluation (rank 0)
+    tracking_run = tracking.start(cfg, files, group=group, name=name, job_type=method.name) if main_process \
+        else tracking.Tracker(files.root)
+    with tracking_run as tracker:
         # r(x, y): the embedded BT reward is trained on the train split's pairs (cached) and checked on held-out.
         with timer("reward_setup"):
             reward = build_reward(cfg.reward, splits.train, splits.heldout, device)
@@ -93,6 +105,9 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         # from the cache, a model built in-process or loaded): cold and warm caches give the same run.
         set_seed(cfg.seed)
         arm = method.run(Job(cfg, splits.train, reward, frozen, files, device, tracker, timer))
+        if not main_process:
+            log.info("process %d: training done; process 0 evaluates", process_rank())
+            return {}
 
         # Held-out evaluation with the paper's sampling (D8), identical for every arm.
         answer, rewrite = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)
@@ -123,16 +138,69 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         log.info("eval %s: reward %.4f [%.4f, %.4f] var %.4f (n=%d) -> %s", arm.name, summary["reward_mean"],
                  summary["reward_ci_low"], summary["reward_ci_high"], summary["reward_var"], summary["n"],
                  files.metrics)
+    if files.checkpoints.exists() and not cfg.trainer.keep_checkpoints:  # only a resume needs them
+        shutil.rmtree(files.checkpoints)
     return summary
+
+
+def check_resume(files: RunDir, cfg: Config) -> None:
+    """A run dir that holds a job already is continued only by the same job (``resume=auto``): another config
+    would resume a checkpoint, logs and W&B run that are not its own."""
+    if not files.was_started():
+        return
+    if cfg.resume == "never":
+        raise ConfigError(f"resume=never is invalid here: {files.root} already holds a run; use a new run dir "
+                          "(hydra.run.dir=..., or hydra.sweep.dir=... for a sweep) or resume=auto to continue it")
+    before = flat_items(files.read_config())
+    now = flat_items(tracking.redact(OmegaConf.to_container(cfg, resolve=True)))
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k != "resume")
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:3])
+        raise ConfigError(f"{files.root} holds a run of another config ({shown}{', ...' if len(changed) > 3 else ''});"
+                          " resume=auto continues only the same job: use a new run dir for a new one")
+
+
+def flat_items(tree: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``: configs compared key by key."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(flat_items(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def process_rank() -> int:
+    """This process's rank under ``accelerate launch``/``torchrun`` (``RANK``); 0 for a plain run."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def shared_run_dir(own: Path, cpu: bool) -> Path:
+    """Under ``accelerate launch`` every process composed its own ``${now:...}`` run dir; all use process 0's (the
+    checkpoints, logs and rng states of every rank must meet in one folder). Another process's own folder, holding
+    only Hydra's files, is removed."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState(cpu=cpu)  # joins the launcher's process group: gloo on CPU, nccl on GPUs, as TRL will
+    (shared,) = broadcast_object_list([str(own)], from_process=0)
+    shared = Path(shared)
+    if not state.is_main_process and shared.resolve() != own.resolve():
+        shutil.rmtree(own, ignore_errors=True)
+    return shared
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra wrapper; returns the held-out mean reward so a sweeper can optimise it."""
     ctx = run_context()
+    if world_size() > 1:
+        ctx["run_dir"] = shared_run_dir(ctx["run_dir"], cpu=pick_device(str(cfg.device)) == "cpu")
     tracking.scrub_hydra_dir(ctx["run_dir"])
     try:
-        return train(cfg, ctx["run_dir"], ctx["group"], ctx["name"])["reward_mean"]
+        # Processes other than 0 of a multi-process job do not evaluate: NaN.
+        return train(cfg, ctx["run_dir"], ctx["group"], ctx["name"]).get("reward_mean", math.nan)
     except BaseException as err:
         # The job dir says why it has no metrics.json, so a sweep's report can name the failed cells and why.
         RunDir(ctx["run_dir"]).write_error(tracking.redact_text(f"{type(err).__name__}: {err}\n"))

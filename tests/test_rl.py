@@ -34,8 +34,10 @@ def test_completion_text_reads_trls_conversational_and_plain_completions():
 def test_progress_bar_shows_reward_and_sequence_kl():
     from types import SimpleNamespace
 
+    from transformers import TrainerState
+
     bar = RewardKLProgress("t")
-    bar.on_train_begin(None, SimpleNamespace(max_steps=3), None)
+    bar.on_train_begin(None, TrainerState(max_steps=3), None)
     bar.on_log(None, None, None, logs={"reward": 1.25, "kl": 0.01, "kl_seq": 0.5})
     assert bar.bar.postfix == "reward=1.250, kl=0.500"
     bar.on_log(None, None, None, logs={"reward": 1.25, "kl": 0.01, "kl_seq": 0.5, "objective": 1.15})
@@ -43,6 +45,18 @@ def test_progress_bar_shows_reward_and_sequence_kl():
     bar.on_step_end(None, SimpleNamespace(global_step=2), None)
     assert bar.bar.n == 2
     bar.on_train_end(None, None, None)
+
+
+def test_progress_bar_of_a_resumed_run_starts_at_its_step_and_only_process_zero_draws_one():
+    from transformers import TrainerState
+
+    resumed = RewardKLProgress("t")
+    resumed.on_train_begin(None, TrainerState(max_steps=8, global_step=6), None)
+    assert (resumed.bar.n, resumed.bar.total) == (6, 8)
+    resumed.on_train_end(None, None, None)
+    other = RewardKLProgress("t")
+    other.on_train_begin(None, TrainerState(max_steps=8, is_world_process_zero=False), None)
+    assert other.bar is None
 
 
 # ---- LoRA (D7) ------------------------------------------------------------------------------------------------------
@@ -138,3 +152,16 @@ def test_full_finetuning_trains_fp32_master_weights_lora_keeps_the_config_dtype(
     assert training_dtype("auto", "cuda", {"r": 16}) == torch.bfloat16  # frozen base; peft keeps the adapter fp32
     assert training_dtype("auto", "cuda", {}) == torch.bfloat16  # {} = LoRA with defaults
     assert training_dtype("auto", "cpu", {"r": 16}) == torch.float32
+
+
+@pytest.mark.parametrize("name", ["rloo", "grpo"])
+def test_checkpoints_hold_what_a_resume_needs_and_vllm_options_pass_through(name, tmp_path):
+    cfg = compose(f"trainer={name}", "trainer.save_steps=7", "trainer.save_total_limit=2", "trainer.use_vllm=true",
+                  "trainer.vllm_mode=server", "trainer.vllm_server_base_url=http://gpu-node:8000").trainer
+    args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu")
+    assert (args.save_strategy, args.save_steps, args.save_total_limit) == ("steps", 7, 2)
+    assert args.save_only_model is False  # optimizer, scheduler and RNG too
+    assert (args.use_vllm, args.vllm_mode, args.vllm_server_base_url) == (True, "server", "http://gpu-node:8000")
+    off = trainer_args(compose(f"trainer={name}", "trainer.save_steps=0").trainer, beta=0.2, seed=0,
+                       output_dir=str(tmp_path), sampling=Sampling(4), device="cpu")
+    assert off.save_strategy == "no" and off.use_vllm is False and off.vllm_mode == "colocate"

@@ -58,3 +58,44 @@ def test_read_config_falls_back_to_hydras_copy(tmp_path):
     assert RunDir(tmp_path).read_config() == {"lam": 0.2}
     (tmp_path / "config.yaml").write_text("lam: 0.5\n")
     assert RunDir(tmp_path).read_config() == {"lam": 0.5}
+
+
+def test_newest_checkpoint_is_the_newest_complete_one_never_a_half_written_one(tmp_path):
+    files = RunDir(tmp_path)
+    assert files.newest_checkpoint() is None  # no checkpoints/ at all
+    for step in (2, 10):
+        (files.checkpoints / f"checkpoint-{step}").mkdir(parents=True)
+        files.mark_checkpoint_complete(step)
+    (files.checkpoints / "checkpoint-12").mkdir()  # a kill while TRL was writing it: no COMPLETE
+    (files.checkpoints / "checkpoint-12" / "model.safetensors").write_bytes(b"half")
+    (files.checkpoints / "checkpoint-x").mkdir()  # not TRL's name
+    assert files.newest_checkpoint() == (10, files.checkpoints / "checkpoint-10")  # 10 > 2 by number, not by name
+    assert json.loads((files.checkpoints / "checkpoint-10" / "COMPLETE").read_text()) == {"step": 10}
+
+
+def test_rewind_logs_keeps_each_step_up_to_the_checkpoint_once(tmp_path):
+    files = RunDir(tmp_path)
+    # steps 1..3 logged, then the step-3 summary of a finished training; samples are tagged with the steps done
+    log_rows = [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}, {"step": 3, "reward": 0.3},
+                {"step": 3, "train_runtime": 9.0}]
+    files.train_log.write_text("".join(json.dumps(r) + "\n" for r in log_rows))
+    SampleLog(files.samples).write(Sample(f"x{s}", "x'", "y", 0.0, step=s) for s in (0, 0, 1, 1, 2, 2))
+    files.rewind_logs(2)
+    assert files.read_train_log() == log_rows[:2]
+    assert [r["step"] for r in read_jsonl(files.samples)] == [0, 0, 1, 1]
+    files.rewind_logs(3)  # nothing after step 2 is left to cut
+    assert files.read_train_log() == log_rows[:2]
+    files.rewind_logs(0)
+    assert files.read_train_log() == [] and read_jsonl(files.samples) == []
+
+
+def test_wandb_id_round_trips_and_an_error_is_cleared(tmp_path):
+    files = RunDir(tmp_path)
+    assert files.read_wandb_id() is None
+    files.write_wandb_id("abc123")
+    assert files.read_wandb_id() == "abc123"
+    files.write_error("boom\n")
+    files.clear_error()
+    assert not files.error.exists()
+    files.clear_error()  # nothing to clear is fine
+

@@ -1,6 +1,7 @@
 """End-to-end: experiment=smoke for every method (tiny models, real TRL, real offline W&B), and a real multirun."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -147,3 +148,28 @@ def test_a_run_does_not_depend_on_whether_the_reward_was_cached(method, extra, t
     rows = [[json.loads(line) for line in (tmp_path / d / "eval_samples.jsonl").read_text().splitlines()]
             for d in ("cold", "warm")]
     assert rows[0] == rows[1] and cold["reward_mean"] == warm["reward_mean"]
+
+
+def test_accelerate_launch_with_two_processes_gives_one_run_dir_one_wandb_run_and_all_samples(tmp_path):
+    """`accelerate launch --num_processes 2` on CPU (gloo): each process composes its own ``${now:%f}`` run dir;
+    all work in process 0's, which alone writes the config, the JSONL step log, W&B and metrics.json, while every
+    process's samples and RNG state land there."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "alignpro.train", "experiment=smoke", "logger.mode=offline", "trainer.save_steps=1",
+           "trainer.keep_checkpoints=true", f"hydra.run.dir={tmp_path}/run-${{now:%H-%M-%S-%f}}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = tmp_path.iterdir()  # the other process's own folder is gone
+    cfg = compose("experiment=smoke")
+    per_process = cfg.trainer.max_steps * cfg.trainer.prompts_per_step * cfg.trainer.num_generations
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 * per_process  # both processes' rollouts
+    log_rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log_rows if "reward" in r] == [1, 2]  # logged once, by process 0
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1
+    assert read_run(run / "wandb")["config"]["lam"] == cfg.lam
+    assert json.loads((run / "metrics.json").read_text())["n"] == cfg.eval.n_prompts
+    ckpt = run / "checkpoints" / f"checkpoint-{cfg.trainer.max_steps}"
+    assert {"rng_state_0.pth", "rng_state_1.pth", "COMPLETE"} <= {p.name for p in ckpt.iterdir()}

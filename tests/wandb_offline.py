@@ -61,8 +61,20 @@ def read_run(run_dir: Path) -> dict:
     """{id, group, name, job_type, config, history} of the single offline run under ``run_dir``; ``history`` is
     the list of logged rows (dicts of key → value)."""
     (path,) = run_dir.glob("offline-run-*/run-*.wandb")
+    return read_run_file(path)
+
+
+def read_run_segments(run_dir: Path) -> list[dict]:
+    """Each offline run under ``run_dir`` in start order, as :func:`read_run` reads it: a job that was killed and
+    resumed leaves one per attempt (W&B cannot append to an offline run), all with the job's run id. A killed
+    attempt has no exit record, so it is read as it is, without waiting for one."""
+    paths = sorted(run_dir.glob("offline-run-*/run-*.wandb"))
+    return [read_run_file(p, wait=p == paths[-1]) for p in paths]
+
+
+def read_run_file(path: Path, wait: bool = True) -> dict:
     info: dict = {"config": {}, "history": []}
-    for rec in finished_records(path):
+    for rec in finished_records(path) if wait else records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             info["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json)

@@ -1,0 +1,127 @@
+"""Resume (``resume=auto``): a real training run killed with SIGKILL after a checkpoint and started again continues
+into the same W&B run with each step logged once; a finished job is read back; a used run dir is continued by the
+same job only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from alignpro.rundir import RunDir, read_jsonl
+from tests.conftest import ROOT, compose
+from tests.wandb_offline import read_run_segments
+
+SMOKE = ["experiment=smoke", "logger.mode=offline", "trainer.max_steps=4", "trainer.save_steps=2"]
+
+
+def train_cmd(run_dir, *extra):
+    return [sys.executable, "-m", "alignpro.train", *SMOKE, f"hydra.run.dir={run_dir}", *extra]
+
+
+def logged_steps(files: RunDir) -> list[int]:
+    """Steps in train_log.jsonl so far (a line being written is not read)."""
+    lines = files.train_log.read_text().splitlines(keepends=True) if files.train_log.exists() else []
+    return [json.loads(line)["step"] for line in lines if line.endswith("\n") and '"reward"' in line]
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_into_the_same_wandb_run(tmp_path):
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    proc = subprocess.Popen(train_cmd(killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    files = RunDir(killed)
+    # Killed once step 3 is logged: after the checkpoint of step 2, before that of step 4 (a step later), so the
+    # logs hold rows the resumed run must not repeat.
+    deadline = time.monotonic() + 240
+    while 3 not in logged_steps(files):
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "step 3 not logged after 240 s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert files.newest_checkpoint()[0] == 2 and not files.is_finished()
+    first_id = files.read_wandb_id()
+
+    again = subprocess.run(train_cmd(killed), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stdout and "step 2 of 4" in again.stdout
+    assert "missing keys" not in again.stderr  # the tied output head is not reported missing
+    uninterrupted = subprocess.run(train_cmd(whole), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+    # The JSONL logs hold each step once, whatever the kill cut off between the checkpoint and the kill.
+    steps = [r["step"] for r in files.read_train_log() if "reward" in r]
+    assert steps == [1, 2, 3, 4]
+    samples = read_jsonl(files.samples)
+    assert [r["step"] for r in samples] == sorted(r["step"] for r in samples) == [s for s in range(4) for _ in range(4)]
+
+    # Same W&B run: one id, kept in the job dir, in both attempts' offline folders. The killed attempt's file lost
+    # what W&B had not flushed, so the resumed attempt's file holds the whole curve, each step once.
+    folders = sorted((files.root / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2 and all(f.name.endswith(f"-{first_id}") for f in folders)
+    assert files.read_wandb_id() == first_id
+    resumed = read_run_segments(files.root / "wandb")[-1]
+    assert resumed["id"] == first_id
+    assert [row["train/global_step"] for row in resumed["history"] if "train/reward" in row] == [1, 2, 3, 4]
+
+    # Weights, optimizer, scheduler and RNG came back: the resumed run is the uninterrupted one, sample for sample.
+    ref = RunDir(whole)
+    assert [r["reward"] for r in files.read_train_log() if "reward" in r] == \
+        [r["reward"] for r in ref.read_train_log() if "reward" in r]
+    assert samples == read_jsonl(ref.samples)
+    got, want = files.read_metrics(), ref.read_metrics()
+    for key in ("reward_mean", "reward_var", "reward_ci_low", "reward_ci_high", "n"):
+        assert got[key] == want[key], key
+    assert files.read_eval_samples() == ref.read_eval_samples()
+    assert not files.checkpoints.exists()  # a finished job keeps no checkpoints (trainer.keep_checkpoints=false)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished smoke job, trained in-process."""
+    from alignpro.train import train
+
+    run_dir = tmp_path_factory.mktemp("finished")
+    train(compose("experiment=smoke", "logger=none", "trainer.max_steps=1", "eval.n_prompts=2"), run_dir)
+    return RunDir(run_dir)
+
+
+def test_a_finished_job_is_read_back_not_run_again(finished_run):
+    from alignpro.train import train
+
+    before = {p: p.stat().st_mtime_ns for p in finished_run.root.rglob("*") if p.is_file()}
+    t0 = time.perf_counter()
+    metrics = train(compose("experiment=smoke", "logger=none", "trainer.max_steps=1", "eval.n_prompts=2"),
+                    finished_run.root)
+    assert metrics == finished_run.read_metrics()
+    assert time.perf_counter() - t0 < 10  # nothing loaded, nothing trained
+    assert {p: p.stat().st_mtime_ns for p in finished_run.root.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("override, names", [
+    ("lam=0.7", ["lam: 0.2 -> 0.7"]),
+    ("resume=never", ["resume=never", "already holds a run"]),
+])
+def test_a_used_run_dir_is_continued_by_the_same_job_only(finished_run, override, names):
+    from alignpro.config import ConfigError
+    from alignpro.train import train
+
+    cfg = compose("experiment=smoke", "logger=none", "trainer.max_steps=1", "eval.n_prompts=2", override)
+    with pytest.raises(ConfigError) as err:
+        train(cfg, finished_run.root)
+    assert all(n in str(err.value) for n in names), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_resumed_job_drops_the_error_of_its_failed_attempt(tmp_path):
+    from alignpro.train import train
+
+    files = RunDir(tmp_path)
+    files.write_error("RuntimeError: the node went away\n")
+    train(compose("experiment=smoke", "logger=none", "trainer.max_steps=1", "eval.n_prompts=2"), tmp_path)
+    assert files.is_finished() and not files.error.exists()
+    assert json.loads(files.metrics.read_text())["n"] == 2
