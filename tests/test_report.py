@@ -190,24 +190,26 @@ def test_comparison_report_pools_seeds_per_arm_and_computes_gap_closed(arms_swee
 
 
 def test_a_failed_job_leaves_the_others_and_the_report_names_it(tmp_path):
-    """One arm of the sweep fails its validation (a greedy RL rollout); the other arm finishes, the sweep exits
-    non-zero, and the report lists the failed arm of the cell with its error."""
+    """One arm of the sweep fails while it runs (TRL refuses an option passed through trainer.extra, which only the
+    trained arm uses); the other arm finishes, the sweep exits non-zero, and the report lists the failed arm of the
+    cell with its error. (A value the config schema can refuse stops the whole sweep before it starts:
+    tests/test_sweep.py.)"""
     from alignpro.report.comparison import comparison_report
 
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=smoke", "logger=none",
            "eval.n_prompts=3", "eval.answer_shift=false", "method=alignpro,no_finetune",
-           "prompter.sampling.temperature=0", f"hydra.sweep.dir={sweep}"]
+           "+trainer.extra.no_such_trl_option=1", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode != 0
     assert (sweep / "1" / "metrics.json").exists()  # no_finetune ran after alignpro failed
-    assert "temperature" in (sweep / "0" / "error.txt").read_text()
+    assert "no_such_trl_option" in (sweep / "0" / "error.txt").read_text()
     res = comparison_report(sweep, tmp_path / "report", wandb_log=False)
     (row,) = res["rows"]
     assert list(row["arms"]) == ["no_finetune"]
     assert [m["method"] for m in row["missing"]] == ["alignpro"]
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "## Missing runs" in md and "alignpro" in md and "temperature" in md
+    assert "## Missing runs" in md and "alignpro" in md and "no_such_trl_option" in md
 
 
 def test_comparison_report_logs_tables_and_figures_to_offline_wandb(arms_sweep, tmp_path, monkeypatch):
