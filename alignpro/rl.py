@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("alignpro")
 
+
 def completion_text(completion) -> str:
     """TRL hands conversational completions as ``[{"role": "assistant", "content": ...}]``; plain ones as str."""
     if isinstance(completion, str):
@@ -265,15 +266,20 @@ def fit(cfg: Config, *, beta: float, policy_path: str, rows: list[dict], reward_
                             callbacks=[RewardKLProgress(label), step_log, CheckpointComplete(run_dir), *callbacks],
                             lora=lora, first_callbacks=first_callbacks)
     resume = run_dir.newest_checkpoint() if cfg.resume == "auto" else None
+    trained = resume is not None and resume[0] >= cfg.trainer.max_steps  # the job died after training
     if resume is not None and trainer.accelerator.is_main_process:
         log.info("resuming from %s (step %d of %d)", resume[1], resume[0], cfg.trainer.max_steps)
-        run_dir.rewind_logs(resume[0])
+        if not trained:
+            run_dir.rewind_logs(resume[0])
         step_log.replay()
     trainer.accelerator.wait_for_everyone()  # no process appends a sample before the logs are rewound
     # Time the policy's own sampling (the rest of a step is log-prob passes, the reward function and the update).
     trainer._generate = timer.wrap("policy_generation", trainer._generate)
     with timer("train_total"):
-        trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+        if trained:  # only the weights are needed: transformers' loop would run one step before checking max_steps
+            trainer._load_from_checkpoint(str(resume[1]))
+        else:
+            trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
     if tracker is not None:  # every scored training sample, one W&B table (the rows of samples.jsonl)
         tracker.table("train/samples", read_jsonl(run_dir.samples))
     return trainer

@@ -125,3 +125,19 @@ def test_a_resumed_job_drops_the_error_of_its_failed_attempt(tmp_path):
     train(compose("experiment=smoke", "logger=none", "trainer.max_steps=1", "eval.n_prompts=2"), tmp_path)
     assert files.is_finished() and not files.error.exists()
     assert json.loads(files.metrics.read_text())["n"] == 2
+
+
+def test_a_job_that_died_after_training_is_evaluated_from_its_last_checkpoint_without_training_more(tmp_path):
+    """Killed during the evaluation: the final checkpoint (step = max_steps) is loaded as it is. (transformers'
+    training loop, resumed there, would run one step more before it checks max_steps.)"""
+    from alignpro.train import train
+
+    overrides = ("experiment=smoke", "logger=none", "trainer.max_steps=2", "trainer.save_steps=2",
+                 "trainer.keep_checkpoints=true")
+    files = RunDir(tmp_path)
+    first = train(compose(*overrides), tmp_path)
+    log_rows, samples = files.read_train_log(), read_jsonl(files.samples)
+    files.metrics.unlink()  # as if the job died before writing it
+    again = train(compose(*overrides), tmp_path)
+    assert again["reward_mean"] == first["reward_mean"] and again["reward_var"] == first["reward_var"]
+    assert files.read_train_log() == log_rows and read_jsonl(files.samples) == samples  # no step was added
