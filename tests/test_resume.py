@@ -141,3 +141,40 @@ def test_a_job_that_died_after_training_is_evaluated_from_its_last_checkpoint_wi
     again = train(compose(*overrides), tmp_path)
     assert again["reward_mean"] == first["reward_mean"] and again["reward_var"] == first["reward_var"]
     assert files.read_train_log() == log_rows and read_jsonl(files.samples) == samples  # no step was added
+
+
+@pytest.mark.parametrize("trainer, lora", [("rloo", "prompter.lora={r: 4}"), ("grpo", "prompter.lora=null")])
+def test_a_lora_adapter_and_grpo_resume_to_the_uninterrupted_run(trainer, lora, tmp_path, caplog):
+    """An interruption between the checkpoints of steps 1 and 2, made by removing what came after step 1 (the
+    SIGKILL test above covers the kill itself): the resumed LoRA adapter / GRPO policy ends where the whole run did."""
+    import shutil
+
+    from alignpro.train import train
+
+    overrides = ("experiment=smoke", "logger=none", f"trainer={trainer}", lora, "trainer.max_steps=2",
+                 "trainer.save_steps=1", "trainer.save_total_limit=2", "trainer.keep_checkpoints=true")
+    files = RunDir(tmp_path)
+    whole = train(compose(*overrides), tmp_path)
+    assert files.newest_checkpoint()[0] == 2
+    shutil.rmtree(files.checkpoints / "checkpoint-2")
+    caplog.set_level("INFO", logger="alignpro")
+    shutil.rmtree(files.model("prompter"))
+    files.metrics.unlink()
+    resumed = train(compose(*overrides), tmp_path)
+    assert files.read_train_log()[0]["step"] == 1 and "resuming from" in caplog.text and "step 1 of 2" in caplog.text
+    assert (resumed["reward_mean"], resumed["reward_var"]) == (whole["reward_mean"], whole["reward_var"])
+    assert [r["step"] for r in files.read_train_log() if "reward" in r] == [1, 2]
+    if lora != "prompter.lora=null":
+        assert (files.model("prompter") / "adapter_model.safetensors").is_file()
+
+
+def test_an_attempt_killed_before_its_first_checkpoint_starts_over_without_repeating_its_rows(tmp_path):
+    from alignpro.train import train
+
+    overrides = ("experiment=smoke", "logger=none", "trainer.max_steps=2", "trainer.save_steps=0")
+    files = RunDir(tmp_path)
+    train(compose(*overrides), tmp_path)
+    files.metrics.unlink()  # no checkpoints (save_steps=0): the job starts over
+    train(compose(*overrides), tmp_path)
+    assert [r["step"] for r in files.read_train_log() if "reward" in r] == [1, 2]
+    assert sorted({r["step"] for r in read_jsonl(files.samples)}) == [0, 1] and len(read_jsonl(files.samples)) == 8
