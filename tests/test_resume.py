@@ -24,6 +24,13 @@ def train_cmd(run_dir, *extra):
     return [sys.executable, "-m", "alignpro.train", *SMOKE, f"hydra.run.dir={run_dir}", *extra]
 
 
+# Each attempt as a requeued job starts: a fresh process with its own W&B service. Once this test process has used
+# W&B, WANDB_SERVICE in its environment would make the children share its service, which keeps the killed attempt's
+# run registered ("run ID ... is in use").
+def fresh_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+
+
 def logged_steps(files: RunDir) -> list[int]:
     """Steps in train_log.jsonl so far (a line being written is not read)."""
     lines = files.train_log.read_text().splitlines(keepends=True) if files.train_log.exists() else []
@@ -32,7 +39,8 @@ def logged_steps(files: RunDir) -> list[int]:
 
 def test_a_killed_run_resumes_from_its_checkpoint_into_the_same_wandb_run(tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    proc = subprocess.Popen(train_cmd(killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(train_cmd(killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=fresh_env())
     files = RunDir(killed)
     # Killed once step 3 is logged: after the checkpoint of step 2, before that of step 4 (a step later), so the
     # logs hold rows the resumed run must not repeat.
@@ -46,11 +54,12 @@ def test_a_killed_run_resumes_from_its_checkpoint_into_the_same_wandb_run(tmp_pa
     assert files.newest_checkpoint()[0] == 2 and not files.is_finished()
     first_id = files.read_wandb_id()
 
-    again = subprocess.run(train_cmd(killed), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(train_cmd(killed), cwd=ROOT, capture_output=True, text=True, timeout=600, env=fresh_env())
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from" in again.stdout and "step 2 of 4" in again.stdout
     assert "missing keys" not in again.stderr  # the tied output head is not reported missing
-    uninterrupted = subprocess.run(train_cmd(whole), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    uninterrupted = subprocess.run(train_cmd(whole), cwd=ROOT, capture_output=True, text=True, timeout=600,
+                                   env=fresh_env())
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
 
     # The JSONL logs hold each step once, whatever the kill cut off between the checkpoint and the kill.
