@@ -102,3 +102,20 @@ def test_rho_sft_of_smollm2_writes_menu_instructions(tmp_path):
     assert menu_rate(xs, after, menu) > 0.7
     written = Counter(a[len(x):].strip() for x, a in zip(xs, after, strict=True))
     assert sum(written[m] > 0 for m in menu) >= 5
+
+
+def test_a_multi_process_job_reads_rho_sft_from_the_cache_but_does_not_train_it(tmp_path, monkeypatch):
+    """Under `accelerate launch` one process would train ρ_sft alone inside the job's process group: refused with
+    what to do; once a single-process run has cached it, every process reads it."""
+    monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path / "cache"))
+    cfg = compose("experiment=smoke", "meta_prompt=instruction", "sft=instructions", "sft.n_examples=8",
+                  "sft.batch_size=4")
+    records = [{"prompt": f"question {i}?"} for i in range(4)]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="not in the cache yet.*single process"):
+        sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu")
+    assert not (tmp_path / "cache" / "sft").exists() or not any((tmp_path / "cache" / "sft").iterdir())
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    path = sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu") == path
