@@ -267,13 +267,14 @@ def fit(cfg: Config, *, beta: float, policy_path: str, rows: list[dict], reward_
                             lora=lora, first_callbacks=first_callbacks)
     resume = run_dir.newest_checkpoint() if cfg.resume == "auto" else None
     trained = resume is not None and resume[0] >= cfg.trainer.max_steps  # the job died after training
-    if resume is None and trainer.accelerator.is_main_process:
-        run_dir.rewind_logs(0)  # an attempt killed before its first checkpoint: its rows are redone from step 1
-    elif resume is not None and trainer.accelerator.is_main_process:
-        log.info("resuming from %s (step %d of %d)", resume[1], resume[0], cfg.trainer.max_steps)
-        if not trained:
-            run_dir.rewind_logs(resume[0])
-        step_log.replay()
+    if trainer.accelerator.is_main_process:
+        if resume is None:
+            run_dir.rewind_logs(0)  # an attempt killed before its first checkpoint: its rows are redone from step 1
+        else:
+            log.info("resuming from %s (step %d of %d)", resume[1], resume[0], cfg.trainer.max_steps)
+            if not trained:
+                run_dir.rewind_logs(resume[0])
+            step_log.replay()
     trainer.accelerator.wait_for_everyone()  # no process appends a sample before the logs are rewound
     # Time the policy's own sampling (the rest of a step is log-prob passes, the reward function and the update).
     trainer._generate = timer.wrap("policy_generation", trainer._generate)

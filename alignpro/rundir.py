@@ -108,9 +108,26 @@ def write_atomic(path: Path, text: str) -> Path:
     return path
 
 
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``: configs compared and tabulated key by key."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def world_size() -> int:
     """Processes of this job (``accelerate launch``/``torchrun`` set ``WORLD_SIZE``); 1 for a plain run."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def process_rank() -> int:
+    """This process's rank under ``accelerate launch``/``torchrun`` (``RANK``); 0 for a plain run."""
+    return int(os.environ.get("RANK", "0"))
 
 
 class SampleLog:

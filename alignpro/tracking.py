@@ -158,11 +158,16 @@ class Tracker:
         self.finish(exit_code=1 if exc_type else 0)
 
 
+def resolved(cfg: Config) -> dict:
+    """The config as a job's ``config.yaml`` and ``wandb.config`` hold it: interpolations resolved, secrets redacted."""
+    return redact(OmegaConf.to_container(cfg, resolve=True))
+
+
 def start(cfg: Config, run_dir: Path | RunDir, *, group: str, name: str, job_type: str) -> Tracker:
     """Write the run's config and info, then open the W&B run (factory for the ``logger`` group)."""
     files = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-    write_atomic(files.config, OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    config = resolved(cfg)
+    write_atomic(files.config, OmegaConf.to_yaml(OmegaConf.create(config)))
     info = run_info()
     write_atomic(files.run_info, json.dumps(info, indent=2))
     tracker = Tracker(files.root)
@@ -177,7 +182,7 @@ def start(cfg: Config, run_dir: Path | RunDir, *, group: str, name: str, job_typ
         tracker.run = wandb.init(
             project=lg.project, entity=lg.entity, group=lg.group or group, name=name,
             job_type=job_type, tags=list(lg.tags), dir=str(files.root), mode=wandb_mode(lg.mode),
-            config={**resolved, "run_info": info}, reinit="finish_previous", id=run_id, resume="allow",
+            config={**config, "run_info": info}, reinit="finish_previous", id=run_id, resume="allow",
         )
         # Training curves are drawn against the optimizer step, which a resumed job continues from its checkpoint.
         tracker.run.define_metric("train/*", step_metric="train/global_step")

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from alignpro import CONF_DIR, tracking
 from alignpro.assets import AssetError
@@ -32,7 +31,7 @@ from alignpro.generation import GenerationEngine
 from alignpro.methods import METHODS, Job
 from alignpro.reward import build_reward
 from alignpro.rl import quiet_library_noise
-from alignpro.rundir import Metrics, RunDir, world_size
+from alignpro.rundir import Metrics, RunDir, flatten, process_rank, world_size
 from alignpro.schema import Config
 from alignpro.sft import menu_rate
 from alignpro.timing import StageTimer
@@ -151,29 +150,12 @@ def check_resume(files: RunDir, cfg: Config) -> None:
     if cfg.resume == "never":
         raise ConfigError(f"resume=never is invalid here: {files.root} already holds a run; use a new run dir "
                           "(hydra.run.dir=..., or hydra.sweep.dir=... for a sweep) or resume=auto to continue it")
-    before = flat_items(files.read_config())
-    now = flat_items(tracking.redact(OmegaConf.to_container(cfg, resolve=True)))
+    before, now = flatten(files.read_config()), flatten(tracking.resolved(cfg))
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k != "resume")
     if changed:
         shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:3])
         raise ConfigError(f"{files.root} holds a run of another config ({shown}{', ...' if len(changed) > 3 else ''});"
                           " resume=auto continues only the same job: use a new run dir for a new one")
-
-
-def flat_items(tree: dict, prefix: str = "") -> dict:
-    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``: configs compared key by key."""
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(flat_items(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def process_rank() -> int:
-    """This process's rank under ``accelerate launch``/``torchrun`` (``RANK``); 0 for a plain run."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def shared_run_dir(own: Path, cpu: bool) -> Path:

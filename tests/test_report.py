@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from alignpro.report.ablation import ablation_report
-from alignpro.report.runs import factors, flatten
+from alignpro.report.runs import factors
+from alignpro.rundir import flatten
 from tests.conftest import ROOT
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from alignpro.metrics import mean, summarize
-from alignpro.rundir import RunDir, Sample
+from alignpro.rundir import RunDir, Sample, flatten
 
 
 def by_prompt(samples: list[Sample]) -> dict[str, list[float]]:
@@ -23,17 +23,6 @@ def by_prompt(samples: list[Sample]) -> dict[str, list[float]]:
 
 
 IGNORED = ("seed",)  # varied on purpose to average over, never a factor
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def job_dirs(root: Path) -> list[RunDir]:
