@@ -46,6 +46,7 @@ from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
+from alignpro.errors import BadInput, RunFault
 from alignpro.schema import ENV_NAME, EXTRA_SAMPLING, integer_at_least, number_above
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ STATUS_HINTS = {
 }
 
 
-class ChatAPIError(RuntimeError):
+class ChatAPIError(RunFault):
     """A chat request failed for good (or could not be sent); the message names the server, model and reason."""
 
 

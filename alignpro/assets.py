@@ -25,6 +25,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from alignpro.errors import BadInput
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ASSETS_DIR = Path(__file__).parent / "assets"
 EMBEDDED_PREFS = ASSETS_DIR / "embedded_prefs.jsonl"
@@ -38,7 +40,7 @@ CHATML_TEMPLATE = (
 SOURCES = ("hub", "smollm2_wheel", "minilm_wheel", "tiny")
 
 
-class AssetError(RuntimeError):
+class AssetError(BadInput, RuntimeError):
     """An offline asset is missing or a model source is unknown; the message says how to fix it."""
 
 

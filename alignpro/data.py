@@ -44,6 +44,7 @@ from typing import Any
 
 from alignpro import CONF_DIR
 from alignpro.assets import ASSETS_DIR, EMBEDDED_PREFS
+from alignpro.errors import BadInput
 from alignpro.schema import ConfigError, DatasetConfig, typed
 
 Record = dict  # keys listed in the module docstring
@@ -64,7 +65,7 @@ LAYOUTS = {
 }
 
 
-class DataError(ValueError):
+class DataError(BadInput, ValueError):
     """The dataset config or the data itself cannot be used; the message names the bad value."""
 
 

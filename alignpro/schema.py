@@ -35,6 +35,8 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from alignpro.errors import BadInput
+
 DEVICES = ("auto", "cpu", "cuda")
 TRAINERS = ("rloo", "grpo")
 VLLM_MODES = ("colocate", "server")  # TRL: vLLM inside the training process, or a separate `trl vllm-serve`
@@ -107,7 +109,7 @@ def lora_options(lora: Any) -> dict[str, Any] | None:
 
 # -- the schema ---------------------------------------------------------------------------------------------------
 
-class ConfigError(ValueError):
+class ConfigError(BadInput, ValueError):
     """A config value is invalid; the message names the key, the value and what is valid."""
 
 
