@@ -72,6 +72,11 @@ class ChatAPIError(RunFault):
     """A chat request failed for good (or could not be sent); the message names the server, model and reason."""
 
 
+class EndpointError(BadInput):
+    """The endpoint a config names cannot be used before any request is sent (no key in its variable, no server
+    at the URL, a model it does not serve); the message says what to fix."""
+
+
 @dataclass
 class RequestStats:
     """Counters over a client's lifetime (all calls of :meth:`ChatClient.complete`)."""

@@ -92,7 +92,8 @@ def describe(err: BaseException) -> tuple[int, str]:
         return 2, _hydra_line(err)
     if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOSPC):
         where = f" {err.filename}" if err.filename else ""
-        fix = "free space there" if err.errno == errno.ENOSPC else "choose a writable place (hydra.run.dir=..., --out ...)"
+        fix = ("free space there" if err.errno == errno.ENOSPC
+               else "choose a writable place (hydra.run.dir=..., --out ...)")
         return 2, f"cannot write{where}: {err.strerror}; {fix}"
     if isinstance(err, ImportError):
         return 2, f"{err}; install what it names (pip install 'alignpro[api]' or 'alignpro[cluster]')"
