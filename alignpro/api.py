@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib.util
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ from tqdm.auto import tqdm
 
 from alignpro.errors import BadInput, RunFault
 from alignpro.schema import ENV_NAME, EXTRA_SAMPLING, integer_at_least, number_above
+from alignpro.secrets import declare_key_env
 
 if TYPE_CHECKING:
     from alignpro.generation import Sampling
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("alignpro.api")
 
 RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
+PREFLIGHT_TIMEOUT_S = 15.0  # the start-up check waits at most this long for a server (or timeout_s when shorter)
 NO_KEY = "EMPTY"  # what vLLM's docs send to a server started without --api-key
 # What to check when the server refuses a request outright (the status says the request itself is wrong).
 STATUS_HINTS = {
@@ -154,6 +157,7 @@ class ChatClient:
             raise ValueError("api_key_env must be the NAME of an environment variable holding the key (e.g. "
                              "OPENAI_API_KEY), or null for a server without authentication; export the key in that "
                              "variable, never put it in a config")
+        declare_key_env(env)  # its value is redacted from everything written (alignpro/secrets.py)
         self._lock = threading.Lock()
         self._warned_top_k = False
 
@@ -177,10 +181,10 @@ class ChatClient:
             return NO_KEY
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise ChatAPIError(
-                f"environment variable {self.api_key_env} is not set; it must hold the API key for {self.name}. "
-                f"Export it (export {self.api_key_env}=...), point api_key_env at another variable, or set "
-                f"api_key_env=null for a server that needs no key."
+            raise EndpointError(
+                f"environment variable {self.api_key_env} is not set; it must hold the API key for {self.name}: "
+                f"export {self.api_key_env}=<your key>, point api_key_env at another variable, or set "
+                "api_key_env=null for a server that needs no key"
             )
         return key
 
@@ -312,17 +316,75 @@ class ChatClient:
         """
         if not conversations:
             return []
-        try:
-            import openai  # noqa: F401
-        except ImportError as err:
-            raise ChatAPIError("the OpenAI-compatible backend needs the `openai` package: "
-                               "pip install 'alignpro[api]'") from err
+        require_openai()
         key = self.api_key()
         coro = self._complete(conversations, self.request_fields(sampling), key, desc, on_answer)
         try:
             asyncio.get_running_loop()
+            in_loop = True
         except RuntimeError:
+            in_loop = False
+        if not in_loop:  # outside the except block, so a failure is not chained to "no running event loop"
             return asyncio.run(coro)
         # Called from inside an event loop (a notebook): run ours on a worker thread instead of nesting loops.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, coro).result()
+
+    # -- preflight ---------------------------------------------------------------------------------------------
+
+    def preflight(self, group: str) -> None:
+        """One cheap request before anything loads, so that a server that is down, a model it does not serve or
+        a key it refuses is one line now, not a failure after the models have loaded. ``GET /models`` first; when
+        the server does not list the model (or has no such route), a 1-token completion decides. ``group`` (the
+        config group, ``frozen`` or ``judge``) names the keys to fix."""
+        require_openai()
+        import openai
+
+        key = self.api_key()
+        where = f"{group}: {self.base_url} (model {self.model!r})"
+        client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=min(self.timeout_s, PREFLIGHT_TIMEOUT_S),
+                               max_retries=0)
+
+        def refused(err: Exception) -> EndpointError:
+            if isinstance(err, openai.APIConnectionError):  # includes timeouts
+                cause = err.__cause__ or err
+                return EndpointError(self._scrub(
+                    f"{where}: no server answers ({type(cause).__name__}: {' '.join(str(cause).split())[:200]}); "
+                    f"start it, or fix {group}.base_url"))
+            if isinstance(err, openai.APIStatusError):
+                fix = {401: f"the key in ${self.api_key_env} was refused: export the right key there"
+                            if self.api_key_env else f"the server needs a key: set {group}.api_key_env",
+                       403: f"the key in ${self.api_key_env} may not use this model",
+                       404: f"the server does not serve this model: fix {group}.model (or {group}.base_url, "
+                            "which usually ends in /v1)"}.get(err.status_code, STATUS_HINTS.get(err.status_code, ""))
+                return EndpointError(self._scrub(f"{where}: HTTP {err.status_code} ({fix or 'refused'})"))
+            return EndpointError(self._scrub(f"{where}: {type(err).__name__}: {err}"))
+
+        try:
+            listed = [m.id for m in client.models.list()]
+        except openai.APIStatusError as err:
+            if err.status_code in (401, 403):
+                raise refused(err) from None
+            listed = []  # no /models route (or a broken one): the completion below decides
+        except openai.OpenAIError as err:
+            raise refused(err) from None
+        if self.model in listed:
+            return
+        try:  # not listed: some servers (transformers serve) list their cache, not what they can serve
+            client.chat.completions.create(model=self.model, max_tokens=1,
+                                           messages=[{"role": "user", "content": "Hi"}])
+        except openai.APIStatusError as err:
+            if err.status_code in (400, 404) and listed:
+                raise EndpointError(self._scrub(
+                    f"{where}: the server does not serve this model; it serves: {', '.join(listed[:8])}; "
+                    f"set {group}.model to one of them")) from None
+            raise refused(err) from None
+        except openai.OpenAIError as err:
+            raise refused(err) from None
+
+
+def require_openai() -> None:
+    """The ``openai`` package, or one line saying how to install it."""
+    if importlib.util.find_spec("openai") is None:
+        raise EndpointError("an OpenAI-compatible endpoint (frozen=openai_api, judge=openai_api) needs the `openai` "
+                            "package, which is not installed: pip install 'alignpro[api]'")

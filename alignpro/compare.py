@@ -17,16 +17,17 @@ and prints the table and one plain sentence.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from alignpro.errors import ArgumentParser, BadInput, run_cli
 from alignpro.methods import METHODS
 from alignpro.metrics import mean, paired_difference, summarize
 from alignpro.report.runs import load_runs
+from alignpro.rundir import save_figure, write_atomic
 
 # (a, b) pairs reported as a − b, in this order, when both arms ran.
 PAIRS = (("alignpro", "no_finetune"), ("alignpro", "base_prompter"), ("rlhf", "alignpro"), ("rlhf", "no_finetune"),
@@ -130,7 +131,7 @@ def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
         ax2.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="lower right")
     fig.tight_layout()
     path = out / "comparison.png"
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -163,10 +164,8 @@ def compare(sweep_dir: str | Path, out: str | Path | None = None, wandb_log: boo
     out.mkdir(parents=True, exist_ok=True)
     res = comparison(runs)
     res["runs"] = {arm: {seed: r["dir"] for seed, r in by_seed.items()} for arm, by_seed in runs.items()}
-    tmp = out / "comparison.json.tmp"
-    tmp.write_text(json.dumps(res, indent=2, ensure_ascii=False))
-    tmp.replace(out / "comparison.json")  # never half-written
-    (out / "comparison.md").write_text(markdown(res, str(sweep_dir)), encoding="utf-8")
+    write_atomic(out / "comparison.json", json.dumps(res, indent=2, ensure_ascii=False))
+    write_atomic(out / "comparison.md", markdown(res, str(sweep_dir)))
     res["plot"] = str(plot(res, runs, out))
     if wandb_log:
         res["wandb"] = log_wandb(res, Path(res["plot"]), out, name=f"comparison:{Path(sweep_dir).name}")
@@ -192,18 +191,18 @@ class ComparisonCallback(Callback):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m alignpro.compare", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m alignpro.compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", help="a multirun dir of the arms (e.g. outputs/demo/<time>)")
     ap.add_argument("--out", default=None, help="where comparison.{json,md,png} go (default: the runs dir)")
     ap.add_argument("--no-wandb", action="store_true", help="do not log the comparison to W&B")
     args = ap.parse_args(argv)
     try:
         res = compare(args.runs, args.out, wandb_log=not args.no_wandb)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"alignpro.compare: {err}") from None
+    except (FileNotFoundError, ValueError) as err:  # what load_runs refuses: no runs, two runs of one arm and seed
+        raise BadInput(str(err)) from err
     print((Path(args.out or args.runs) / "comparison.md").read_text(encoding="utf-8"))
     return res
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

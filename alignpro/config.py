@@ -17,10 +17,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from alignpro.api import ChatClient
+from alignpro.api import ChatClient, EndpointError, require_openai
 from alignpro.assets import AssetError, check_available
 from alignpro.methods import METHODS
-from alignpro.schema import SECRET_KEY, Config, ConfigError, JudgeConfig, check, lora_options, require, typed
+from alignpro.schema import Config, ConfigError, JudgeConfig, check, lora_options, require, typed
+from alignpro.secrets import SECRET_KEY
 
 __all__ = ["ConfigError", "validate", "validate_judge"]
 
@@ -41,6 +42,10 @@ def _api_endpoint(node: DictConfig, group: str) -> None:
         ChatClient.from_config(node)
     except ValueError as err:
         raise ConfigError(f"{group}.{err}") from None
+    try:
+        require_openai()
+    except EndpointError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _available(node: DictConfig, role: str) -> None:

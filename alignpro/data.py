@@ -32,7 +32,6 @@ alignpro.data dataset=<name> [dataset.path=<dir>]`` prints them with the first r
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import random
@@ -44,8 +43,8 @@ from typing import Any
 
 from alignpro import CONF_DIR
 from alignpro.assets import ASSETS_DIR, EMBEDDED_PREFS
-from alignpro.errors import BadInput
-from alignpro.schema import ConfigError, DatasetConfig, typed
+from alignpro.errors import ArgumentParser, BadInput, run_cli
+from alignpro.schema import DatasetConfig, typed
 
 Record = dict  # keys listed in the module docstring
 
@@ -482,7 +481,7 @@ def describe(splits: Splits, n: int = 3, side: str = "train", chars: int = 200) 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m alignpro.data dataset=<name> [dataset.path=<dir>] [overrides] [--n 3] [--side heldout]``."""
-    parser = argparse.ArgumentParser(prog="python -m alignpro.data", description="Load a dataset the way "
+    parser = ArgumentParser(prog="python -m alignpro.data", description="Load a dataset the way "
                                      "alignpro.train does and print row counts per split and filter rule, and the "
                                      "first normalised records.")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=helpsteer dataset.path=DIR")
@@ -491,19 +490,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--chars", type=int, default=200, help="truncate printed strings to this many characters")
     args = parser.parse_intermixed_args(argv)
     from datasets import disable_progress_bars
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
+    for flag in ("n", "chars"):
+        if getattr(args, flag) < 0:
+            raise BadInput(f"--{flag} {getattr(args, flag)} is invalid: it must be ≥ 0")
     disable_progress_bars()
     sys.stdout.reconfigure(errors="backslashreplace")  # non-ASCII prompts on a non-UTF-8 terminal
-    try:
-        cfg = typed(compose_config(args.overrides))
-        print(describe(load_splits(cfg.dataset), args.n, args.side, args.chars))
-    except (DataError, ConfigError) as err:
-        raise SystemExit(f"alignpro: {err}") from None
-    except (HydraException, OmegaConfBaseException) as err:
-        raise SystemExit(f"alignpro: {' '.join(str(err).split())}") from None
+    cfg = typed(compose_config(args.overrides))
+    print(describe(load_splits(cfg.dataset), args.n, args.side, args.chars))
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

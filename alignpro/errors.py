@@ -15,6 +15,7 @@ Two kinds of failure, told apart by their exit code:
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import re
@@ -62,7 +63,7 @@ PLUGIN_OPTIONS = {
 
 def _hydra_line(err: Exception) -> str:
     """One line from a Hydra/OmegaConf error: its first line, plus the valid options Hydra lists below it."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
     text = str(err).strip()
     first = text.splitlines()[0] if text else type(err).__name__
@@ -72,6 +73,8 @@ def _hydra_line(err: Exception) -> str:
         package = PLUGIN_OPTIONS[missing.group(1)]
         return (f"{first}: it comes from the {package} package, which is not installed; "
                 "pip install 'alignpro[cluster]'")
+    if isinstance(err, OverrideParseException):
+        return f"cannot parse the override {err.override!r}: {' '.join(err.message.split())}"
     options = getattr(err, "options", None) if isinstance(err, MissingConfigException) else None
     if options:
         return f"{first}; valid: {', '.join(options)}"
@@ -101,6 +104,13 @@ def describe(err: BaseException) -> tuple[int, str]:
                f"(rerun with {DEBUG_FLAG} or HYDRA_FULL_ERROR=1 for the traceback)")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are :class:`BadInput` (one line, exit 2) instead of its usage text and error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BadInput(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def run_cli(main: Callable[[], Any]) -> Any:
     """Run a command's ``main`` and turn any failure into one line on stderr and its exit code.
 
@@ -112,6 +122,9 @@ def run_cli(main: Callable[[], Any]) -> Any:
         sys.argv = [a for a in sys.argv if a != DEBUG_FLAG]
     full = debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    stderr = sys.stderr
+    if not full:
+        sys.stderr = _WithoutHydraJobLine(stderr)
     try:
         return main()
     except SystemExit as err:
@@ -125,8 +138,26 @@ def run_cli(main: Callable[[], Any]) -> Any:
     except BaseException as err:
         if full:
             raise
-        from alignpro.tracking import redact_text
+        from alignpro.secrets import redact_text
 
         code, line = describe(err)
         print(redact_text(PREFIX + line), file=sys.stderr, flush=True)
         raise SystemExit(code) from None
+    finally:
+        sys.stderr = stderr
+
+
+class _WithoutHydraJobLine:
+    """stderr without the line Hydra writes before it re-raises a job's exception ("Error executing job with
+    overrides: [...]"): the one line written by :func:`run_cli` names the job itself."""
+
+    HYDRA_LINE = "Error executing job with overrides:"
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return len(text) if text.startswith(self.HYDRA_LINE) else self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

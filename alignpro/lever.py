@@ -13,11 +13,13 @@ can help, whatever RL does. ``--out`` writes the numbers as JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from alignpro.errors import ArgumentParser, BadInput, run_cli
+from alignpro.rundir import write_atomic
 
 
 def default_menu() -> list[str]:
@@ -76,30 +78,21 @@ def table(res: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m alignpro.lever", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m alignpro.lever", description=__doc__.split("\n\n")[0])
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, as for alignpro.train (e.g. experiment=steer)")
     ap.add_argument("--instruction", action="append", default=None,
                     help="an instruction to append to x (repeatable); default: the config's sft.instructions")
     ap.add_argument("--n", type=int, default=48, help="train prompts to probe (default 48)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_intermixed_args(argv)
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from alignpro.config import ConfigError, validate
-    from alignpro.data import DataError, compose_config
+    from alignpro.config import validate
+    from alignpro.data import compose_config
     from alignpro.rl import quiet_library_noise
 
     if args.n < 1:
-        raise SystemExit(f"alignpro.lever: --n {args.n} is invalid: at least 1 prompt")
+        raise BadInput(f"--n {args.n} is invalid: at least 1 prompt")
     sys.stdout.reconfigure(errors="backslashreplace")
-    try:
-        cfg = compose_config(args.overrides)
-        cfg = validate(cfg)
-    except (ConfigError, DataError) as err:
-        raise SystemExit(f"alignpro.lever: {err}") from None
-    except (HydraException, OmegaConfBaseException) as err:
-        raise SystemExit(f"alignpro.lever: {' '.join(str(err).split())}") from None
+    cfg = validate(compose_config(args.overrides))
     menu = args.instruction or list(cfg.sft.instructions or default_menu())
     quiet_library_noise()
     from alignpro.train import pick_device
@@ -107,10 +100,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     res = probe(cfg, menu, args.n, pick_device(cfg.device))
     print(table(res))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=2, ensure_ascii=False, default=str))
+        write_atomic(Path(args.out), json.dumps(res, indent=2, ensure_ascii=False, default=str))
     return res
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -12,6 +12,7 @@
       eval_samples.jsonl   held-out samples (Sample)                 alignpro.train
       metrics.json         the held-out summary (Metrics)            alignpro.train
       error.txt            why a job has no metrics.json             alignpro.train.main
+      nonfinite_sample.json the NaN/inf that stopped the run         alignpro.finite
       wandb/               the W&B run                               alignpro.tracking.Tracker (TRL reports nowhere)
 
 Readers (the report, the comparison) go through :class:`RunDir` too, so a file's name lives in one place. Whole
@@ -86,6 +87,9 @@ class Metrics(TypedDict, total=False):
     answer_shift_reward: float  # eval.answer_shift: Theorem 6.1's second term, estimated
     answer_shift_embedding: float
     reward_mean_direct: float
+    empty_rewrites: int  # rewrites x′ that were empty (prompter arms; answered and scored like any other)
+    truncated_prompts: int  # model inputs cut to fit the context: prompter inputs, or π_F's x without a prompter
+    truncated_rewrites: int  # rewrites x′ cut to fit π_F's context (prompter arms)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -105,6 +109,20 @@ def write_atomic(path: Path, text: str) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # gone after a successful rename; removed after a failed write
+    return path
+
+
+def save_figure(fig: Any, path: Path, **savefig_kwargs: Any) -> Path:
+    """A matplotlib figure saved like :func:`write_atomic`: to a temporary file, then renamed (the format is the
+    suffix's, since the temporary name has another)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), **savefig_kwargs)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -169,6 +187,7 @@ class RunDir:
     eval_samples = property(lambda self: self.root / "eval_samples.jsonl")
     metrics = property(lambda self: self.root / "metrics.json")
     error = property(lambda self: self.root / "error.txt")
+    nonfinite = property(lambda self: self.root / "nonfinite_sample.json")
     wandb_id = property(lambda self: self.root / "wandb_id.txt")
     hydra_config = property(lambda self: self.root / ".hydra" / "config.yaml")
     hydra_overrides = property(lambda self: self.root / ".hydra" / "overrides.yaml")
@@ -198,6 +217,11 @@ class RunDir:
         """A job started again drops the error of its failed attempt (written again if it fails again)."""
         self.error.unlink(missing_ok=True)
 
+    def write_nonfinite(self, record: dict[str, Any]) -> Path:
+        """What was NaN or infinite when the run stopped (alignpro/finite.py): its samples, step and values."""
+        return write_atomic(self.nonfinite, json.dumps(record, indent=2, ensure_ascii=False, default=str,
+                                                       allow_nan=False))
+
     def write_wandb_id(self, run_id: str) -> Path:
         return write_atomic(self.wandb_id, run_id + "\n")
 
@@ -220,6 +244,24 @@ class RunDir:
     # --- readers ---
     def is_finished(self) -> bool:
         return self.metrics.exists()
+
+    def check_writable(self) -> None:
+        """Refuse, before any model loads, a run dir that cannot take the job's files (a read-only mount, no
+        space): one probe file written, synced and removed."""
+        from alignpro.errors import BadInput
+
+        probe = self.root / f".write-check.{os.getpid()}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with probe.open("w") as f:
+                f.write("ok")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise BadInput(f"run dir {self.root} cannot be written ({err.strerror or err}); choose another with "
+                           "hydra.run.dir=... (hydra.sweep.dir=... for a sweep)") from None
+        finally:
+            probe.unlink(missing_ok=True)
 
     def read_metrics(self) -> Metrics:
         return json.loads(self.metrics.read_text())

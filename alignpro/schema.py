@@ -54,7 +54,6 @@ EXTRA_SAMPLING = ("top_k", "generation_config", "none")  # how an API model gets
 SCORE_LINE_MAX_TOKENS = len("10 10\n")  # the judge's longest score line; every allowed token adds ≥ 1 character
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an environment variable's name
 # A config key that holds a secret: never a config value, always an environment variable.
-SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd)$", re.IGNORECASE)
 
 # Defaults for keys a ``lora`` dict leaves out, so ``prompter.lora={r: 8}`` is enough on the command line.
 # alpha = 2r (the common ratio; the adapter's scale alpha/r stays 2 whatever r); "all-linear" = every linear layer of

@@ -29,6 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alignpro.errors import ArgumentParser, run_cli
+from alignpro.rundir import save_figure, write_atomic
+
 
 @dataclass(frozen=True)
 class World:
@@ -310,17 +313,16 @@ def frontier_plot(trained: list[dict], out: str, r_max: float = 2.0, world_seed:
     ax.set_title("Align-Pro token world: reward-KL frontier")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out, dpi=120)
     plt.close(fig)
     return out
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import argparse
     import json
     from pathlib import Path
 
-    ap = argparse.ArgumentParser(prog="python -m alignpro.theory", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m alignpro.theory", description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     ap.add_argument("--lams", type=float, nargs="+", default=[0.1, 0.5, 2.0], help="λ values trained through TRL")
     ap.add_argument("--steps", type=int, default=1600, help="RLOO steps per λ")
@@ -351,11 +353,11 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"max_tv_to_closed_form": max(max(t["tv_per_prompt"]) for t in trained),
                "tv_per_lambda": {str(t["lam"]): max(t["tv_per_prompt"]) for t in trained},
                **prop, "plot": plot}
-    (out / "theory.json").write_text(json.dumps({"summary": summary, "trained": trained}, indent=2))
+    write_atomic(out / "theory.json", json.dumps({"summary": summary, "trained": trained}, indent=2))
     if args.json:
         print(json.dumps(summary))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import platform
-import re
 import subprocess
 import sys
 import uuid
@@ -28,39 +27,12 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from alignpro.rundir import RunDir, write_atomic
-from alignpro.schema import SECRET_KEY, Config
+from alignpro.schema import Config
+from alignpro.secrets import redact, redact_overrides
 
 log = logging.getLogger("alignpro")
 
-# A command-line override of such a key, e.g. "+logger.api_key=abc" (the value runs to a separator or quote).
-SECRET_OVERRIDE = re.compile(r"([\w.+~/]*(?:api_?key|token|secret|password|passwd))=[^\s,'\"\]]+", re.IGNORECASE)
 PACKAGES = ("alignpro", "torch", "transformers", "trl", "datasets", "accelerate", "hydra-core", "omegaconf", "wandb")
-
-
-def redact(obj: Any) -> Any:
-    """A copy of a plain config tree with secret-looking values replaced (names ending in ``_env`` are kept:
-    they hold the *name* of an environment variable, not its value)."""
-    if isinstance(obj, dict):
-        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v))
-                for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v) for v in obj]
-    return obj
-
-
-def _redact_overrides(text: str) -> str:
-    """``key=value`` overrides of secret-looking keys with their value replaced."""
-    return SECRET_OVERRIDE.sub(lambda m: f"{m.group(1)}=<redacted>", text)
-
-
-def redact_text(text: str) -> str:
-    """Free text (an error message, a log line) with ``key=value`` secrets and the values of secret-looking
-    environment variables (``*_API_KEY``, ``*_TOKEN``, …) replaced, so it can be written to disk or W&B."""
-    text = _redact_overrides(text)
-    for name, value in os.environ.items():
-        if SECRET_KEY.search(name) and len(value) >= 8 and value in text:
-            text = text.replace(value, f"<{name}>")
-    return text
 
 
 def scrub_hydra_dir(run_dir: Path) -> None:
@@ -72,13 +44,13 @@ def scrub_hydra_dir(run_dir: Path) -> None:
     hydra_dir = run_dir / ".hydra"
     for path in sorted(hydra_dir.glob("*.yaml")) if hydra_dir.is_dir() else []:
         text = path.read_text()
-        clean = _redact_overrides(text)
+        clean = redact_overrides(text)
         if path.name == "config.yaml":
             data = yaml.safe_load(clean) or {}
             if redact(data) != data:
                 clean = yaml.safe_dump(redact(data), sort_keys=False)
         if clean != text:
-            path.write_text(clean)
+            write_atomic(path, clean)
 
 
 def git_info(cwd: Path | None = None) -> dict:

@@ -16,15 +16,17 @@ import logging
 import math
 import shutil
 import time
+import traceback
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from alignpro import CONF_DIR, tracking
-from alignpro.assets import AssetError
+from alignpro.api import ChatClient
 from alignpro.config import ConfigError, validate
-from alignpro.data import DataError, load_splits
+from alignpro.data import load_splits
+from alignpro.errors import JobFailed, describe, run_cli
 from alignpro.evaluate import eval_samplings, evaluate
 from alignpro.frozen import build_frozen
 from alignpro.generation import GenerationEngine
@@ -33,6 +35,7 @@ from alignpro.reward import build_reward
 from alignpro.rl import quiet_library_noise
 from alignpro.rundir import Metrics, RunDir, flatten, process_rank, world_size
 from alignpro.schema import Config
+from alignpro.secrets import redact_text
 from alignpro.sft import menu_rate
 from alignpro.timing import StageTimer
 
@@ -76,9 +79,10 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         log.info("%s is finished: its metrics.json is read back, the job is not run again", run_dir)
         return files.read_metrics()
     files.clear_error()
-    quiet_library_noise()
     device = pick_device(cfg.device)
     method = METHODS[cfg.method.name]
+    check_outside_parts(cfg, files, method.needs_frozen)
+    quiet_library_noise()
     splits = load_splits(cfg.dataset)  # cheap, and catches empty data / missing fields before models load
     set_seed(cfg.seed)
     timer = StageTimer()
@@ -142,6 +146,14 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     return summary
 
 
+def check_outside_parts(cfg: Config, files: RunDir, needs_frozen: bool) -> None:
+    """What the config points at outside itself, checked before any model loads: the run dir takes files, and a
+    frozen model behind an API answers (one cheap request: alignpro.api.ChatClient.preflight)."""
+    files.check_writable()
+    if needs_frozen and cfg.frozen.backend == "openai_api":
+        ChatClient.from_config(cfg.frozen).preflight("frozen")
+
+
 def check_resume(files: RunDir, cfg: Config) -> None:
     """A run dir that holds a job already is continued only by the same job (``resume=auto``): another config
     would resume a checkpoint, logs and W&B run that are not its own."""
@@ -184,13 +196,23 @@ def main(cfg: DictConfig) -> float:
         # Processes other than 0 of a multi-process job do not evaluate: NaN.
         return train(cfg, ctx["run_dir"], ctx["group"], ctx["name"]).get("reward_mean", math.nan)
     except BaseException as err:
-        # The job dir says why it has no metrics.json, so a sweep's report can name the failed cells and why.
-        RunDir(ctx["run_dir"]).write_error(tracking.redact_text(f"{type(err).__name__}: {err}\n"))
-        if isinstance(err, (ConfigError, DataError, AssetError)) and not ctx["multirun"]:
-            raise SystemExit(f"alignpro: {err}") from None
-        # In a multirun an Exception (not SystemExit) lets Hydra's sweeper finish the other jobs, then report it.
-        raise
+        # The job dir says why it has no metrics.json, so a sweep's report can name the failed cells and why; the
+        # traceback goes there too, since the terminal shows one line (alignpro/errors.py).
+        code, line = describe(err)
+        trace = "".join(traceback.format_exception(err))
+        RunDir(ctx["run_dir"]).write_error(redact_text(f"{line}\n\n{trace}"))
+        if not ctx["multirun"] or not isinstance(err, Exception):
+            raise
+        # In a multirun an Exception (not SystemExit) lets Hydra's sweeper finish the other jobs, then raise the
+        # first failure: its line names the job.
+        raise JobFailed(f"sweep job {ctx['name']} failed: {line} (all of it: {ctx['run_dir'] / 'error.txt'}; "
+                        "the other jobs ran)", code) from err
+
+
+def cli() -> None:
+    """``python -m alignpro.train`` and ``alignpro-train``: a failure is one line and an exit code."""
+    run_cli(main)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

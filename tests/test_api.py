@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from alignpro.api import ChatAPIError, ChatClient
+from alignpro.api import ChatAPIError, ChatClient, EndpointError
 from alignpro.generation import Sampling
 from tests.server import ScriptedServer, chat_completion, free_port
 
@@ -151,7 +151,7 @@ def test_missing_env_var_fails_before_any_request(monkeypatch):
     monkeypatch.delenv("ALIGNPRO_NO_SUCH_KEY", raising=False)
     with ScriptedServer(lambda body, headers: (200, chat_completion("x"))) as srv:
         client = ChatClient(srv.base_url, "m", api_key_env="ALIGNPRO_NO_SUCH_KEY")
-        with pytest.raises(ChatAPIError, match="ALIGNPRO_NO_SUCH_KEY is not set.*api_key_env=null"):
+        with pytest.raises(EndpointError, match="ALIGNPRO_NO_SUCH_KEY is not set.*api_key_env=null"):
             client.complete([user("hi")], GREEDY)
     assert srv.requests == 0
 

@@ -118,7 +118,7 @@ def test_compare_cli_rewrites_the_same_numbers(demo_sweep, tmp_path):
     assert res["pairs"] == before["pairs"]
     proc = subprocess.run([sys.executable, "-m", "alignpro.compare", str(tmp_path / "nothing")], capture_output=True,
                           text=True, cwd=ROOT)
-    assert proc.returncode != 0 and proc.stderr.strip().startswith("alignpro.compare:")
+    assert proc.returncode != 0 and proc.stderr.strip().startswith("alignpro: ")
 
 
 def test_two_runs_of_one_arm_and_seed_are_refused(demo_sweep, tmp_path):

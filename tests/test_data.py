@@ -462,7 +462,7 @@ def test_cli_prints_counts_and_records(hub):
 
 def test_cli_error_is_one_line(hub, tmp_path):
     out = run_cli(hub, "dataset=orca", f"dataset.path={tmp_path / 'missing'}")
-    assert out.returncode == 1
+    assert out.returncode == 2  # bad input
     assert out.stdout == ""
     assert out.stderr.strip().count("\n") == 0
     assert out.stderr.startswith(f"alignpro: dataset.path '{tmp_path / 'missing'}' does not exist")

@@ -8,7 +8,7 @@ def test_frozen_sees_only_the_prompt_in_its_user_turn(tiny_lm, monkeypatch):
     model, tok = tiny_lm
     seen = {}
 
-    def record(model_, tok_, convs, sampling, batch_size, desc=None, engine=None):
+    def record(model_, tok_, convs, sampling, batch_size, desc=None, engine=None, cuts=None):
         seen["convs"], seen["engine"] = convs, engine
         return ["y"] * len(convs)
 
@@ -87,11 +87,11 @@ def test_api_frozen_sends_the_system_turn_then_only_the_prompt():
 
 
 def test_build_api_frozen_checks_the_key_variable_and_refuses_other_weights(monkeypatch):
-    from alignpro.api import ChatAPIError
+    from alignpro.api import EndpointError
 
     monkeypatch.delenv("ALIGNPRO_FROZEN_KEY", raising=False)
     cfg = api_frozen_cfg("frozen.api_key_env=ALIGNPRO_FROZEN_KEY")
-    with pytest.raises(ChatAPIError, match="ALIGNPRO_FROZEN_KEY is not set"):
+    with pytest.raises(EndpointError, match="ALIGNPRO_FROZEN_KEY is not set"):
         build_frozen(cfg)  # fails when built, before any training step needs an answer
     monkeypatch.setenv("ALIGNPRO_FROZEN_KEY", "k" * 20)
     assert build_frozen(cfg).client.model == cfg.model

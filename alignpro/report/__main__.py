@@ -1,3 +1,3 @@
-from alignpro.report.cli import main
+from alignpro.report.cli import cli
 
-main()
+cli()

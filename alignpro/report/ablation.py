@@ -11,8 +11,10 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from alignpro.errors import BadInput
 from alignpro.metrics import mean
 from alignpro.report.runs import collect, factors, fmt, pooled, sort_key, why_missing
+from alignpro.rundir import save_figure, write_atomic
 
 
 def ablation_table(jobs: list[dict], by: list[str]) -> list[dict]:
@@ -69,7 +71,7 @@ def plot(rows: list[dict], by: list[str], out: Path) -> list[str]:
     ax.set_title(f"eval reward vs {' × '.join(by)}")
     fig.tight_layout()
     path = out / "reward_vs_factor.png"
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     written.append(str(path))
     with_kl = [r for r in rows if r["final_kl_seq"] is not None]
@@ -87,7 +89,7 @@ def plot(rows: list[dict], by: list[str], out: Path) -> list[str]:
         ax.set_title("reward-KL frontier")
         fig.tight_layout()
         path = out / "reward_vs_kl.png"
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path, dpi=120)
         plt.close(fig)
         written.append(str(path))
     return written
@@ -96,15 +98,16 @@ def plot(rows: list[dict], by: list[str], out: Path) -> list[str]:
 def ablation_report(sweep_dir: str | Path, out: str | Path, by: list[str] | None = None) -> dict:
     jobs, missing = collect(sweep_dir)
     if not jobs:
-        raise ValueError(f"no finished runs (with metrics.json) under '{sweep_dir}'")
+        raise BadInput(f"no finished runs (with metrics.json) under '{sweep_dir}'")
     by = by or factors(jobs) or ["method.name"]
     unknown = [k for k in by if not any(k in j["config"] for j in jobs)]
     if unknown:
-        raise ValueError(f"--by {unknown} not in the runs' configs; varied keys: {', '.join(factors(jobs))}")
+        raise BadInput(f"--by {' '.join(unknown)} is not a key of the runs' configs; valid: the keys the sweep varied "
+                       f"({', '.join(factors(jobs)) or 'none'}) or another dotted key of a run's config.yaml")
     rows = ablation_table(jobs, by)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(rows, by, missing, f"Ablation: {' × '.join(by)} ({sweep_dir})"))
-    (out / "table.json").write_text(json.dumps(rows, indent=2, default=str))
+    write_atomic(out / "report.md", markdown(rows, by, missing, f"Ablation: {' × '.join(by)} ({sweep_dir})"))
+    write_atomic(out / "table.json", json.dumps(rows, indent=2, default=str))
     figures = plot(rows, by, out)
     return {"by": by, "rows": rows, "missing": missing, "figures": figures, "report": str(out / "report.md")}

@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from alignpro import CONF_DIR
+from alignpro.errors import ArgumentParser, BadInput, run_cli
 from alignpro.report.ablation import ablation_report
 from alignpro.report.comparison import comparison_report
 from alignpro.report.runs import collect
@@ -29,17 +29,27 @@ def judge_config(name: str, overrides: list[str]):
 
     options = sorted(p.stem for p in (Path(CONF_DIR) / "judge").glob("*.yaml"))
     if name not in options:
-        raise ValueError(f"--judge {name} is unknown; valid: {', '.join(options)}")
+        raise BadInput(f"--judge {name} is unknown; valid: {', '.join(options)}")
     cfg = OmegaConf.load(Path(CONF_DIR) / "judge" / f"{name}.yaml")
     bad = [o for o in overrides if "=" not in o]
     if bad:
-        raise ValueError(f"--judge-set takes key=value pairs, got {bad}")
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
-    return validate_judge(OmegaConf.create({"judge": cfg}))
+        raise BadInput(f"--judge-set {' '.join(bad)} is invalid: it takes key=value pairs, e.g. --judge-set "
+                       "model=gpt-4o base_url=http://localhost:8000/v1")
+    cfg = validate_judge(OmegaConf.create({"judge": OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))}))
+    if cfg.backend == "openai_api":  # the server answers and serves the model, before any run is read or judged
+        from alignpro.api import ChatClient
+
+        ChatClient.from_config(cfg).preflight("judge")
+    return cfg
+
+
+def cli() -> None:
+    """``python -m alignpro.report``: a failure is one line and an exit code (alignpro/errors.py)."""
+    run_cli(main)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m alignpro.report", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m alignpro.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="?", help="a multirun dir (outputs/multiruns/<date>/<time>) or any dir of run dirs")
     ap.add_argument("--out", required=True, help="where report.md, the tables and the figures (PNG, PDF) go")
     ap.add_argument("--paper", action="store_true", help="render the paper's own Table 1 and Figures 2–3 alone")
@@ -65,11 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
                 res = comparison_report(args.runs, args.out, judge_cfg=judge, wandb_log=not args.no_wandb)
             else:
                 if args.judge:  # refused, not ignored: an ablation has no pair of arms to judge
-                    raise ValueError(f"--judge {args.judge} judges Align-Pro against no fine-tuning, but '{args.runs}' "
+                    raise BadInput(f"--judge {args.judge} judges Align-Pro against no fine-tuning, but '{args.runs}' "
                                      "is an ablation (one arm); judge a multirun of method=alignpro,no_finetune")
                 res = ablation_report(args.runs, args.out, args.by)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"alignpro.report: {err}") from None
+    except (FileNotFoundError, ValueError) as err:  # what the readers of a runs dir refuse (alignpro/report/runs.py)
+        raise BadInput(str(err)) from err
     print(Path(res["report"]).read_text())
     print("figures:", ", ".join(res["figures"]))
     if res.get("wandb"):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alignpro.methods import METHODS
 from alignpro.report.paper import paper_results
+from alignpro.rundir import save_figure
 
 ARM_COLORS = {"no_finetune": "#8c8c8c", "base_prompter": "#c9b27c", "alignpro": "#1f77b4", "rlhf": "#2ca02c"}
 
@@ -73,7 +74,7 @@ def plot_bars(rows: list[dict], stat: str, out: Path, stem: str, title: str) -> 
     written = []
     for ext in ("png", "pdf"):
         path = out / f"{stem}.{ext}"
-        fig.savefig(path, dpi=130)
+        save_figure(fig, path, dpi=130)
         written.append(str(path))
     plt.close(fig)
     return written
