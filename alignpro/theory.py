@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alignpro.errors import ArgumentParser, run_cli
+from alignpro.errors import ArgumentParser, BadInput, run_cli
 from alignpro.rundir import save_figure, write_atomic
 
 
@@ -330,6 +330,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--worlds", type=int, default=1000, help="random worlds for the Theorem 6.1 check")
     ap.add_argument("--out", default="outputs/theory", help="folder for the plot and the full results")
     args = ap.parse_args(argv)
+    import math
+
+    checks = [("--lams", lam, math.isfinite(lam) and lam > 0, "> 0 (a finite KL weight)") for lam in args.lams]
+    checks += [("--steps", args.steps, args.steps >= 1, "≥ 1"),
+               ("--k", args.k, args.k >= 2, "≥ 2 (RLOO's leave-one-out baseline needs two rewrites)"),
+               ("--worlds", args.worlds, args.worlds >= 1, "≥ 1")]
+    for flag, value, ok, valid in checks:  # before any training: each λ takes minutes
+        if not ok:
+            raise BadInput(f"{flag} {value:g} is invalid: it must be {valid}")
 
     from transformers.utils import logging as hf_logging
 

@@ -42,6 +42,7 @@ class ServedModel:
     model: str  # the name requests must use: the server is pinned to this model
     startup_s: float
     log_path: Path
+    process: subprocess.Popen | None = None  # for a test that kills the server itself
 
 
 def missing_serve_packages() -> list[str]:
@@ -49,9 +50,11 @@ def missing_serve_packages() -> list[str]:
 
 
 @contextmanager
-def transformers_serve(model_dir: Path, workdir: Path, ready_timeout_s: float = 180) -> Iterator[ServedModel]:
-    """``transformers serve <model_dir>`` on a free port; stopped (SIGTERM, then SIGKILL) when the block exits."""
-    port = free_port()
+def transformers_serve(model_dir: Path, workdir: Path, ready_timeout_s: float = 180,
+                       port: int | None = None) -> Iterator[ServedModel]:
+    """``transformers serve <model_dir>`` on ``port`` (default: a free one); stopped (SIGTERM, then SIGKILL) when the
+    block exits. A given port serves a server started again at the same URL (a config names the URL)."""
+    port = port or free_port()
     hub_cache = workdir / "hf-hub"  # `GET /v1/models` scans the hub cache and answers 500 if the folder is missing
     hub_cache.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub_cache), "HF_HUB_DISABLE_UPDATE_CHECK": "1",
@@ -79,7 +82,7 @@ def transformers_serve(model_dir: Path, workdir: Path, ready_timeout_s: float = 
                     raise RuntimeError(f"transformers serve was not ready after {ready_timeout_s:.0f}s:\n"
                                        + log_path.read_text()[-3000:])
                 time.sleep(0.2)
-            yield ServedModel(base_url, str(model_dir), time.perf_counter() - t0, log_path)
+            yield ServedModel(base_url, str(model_dir), time.perf_counter() - t0, log_path, proc)
         finally:
             proc.terminate()  # uvicorn lets in-flight generations finish (a timed-out test's leftovers): not long
             try:
@@ -103,8 +106,10 @@ Reply = Callable[[dict, dict], tuple]
 class ScriptedServer:
     """A real HTTP server on a free localhost port whose chat answers come from ``reply``; records every request."""
 
-    def __init__(self, reply: Reply):
+    def __init__(self, reply: Reply, port: int = 0, models: list[str] | None = None):
         self.reply = reply
+        self.models = models  # what GET /v1/models lists; None: no such route (404), as on some servers
+        self.port = port  # 0: a free one; a given port lets a test start "the same server" again at the same URL
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
         self._lock = threading.Lock()
@@ -133,6 +138,16 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self):  # noqa: N802
+                listed = self.path.rstrip("/").endswith("/models") and outer.models is not None
+                data = json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in outer.models]}
+                                  if listed else {"error": {"message": f"no route {self.path}"}}).encode()
+                self.send_response(200 if listed else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def log_message(self, *args):  # keep test output clean
                 pass
 
@@ -142,12 +157,17 @@ class ScriptedServer:
             def handle_error(self, request, client_address):  # a client that timed out closed its socket
                 pass
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server(("127.0.0.1", self.port), Handler)
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
+        """Stop serving and close the listening socket: new connections are refused, as by a server that died.
+        Safe to call from a request handler (the serving loop runs in its own thread) and more than once."""
         self._server.shutdown()
         self._server.server_close()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
