@@ -18,8 +18,12 @@
   number keeps the sampled retries of one order distinct. One JSON file per key, written atomically (temp file
   + rename), so concurrent jobs can share the cache: the worst case is the same answer computed twice.
 * **Backends** – ``openai_api``: :class:`alignpro.api.ChatClient` (GPT-4 as in the paper, or any served model;
-  concurrency, retries and counted transport failures live there, and a request that fails for good raises
-  instead of counting as invalid); ``hf``: a local causal LM through :func:`alignpro.generation.generate_chat`.
+  concurrency, retries and counted transport failures live there); ``hf``: a local causal LM through
+  :func:`alignpro.generation.generate_chat`.
+* **A backend that fails for good** (a judge server that died: :class:`alignpro.errors.RunFault`) never turns into
+  invalid verdicts or ties: the answers received so far are cached as they arrive, the backend is not asked again
+  by this judge, and :meth:`Judge.judge_pairs` raises :class:`JudgeIncomplete` with every pair's record and the
+  indices of the pairs that lack a verdict. Judging the same pairs again asks the backend for those alone.
 * **Constrained score line** (``constrain_scores``, ``backend: hf`` only): see :mod:`alignpro.judge_local`.
 """
 
@@ -39,6 +43,7 @@ from typing import Protocol
 
 from alignpro.api import ChatClient
 from alignpro.assets import cache_dir, load_causal_lm, resolve_model
+from alignpro.errors import RunFault
 from alignpro.generation import Sampling, chat
 from alignpro.judge_local import HFChat
 from alignpro.schema import JudgeConfig
@@ -117,10 +122,15 @@ class ChatBackend(Protocol):
         ...
 
 
+class JudgeIncomplete(RunFault):
+    """The backend failed for good before every pair had its verdict in both orders (a judge server that died).
+    ``records`` are :meth:`Judge.judge_pairs`'s, all of them; the pairs at the indices ``missing`` lack a verdict in
+    one order or both and must not be scored (neither invalid nor a tie). Every answer received before the failure
+    is in the cache, so judging the same pairs again asks only for the missing ones."""
 
-
-
-
+    def __init__(self, message: str, records: list[dict], missing: list[int], failure: str):
+        super().__init__(message)
+        self.records, self.missing, self.failure = records, missing, failure
 
 
 class JudgeCache:
@@ -173,6 +183,9 @@ class Judge:
     # orders judged; requests = conversations sent to the backend; cache_hits; retries = re-asked orders; invalid
     stats: dict = field(default_factory=lambda: {"orders": 0, "requests": 0, "cache_hits": 0, "retries": 0,
                                                  "invalid": 0})
+    # Why the backend failed for good, once it has: from then on answers come from the cache only (a dead server
+    # would cost every later request all its retries); what the cache lacks is missing (JudgeIncomplete).
+    failure: str | None = None
 
     def retry_sampling(self) -> Sampling:
         """Sampling of attempts 2.. : a greedy judge would only repeat itself, so it samples at retry_temperature."""
@@ -194,24 +207,33 @@ class Judge:
     def cache_key(self, conv: list[dict], sampling: Sampling, attempt: int) -> str:
         return JudgeCache.key({**self.cache_meta(sampling, attempt), "messages": conv})
 
-    def _answers(self, convs: list[list[dict]], sampling: Sampling, attempt: int, desc: str | None) -> list[str]:
-        """The judge's texts for ``convs``: from the cache where present, the rest from the backend in one call."""
+    def _answers(self, convs: list[list[dict]], sampling: Sampling, attempt: int,
+                 desc: str | None) -> list[str | None]:
+        """The judge's texts for ``convs``: from the cache where present, the rest from the backend in one call.
+        None where the backend failed for good before answering (:attr:`failure` is then set)."""
         meta = self.cache_meta(sampling, attempt)
         keys = [JudgeCache.key({**meta, "messages": c}) for c in convs]
         texts: list[str | None] = [self.cache.get(k) if self.cache else None for k in keys]
         todo = [i for i, t in enumerate(texts) if t is None]
         self.stats["cache_hits"] += len(convs) - len(todo)
-        if todo:
+        if todo and self.failure is None:
             self.stats["requests"] += len(todo)
 
-            def keep(j: int, text: str) -> None:  # cached as it arrives: a failure later in the call keeps it
+            def keep(j: int, text: str) -> None:  # kept (and cached) as it arrives: a later failure loses nothing
+                texts[todo[j]] = text
                 if self.cache:
                     self.cache.put(keys[todo[j]], text, meta)
 
-            fresh = self.backend.complete([convs[i] for i in todo], sampling, desc, keep)
-            for i, text in zip(todo, fresh, strict=True):
-                texts[i] = text
-        return texts  # type: ignore[return-value]
+            try:
+                fresh = self.backend.complete([convs[i] for i in todo], sampling, desc, keep)
+            except RunFault as err:  # e.g. ChatAPIError: the server is gone; what it answered is kept above
+                self.failure = " ".join(str(err).split())
+                log.info("judge: the backend failed for good (%s); the remaining verdicts come from the cache "
+                            "only", self.failure)
+            else:
+                for i, text in zip(todo, fresh, strict=True):
+                    texts[i] = text
+        return texts
 
     def judge_pairs(self, prompts: list[str], answers_a: list[str], answers_b: list[str],
                     desc: str | None = None) -> list[dict]:
@@ -228,6 +250,7 @@ class Judge:
         convs = {(i, o): judge_messages(r["prompt"], *((r["a"], r["b"]) if o == "ab" else (r["b"], r["a"])))
                  for i, r in enumerate(records) for o in ORDERS}
         pending = list(convs)
+        unanswered: set[tuple[int, str]] = set()  # orders the backend failed before answering: no verdict yet
         for attempt in range(1, self.max_attempts + 1):
             sampling = self.sampling if attempt == 1 else self.retry_sampling()
             if attempt > 1:
@@ -237,6 +260,9 @@ class Judge:
             texts = self._answers([convs[item] for item in pending], sampling, attempt, desc)
             still = []
             for (i, o), text in zip(pending, texts, strict=True):
+                if text is None:
+                    unanswered.add((i, o))
+                    continue
                 r = records[i]
                 r[f"raw_{o}"].append(text)
                 r[f"attempts_{o}"] = attempt
@@ -249,11 +275,15 @@ class Judge:
             pending = still
             if not pending:
                 break
-        self.stats["orders"] += len(convs)
+        self.stats["orders"] += len(convs) - len(unanswered)
         self.stats["invalid"] += len(pending)
         if pending:
             log.warning("judge: %d of %d verdict(s) still unparseable after %d attempt(s): counted invalid, not ties",
                         len(pending), len(convs), self.max_attempts)
+        if unanswered:
+            missing = sorted({i for i, _ in unanswered})
+            raise JudgeIncomplete(f"judge: {len(missing)} of {len(records)} pairs missing ({self.failure})", records,
+                                  missing, self.failure or "")
         return records
 
 

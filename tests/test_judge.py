@@ -186,7 +186,7 @@ def test_cache_entries_are_atomic_files_and_a_damaged_one_is_a_miss(tmp_path):
 
 
 def test_answers_paid_for_before_a_transport_failure_stay_cached(tmp_path):
-    from alignpro.api import ChatAPIError
+    from alignpro.judge import JudgeIncomplete
 
     broken = {"after": 2}
 
@@ -197,9 +197,11 @@ def test_answers_paid_for_before_a_transport_failure_stay_cached(tmp_path):
 
     args = (["p1", "p2"], ["a1", "a2"], ["b1", "b2"])
     with ScriptedServer(fails_after_two) as srv:
-        with pytest.raises(ChatAPIError, match="HTTP 503"):
+        with pytest.raises(JudgeIncomplete, match=r"judge: 1 of 2 pairs missing \(.*HTTP 503") as failed:
             api_judge(srv, tmp_path, max_concurrency=1, max_retries=0).judge_pairs(*args)
         assert srv.requests == 3  # two answers, then the failure
+        # the pair answered in both orders has its verdict; the other is missing, not invalid
+        assert failed.value.missing == [1] and outcome_pairs(failed.value.records)[0] == (1, -1)
         broken["after"] = None  # the server is back
         rerun = api_judge(srv, tmp_path, max_concurrency=1)
         recs = rerun.judge_pairs(*args)
@@ -208,12 +210,13 @@ def test_answers_paid_for_before_a_transport_failure_stay_cached(tmp_path):
 
 
 def test_transport_failures_raise_instead_of_counting_invalid(tmp_path):
-    from alignpro.api import ChatAPIError
+    from alignpro.judge import JudgeIncomplete
 
     with ScriptedServer(lambda body, headers: (500, {"error": "boom"})) as srv:
         judge = api_judge(srv, tmp_path, max_retries=1)
-        with pytest.raises(ChatAPIError, match="HTTP 500"):
+        with pytest.raises(JudgeIncomplete, match="HTTP 500") as failed:
             judge.judge_pairs(["p"], ["a"], ["b"])
+    assert failed.value.missing == [0] and judge.stats["invalid"] == 0
     assert not list((tmp_path / "judge-cache").rglob("*.json"))  # nothing cached for a failed request
 
 

@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from alignpro.compare import PAIRS, paired
+from alignpro.errors import RunFault
 from alignpro.methods import METHODS
 from alignpro.metrics import bootstrap_ci, gap_closed, sample_variance, win_tie_loss
 from alignpro.report.figures import plot_bars
@@ -19,6 +20,16 @@ from alignpro.report.wandb_log import log_report
 from alignpro.rundir import RunDir
 
 CELL_KEYS = ("dataset.name", "prompter.name", "frozen.name")  # a cell of the paper's grid: dataset × prompter × frozen
+
+
+class ReportIncomplete(RunFault):
+    """The report was written, but without some of what it was asked for (a judge that died partway: the pairs it
+    did not judge are named in the message and in report.md); ``result`` is :func:`comparison_report`'s result."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result
+
 
 def cell_keys(jobs: list[dict]) -> list[str]:
     """The grid's keys plus anything else the sweep varied (λ, steps, …), except the arm and the seed."""
@@ -81,12 +92,17 @@ def comparison_cells(jobs: list[dict], missing: list[str], n_resamples: int = 20
 
 def judge_cell(row: dict, judge, n_prompts: int, out: Path) -> dict | None:
     """Judge Align-Pro (A) against no fine-tuning (B) on the same held-out prompts, both orders per pair (D9);
-    writes every verdict to ``out/judge/<cell>.jsonl`` and returns win / tie / loss with CIs."""
+    writes every verdict to ``out/judge/<cell>.jsonl`` and returns win / tie / loss with CIs.
+
+    A judge that failed partway (:class:`alignpro.judge.JudgeIncomplete`) leaves the cell with the pairs it judged:
+    the rates and the verdicts file are over those, and ``missing`` names the others (pair number, seed, prompt)."""
+    from alignpro.judge import JudgeIncomplete
+
     arms = row["arms"]
     if "alignpro" not in arms or "no_finetune" not in arms:
         return None
     by_seed_b = {run["seed"]: RunDir(Path(run["dir"])).read_eval_samples() for run in arms["no_finetune"]["runs"]}
-    prompts, a, b = [], [], []
+    prompts, a, b, seeds = [], [], [], []
     for run in arms["alignpro"]["runs"]:  # paired with the no_finetune run of the same seed, if there is one
         rows_b = by_seed_b.get(run["seed"]) or next(iter(by_seed_b.values()))
         answers_b = defaultdict(list)
@@ -97,18 +113,61 @@ def judge_cell(row: dict, judge, n_prompts: int, out: Path) -> dict | None:
                 prompts.append(s.x)
                 a.append(s.y)
                 b.append(answers_b[s.x].pop(0))
+                seeds.append(run["seed"])
     prompts, a, b = prompts[:n_prompts], a[:n_prompts], b[:n_prompts]
     if not prompts:
         return None
-    verdicts = judge.judge_pairs(prompts, a, b)
+    try:
+        verdicts, missing = judge.judge_pairs(prompts, a, b), []
+    except JudgeIncomplete as err:  # the judge's backend died: keep what it judged, name what it did not
+        verdicts, missing = err.records, err.missing
+    lost = set(missing)
+    judged = [v for i, v in enumerate(verdicts) if i not in lost]
     slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in row["label"])
     (out / "judge").mkdir(parents=True, exist_ok=True)
     with (out / "judge" / f"{slug}.jsonl").open("w", encoding="utf-8") as f:
-        for v in verdicts:
+        for v in judged:
             f.write(json.dumps(v, ensure_ascii=False, default=str) + "\n")
-    res = win_tie_loss([(v["outcome_ab"], v["outcome_ba"]) for v in verdicts])
+    res = win_tie_loss([(v["outcome_ab"], v["outcome_ba"]) for v in judged])
     res["verdicts"] = str(out / "judge" / f"{slug}.jsonl")
+    res["missing"] = [{"pair": i + 1, "seed": seeds[i], "prompt": prompts[i]} for i in missing]
     return res
+
+
+def _numbers(ns: list[int], most: int = 12) -> str:
+    """``[1, 2, 3, 5]`` → ``"1-3, 5"``; past ``most`` spans, "…" (the one line stays short; report.md lists all)."""
+    spans: list[list[int]] = []
+    for n in sorted(ns):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    text = ", ".join(f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in spans[:most])
+    return text + (", …" if len(spans) > most else "")
+
+
+def judge_missing(rows: list[dict], failure: str | None) -> dict | None:
+    """The pairs a failed judge left without a verdict, over all cells: counts, the summary line (``judge: N of M
+    pairs missing (why)``) and per cell which pairs; None when every pair was judged."""
+    judged = [r for r in rows if r.get("judge")]
+    n_missing = sum(len(r["judge"]["missing"]) for r in judged)
+    if not n_missing:
+        return None
+    n_total = n_missing + sum(r["judge"]["n_pairs"] for r in judged)
+    cells = [(f"{r['cell']['dataset.name']}: {r['label']}", r["judge"]["missing"]) for r in judged
+             if r["judge"]["missing"]]
+    return {"n_missing": n_missing, "n_total": n_total, "failure": failure, "cells": cells,
+            "line": f"judge: {n_missing} of {n_total} pairs missing ({failure or 'the judge failed'})"}
+
+
+def _missing_pairs_markdown(missing: dict) -> list[str]:
+    lines = ["## Judge: missing pairs", "", f"{missing['line']}.", "",
+             "Table 1's rates are over the judged pairs only. Run the same command again once the judge answers: "
+             "the verdicts received are cached, so only these pairs are asked for.", ""]
+    for cell, pairs in missing["cells"]:
+        lines += [f"- {cell}: pair {p['pair']} (seed {p['seed']}): {' '.join(p['prompt'].split())[:100]!r}"
+                  for p in pairs]
+    return [*lines, ""]
 
 
 def _pct(v) -> str:
@@ -136,9 +195,10 @@ def table1_markdown(rows: list[dict], judge_name: str | None, paper_only: bool =
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         j, p = r.get("judge"), r["paper_table1"]
+        lost = f", {len(j['missing'])} missing" if j and j.get("missing") else ""
         ours = (f"{_pct(j['win'])}{_ci(j['win_ci'])} | {_pct(j['tie'])}{_ci(j['tie_ci'])} | "
                 f"{_pct(j['loss'])}{_ci(j['loss_ci'])} | {_pct(j['position_consistency'])} | "
-                f"{j['n_pairs']} ({j['n_invalid']})") if j else "– | – | – | – | –"
+                f"{j['n_pairs']} ({j['n_invalid']}){lost}") if j else "– | – | – | – | –"
         theirs = f"{p['win']} / {p['tie']} / {p['loss']}" if p else "–"
         lines.append(f"| {r['cell']['dataset.name']}: {r['label']} | {ours} | {theirs} |")
     return lines
@@ -159,9 +219,11 @@ def _arm_cell(r: dict, arm: str, stat: str, paper_only: bool) -> str:
 
 
 def comparison_markdown(rows: list[dict], title: str, judge_name: str | None, figures: list[str],
-                        paper_only: bool = False) -> str:
+                        paper_only: bool = False, missing_pairs: dict | None = None) -> str:
     arms = [a for a in METHODS if any(a in r["arms"] or (r["paper_mean"] or {}).get(a) is not None for r in rows)]
     lines = [f"# {title}", "", *table1_markdown(rows, judge_name, paper_only), ""]
+    if missing_pairs:  # said at the top: the rates below are over fewer pairs than asked for
+        lines += [f"**Incomplete: {missing_pairs['line']}**; the pairs are listed under *Judge: missing pairs*.", ""]
     for stat, name, fig in (("reward_mean", "Figure 2: mean reward", "figure2_mean"),
                             ("reward_var", "Figure 3: reward variance", "figure3_variance")):
         note = ("Digitised from the paper's bar charts (±0.01)." if paper_only else
@@ -190,6 +252,8 @@ def comparison_markdown(rows: list[dict], title: str, judge_name: str | None, fi
                              f"{p['diff_mean']:+.2f} | [{p['diff_ci_low']:+.2f}, {p['diff_ci_high']:+.2f}] | "
                              f"{p['n_pairs']} | {p['share_a_better']:.0%} |")
         lines.append("")
+    if missing_pairs:
+        lines += _missing_pairs_markdown(missing_pairs)
     missing = [m for r in rows for m in r["missing"]]
     if missing:
         lines += ["## Missing runs", "", "These jobs have no metrics.json (failed or unfinished); their bars are "
@@ -200,7 +264,11 @@ def comparison_markdown(rows: list[dict], title: str, judge_name: str | None, fi
 
 def comparison_report(sweep_dir: str | Path | None, out: str | Path, *, judge_cfg=None, paper_only: bool = False,
                       wandb_log: bool = True) -> dict:
-    """Table 1 and Figures 2–3 from a multirun of the four arms (or the paper's own numbers with ``paper_only``)."""
+    """Table 1 and Figures 2–3 from a multirun of the four arms (or the paper's own numbers with ``paper_only``).
+
+    A judge that fails partway (its server died) still gets its report: report.md and report.json are written with
+    the pairs judged, the missing ones named, then :class:`ReportIncomplete` says how many are missing and why. The
+    incomplete report is not logged to W&B; the run that completes it is."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if paper_only:
@@ -210,7 +278,7 @@ def comparison_report(sweep_dir: str | Path | None, out: str | Path, *, judge_cf
         if not jobs:
             raise ValueError(f"no finished runs (with metrics.json) under '{sweep_dir}'")
         rows, title = comparison_cells(jobs, missing), f"Align-Pro vs baselines ({sweep_dir})"
-    judge_name = None
+    judge_name, missing_pairs = None, None
     if judge_cfg is not None and not paper_only:
         from alignpro.judge import build_judge
 
@@ -221,19 +289,30 @@ def comparison_report(sweep_dir: str | Path | None, out: str | Path, *, judge_cf
         judge_stats = dict(judge.stats)  # orders judged, backend requests, cache hits, retries, invalid orders
         judge_name += f"; {judge_stats.get('orders', 0)} orders, {judge_stats.get('cache_hits', 0)} from the cache, " \
                       f"{judge_stats.get('retries', 0)} retries, {judge_stats.get('invalid', 0)} invalid"
+        missing_pairs = judge_missing(rows, judge.failure)
     figures = plot_bars(rows, "reward_mean", out, "figure2_mean", "Figure 2: mean reward r(x, y)")
     figures += plot_bars(rows, "reward_var", out, "figure3_variance", "Figure 3: reward variance")
     claims = paper_claims(rows)
-    md = comparison_markdown(rows, title, judge_name, figures, paper_only)
+    md = comparison_markdown(rows, title, judge_name, figures, paper_only, missing_pairs)
     if claims:
         md += "\n## Headline shape (cells with all three arms)\n\n" + "\n".join(
             f"- {who}: {c['cells']} cells; Align-Pro > no FT in {c['alignpro_beats_no_finetune']}, oracle > Align-Pro "
             f"in {c['oracle_beats_alignpro']}, Align-Pro variance lowest in {c['alignpro_lowest_variance']}, "
             f"mean gap closed {fmt(c['mean_gap_closed'])}" for who, c in claims.items()) + "\n"
     (out / "report.md").write_text(md, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps({"rows": rows, "claims": claims, "missing": missing}, indent=2,
-                                                default=str))
-    res = {"rows": rows, "claims": claims, "missing": missing, "figures": figures, "report": str(out / "report.md")}
+    (out / "report.json").write_text(json.dumps({"rows": rows, "claims": claims, "missing": missing,
+                                                 "judge_missing": missing_pairs}, indent=2, default=str))
+    res = {"rows": rows, "claims": claims, "missing": missing, "figures": figures, "report": str(out / "report.md"),
+           "judge_missing": missing_pairs}
+    if missing_pairs:
+        cells = "; ".join(f"{cell}: pair{'s' if len(pairs) > 1 else ''} {_numbers([p['pair'] for p in pairs])}"
+                          for cell, pairs in missing_pairs["cells"][:3])
+        more = len(missing_pairs["cells"]) - 3
+        raise ReportIncomplete(
+            f"{missing_pairs['line']}; missing: {cells}{f'; and {more} more cells' if more > 0 else ''}. "
+            f"{out / 'report.md'} has the {missing_pairs['n_total'] - missing_pairs['n_missing']} judged and names "
+            "the missing ones; run the same command again once the judge answers: only the missing verdicts are "
+            "asked for (those received are cached)", res)
     if wandb_log:
         res["wandb"] = log_report(out, rows, figures, name=f"report:{'paper' if paper_only else Path(sweep_dir).name}")
     return res
