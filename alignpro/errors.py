@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 PREFIX = "alignpro: "
+WRITE_ERRNOS = (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOSPC, errno.ENOTDIR)  # a place that takes no files
 DEBUG_FLAG = "--debug"
 
 
@@ -93,7 +94,11 @@ def describe(err: BaseException) -> tuple[int, str]:
         return err.exit_code, " ".join(str(err).split())
     if isinstance(err, (HydraException, OmegaConfBaseException)):
         return 2, _hydra_line(err)
-    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOSPC):
+    cause = err
+    while cause is not None and not isinstance(cause, OSError):  # e.g. logging's "Unable to configure handler"
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None and cause.errno in WRITE_ERRNOS:
+        err = cause
         where = f" {err.filename}" if err.filename else ""
         fix = ("free space there" if err.errno == errno.ENOSPC
                else "choose a writable place (hydra.run.dir=..., --out ...)")
@@ -133,6 +138,7 @@ def run_cli(main: Callable[[], Any]) -> Any:
             raise SystemExit(2) from None
         raise
     except KeyboardInterrupt:
+        close_progress_bars()
         print(f"{PREFIX}interrupted; finished work is kept in the run dir", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
     except BaseException as err:
@@ -141,10 +147,19 @@ def run_cli(main: Callable[[], Any]) -> Any:
         from alignpro.secrets import redact_text
 
         code, line = describe(err)
+        close_progress_bars()
         print(redact_text(PREFIX + line), file=sys.stderr, flush=True)
         raise SystemExit(code) from None
     finally:
         sys.stderr = stderr
+
+
+def close_progress_bars() -> None:
+    """Close the progress bars a failed command left open (a trainer's, mid-step): tqdm draws an open bar once more
+    when the interpreter exits, which would put it after the one line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 class _WithoutHydraJobLine:

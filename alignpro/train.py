@@ -200,7 +200,10 @@ def main(cfg: DictConfig) -> float:
         # traceback goes there too, since the terminal shows one line (alignpro/errors.py).
         code, line = describe(err)
         trace = "".join(traceback.format_exception(err))
-        RunDir(ctx["run_dir"]).write_error(redact_text(f"{line}\n\n{trace}"))
+        try:
+            RunDir(ctx["run_dir"]).write_error(redact_text(f"{line}\n\n{trace}"))
+        except OSError:  # a run dir that takes no files (the error says so): the line alone tells what happened
+            pass
         if not ctx["multirun"] or not isinstance(err, Exception):
             raise
         # In a multirun an Exception (not SystemExit) lets Hydra's sweeper finish the other jobs, then raise the
