@@ -12,12 +12,13 @@ evaluation only see that interface. ``frozen.backend`` picks one:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from alignpro.api import ChatClient
+from alignpro.api import ChatAPIError, ChatClient
 from alignpro.assets import load_causal_lm, resolve_model
-from alignpro.generation import GenerationEngine, Sampling, chat, generate_chat
+from alignpro.generation import GenerationEngine, PromptCuts, Sampling, chat, generate_chat
 from alignpro.schema import FrozenConfig
 
 
@@ -38,14 +39,16 @@ class HFResponder:
     system: str | None = None
     batch_size: int = 8
     engine: GenerationEngine = field(default_factory=GenerationEngine)  # the `generation` config block
+    cuts: PromptCuts = field(default_factory=PromptCuts)  # prompts cut to fit the context (generate_chat)
 
     def __post_init__(self) -> None:
         self.model.requires_grad_(False)
 
     def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
+        # An empty prompt (an empty rewrite x′) is a user turn like any other: answered, never skipped.
         convs = [chat(p, self.system) for p in prompts]
         return generate_chat(self.model, self.tokenizer, convs, sampling or self.sampling, self.batch_size, desc,
-                            self.engine)
+                            self.engine, cuts=self.cuts)
 
 
 @dataclass
@@ -58,9 +61,17 @@ class APIResponder:
     system: str | None = None
 
     def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
+        # Sent as they are, an empty prompt too; the server applies its own context limit (nothing is cut here).
         convs = [chat(p, self.system) for p in prompts]
+        try:
+            answers = self.client.complete(convs, sampling or self.sampling, desc)
+        except ChatAPIError as err:
+            # How far the run got with the server: a failed run has no metrics.json for these counts, and its
+            # error.txt holds the traceback, notes included (alignpro.train.main).
+            err.add_note(f"frozen_api: {json.dumps(self.client.stats.as_dict())}")
+            raise
         # Stripped like generate_chat's decoded text, so both backends hand the reward the same kind of string.
-        return [a.strip() for a in self.client.complete(convs, sampling or self.sampling, desc)]
+        return [a.strip() for a in answers]
 
 
 def frozen_path(cfg: FrozenConfig) -> str:

@@ -45,6 +45,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList, StaticCache, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from alignpro.errors import BadInput
 from alignpro.schema import GenerationConfig
 
 # Decode-cache lengths are rounded up to this multiple so that a compiled step sees few distinct shapes.
@@ -163,29 +164,106 @@ def chat(user: str, system: str | None = None) -> list[dict]:
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
-def chat_inputs(tokenizer, conversations: list[list[dict]]) -> dict[str, torch.Tensor]:
-    """Left-padded ``input_ids``/``attention_mask`` for a batch of conversations, generation prompt appended."""
+def keep_tail(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
+    """Left truncation that keeps a leading BOS: the BOS plus the last ``max_length − 1`` tokens. The one cut of
+    an over-long input, for generation prompts (:func:`fit_prompts`) and reward-model inputs (alignpro/reward_hf.py):
+    the end is kept because the chat template puts the generation prompt there, and a reward model pools on it."""
+    if len(ids) <= max_length:
+        return ids
+    head = ids[:1] if bos_id is not None and ids[:1] == [bos_id] else []
+    return head + ids[len(ids) - (max_length - len(head)) :]
+
+
+def context_length(model) -> int | None:
+    """The model's context in tokens (``max_position_embeddings`` of its text config), or None when it sets none."""
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return None
+    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    n = getattr(text, "max_position_embeddings", None)
+    return int(n) if n else None
+
+
+def prompt_budget(model, max_new_tokens: int) -> int | None:
+    """How many prompt tokens fit in the model's context beside ``max_new_tokens`` new ones (None: no known limit).
+    A budget that leaves no room for a prompt is a setting that can never work, for any prompt: refused."""
+    n = context_length(model)
+    if n is None:
+        return None
+    if max_new_tokens >= n:
+        name = getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
+        raise BadInput(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the context of {name} "
+                       f"({n} tokens, max_position_embeddings); set it below {n}")
+    return n - max_new_tokens
+
+
+def fit_prompts(ids: list[list[int]], budget: int | None, bos_id: int | None) -> tuple[list[list[int]], int]:
+    """Each prompt cut from the left to ``budget`` tokens (:func:`keep_tail`); returns them and how many were cut."""
+    if budget is None:
+        return ids, 0
+    kept = [keep_tail(x, budget, bos_id) for x in ids]
+    return kept, sum(len(a) != len(b) for a, b in zip(ids, kept, strict=True))
+
+
+@dataclass
+class PromptCuts:
+    """A running count of prompts cut to fit a model's context (read by the ``truncated_*`` counters)."""
+
+    n: int = 0
+
+
+def cut_count(obj: Any) -> int:
+    """Prompts a prompter or responder has cut so far; 0 for one that cuts none (a model behind an API)."""
+    cuts = getattr(obj, "cuts", None)
+    return cuts.n if isinstance(cuts, PromptCuts) else 0
+
+
+def chat_ids(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
+    """Unpadded prompt ids of each conversation in the model's chat template, generation prompt appended."""
     if tokenizer.chat_template is None:
         raise ValueError(
             f"tokenizer '{tokenizer.name_or_path}' has no chat template; set one (e.g. from trl/chat_templates) "
             "before using it as a prompter or frozen model."
         )
-    tokenizer.padding_side = "left"  # decoder-only generation needs the new tokens flush right
-    return tokenizer.apply_chat_template(
-        conversations, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
-    )
+    if not conversations:
+        return []
+    out = tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=True, return_dict=True)
+    return [list(x) for x in out["input_ids"]]
+
+
+def left_pad(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids``/``attention_mask`` of a left-padded batch. The mask is built from each row's length, never
+    from the pad id: with pad == EOS (Llama-3.1, SmolLM2) the EOS that the chat template puts after every turn is
+    a real token and stays attended."""
+    width = max(len(x) for x in ids)
+    input_ids = torch.tensor([[pad_id] * (width - len(x)) + x for x in ids], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def pad_id_of(tokenizer) -> int:
+    """The id batches are padded with: the tokenizer's pad, else its EOS (masked either way)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def chat_inputs(tokenizer, conversations: list[list[dict]], max_prompt_tokens: int | None = None
+                ) -> dict[str, torch.Tensor]:
+    """Left-padded ``input_ids``/``attention_mask`` for a batch of conversations, generation prompt appended; with
+    ``max_prompt_tokens``, each prompt cut from the left to fit (:func:`fit_prompts`)."""
+    ids, _ = fit_prompts(chat_ids(tokenizer, conversations), max_prompt_tokens, tokenizer.bos_token_id)
+    return left_pad(ids, pad_id_of(tokenizer))
 
 
 def eos_ids(model, tokenizer) -> list[int]:
-    """The ids that end a row: the model's generation config first (as ``generate`` does; Llama 3.1 lists three),
-    else the tokenizer's EOS."""
+    """The ids that end a row: the model's generation config's (Llama 3.1 lists three) plus the tokenizer's EOS,
+    TRL 1.16's rule for the trained policy's rollouts (``RLOOTrainer.eos_token_ids``), so a model's rewrites and
+    answers stop at the same tokens in training and in evaluation, on both engines."""
     gen = getattr(model, "generation_config", None)
     eos = getattr(gen, "eos_token_id", None) if gen is not None else None
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    if eos is None:
-        return []
-    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+    out = [] if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in out:
+        out.append(int(tokenizer.eos_token_id))
+    return out
 
 
 # Generation-config fields that make ``generate`` add logits processors of its own; the compiled engine does not
@@ -284,12 +362,10 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, samplin
     return Decoded(out[:, :steps], steps)
 
 
-def _batches(tokenizer, conversations: list[list[dict]], batch_size: int, bucket: bool) -> list[list[int]]:
+def _batches(lengths: list[int], batch_size: int, bucket: bool) -> list[list[int]]:
     """Index batches; with ``bucket`` the indices are sorted by prompt token length first (stable)."""
-    order = list(range(len(conversations)))
-    if bucket and len(conversations) > batch_size:
-        lengths = [len(ids) for ids in tokenizer.apply_chat_template(conversations, add_generation_prompt=True,
-                                                                      tokenize=True, return_dict=True)["input_ids"]]
+    order = list(range(len(lengths)))
+    if bucket and len(lengths) > batch_size:
         order.sort(key=lambda i: lengths[i])
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
@@ -304,28 +380,38 @@ def generate_chat(
     desc: str | None = None,
     engine: GenerationEngine | None = None,
     logits_processor: Callable[[int], LogitsProcessorList] | None = None,
+    cuts: PromptCuts | None = None,
 ) -> list[str]:
     """Answer each conversation; returns the decoded new text (special tokens stripped), one string per input, in
     input order whatever the engine and bucketing. ``logits_processor(prompt_len)`` builds extra processors for a
     batch whose padded prompts are ``prompt_len`` tokens long (e.g. the judge's score-line grammar); ``generate``
-    applies them before the sampling warpers. The compiled engine does not take them."""
+    applies them before the sampling warpers. The compiled engine does not take them.
+
+    A prompt longer than the model's context allows beside ``max_new_tokens`` is cut from the left, keeping a
+    leading BOS (:func:`prompt_budget`, :func:`keep_tail`), and answered; ``cuts`` counts such prompts. Without
+    the cut a model with learned positions (GPT-2) raises an IndexError, and a RoPE model (Llama) runs past the
+    positions it was trained on and says nothing."""
     engine = engine or GenerationEngine()
     if logits_processor is not None and engine.engine != "hf":
         raise ValueError(f"generation.engine={engine.engine!r} cannot apply extra logits processors; use engine hf")
     outputs: list[str | None] = [None] * len(conversations)
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_id_of(tokenizer)
+    ids, n_cut = fit_prompts(chat_ids(tokenizer, conversations), prompt_budget(model, sampling.max_new_tokens),
+                             tokenizer.bos_token_id)
+    if cuts is not None:
+        cuts.n += n_cut
     # hf batches rows in the order given (its seeded samples never depend on this key); bucketing is for compiled
-    batches = _batches(tokenizer, conversations, batch_size, engine.bucket and engine.engine == "compiled")
+    batches = _batches([len(x) for x in ids], batch_size, engine.bucket and engine.engine == "compiled")
     compiled = engine.engine == "compiled" and engine.compiles(device)
     eos = eos_ids(model, tokenizer)
     for idx in tqdm(batches, desc=desc, disable=desc is None or len(batches) < 2, leave=False):
-        enc = chat_inputs(tokenizer, [conversations[i] for i in idx])
-        enc = {k: v.to(device) for k, v in enc.items()}
+        enc = {k: v.to(device) for k, v in left_pad([ids[i] for i in idx], pad_id).items()}
         if engine.engine == "hf":
             prompt_len = enc["input_ids"].shape[1]
             extra = {"logits_processor": logits_processor(prompt_len)} if logits_processor is not None else {}
-            out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=pad_id, **extra)
+            out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=pad_id, eos_token_id=eos or None,
+                                 **extra)
             new_tokens = out[:, prompt_len:]
         else:
             new_tokens = decode(model, enc["input_ids"], enc["attention_mask"], sampling, eos, pad_id,

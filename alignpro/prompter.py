@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alignpro.assets import load_causal_lm, resolve_model
-from alignpro.generation import GenerationEngine, Sampling, chat, generate_chat
+from alignpro.generation import GenerationEngine, PromptCuts, Sampling, chat, generate_chat
 from alignpro.schema import PLACEHOLDER, REWRITES, PrompterConfig
 
 # Paper, Appendix C.1 (exact string; "[PROMPT]" is replaced by the user prompt x).
@@ -54,11 +54,13 @@ class Prompter:
     batch_size: int = 8
     engine: GenerationEngine = field(default_factory=GenerationEngine)  # the `generation` config block
     mode: str = "full"  # prompter.rewrite: full | append (see compose_rewrite)
+    cuts: PromptCuts = field(default_factory=PromptCuts)  # inputs cut to fit the context (generate_chat)
 
     def generate(self, prompts: list[str], sampling: Sampling, desc: str | None = None) -> list[str]:
         """The prompter's raw outputs for each x (for ``append``: the instruction alone)."""
         convs = [rewrite_conversation(x, self.meta_prompt, self.system) for x in prompts]
-        return generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size, desc, self.engine)
+        return generate_chat(self.model, self.tokenizer, convs, sampling, self.batch_size, desc, self.engine,
+                             cuts=self.cuts)
 
     def rewrite(self, prompts: list[str], sampling: Sampling, desc: str | None = None) -> list[str]:
         """x′ for each x."""

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alignpro.assets import resolve_model
+from alignpro.generation import keep_tail  # the project's one left cut (also for generation prompts)
 from alignpro.schema import RewardConfig
 
 CHAT_TEMPLATE_DIR = ("trl", "chat_templates")  # TRL ships the original templates of the common model families
@@ -46,16 +47,6 @@ def tokenizer_adds_bos(tokenizer) -> bool:
     ``tokenizer.json`` post-processor, whose form varies by family."""
     bos = tokenizer.bos_token_id
     return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
-
-
-def keep_tail(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
-    """Left truncation that keeps a leading BOS: the BOS plus the last ``max_length − 1`` tokens. This is what the
-    RM's training script did (``truncation_side="left"``, BOS added after truncation), so an over-long answer keeps
-    its end, the part a reward model reads last and pools on."""
-    if len(ids) <= max_length:
-        return ids
-    head = ids[:1] if bos_id is not None and ids[:1] == [bos_id] else []
-    return head + ids[len(ids) - (max_length - len(head)) :]
 
 
 def require_one_label(num_labels: int, model: str) -> None:

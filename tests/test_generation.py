@@ -156,8 +156,8 @@ def test_bucketing_restores_order(lively_lm):
     from alignpro.generation import _batches
 
     model, tok = lively_lm
-    batches = _batches(tok, CONVS, 2, bucket=True)
     lengths = [len(chat_inputs(tok, [c])["input_ids"][0]) for c in CONVS]
+    batches = _batches(lengths, 2, bucket=True)
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(len(CONVS))) and [lengths[i] for i in flat] == sorted(lengths)
     greedy = Sampling(8, temperature=0)
