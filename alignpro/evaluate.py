@@ -14,15 +14,22 @@ answers move when x is replaced by x′ — what Theorem 6.1's second term, r_ma
 
 The theorem takes x′ ∼ ρ_ref, which is the ``base_prompter`` arm; for ``alignpro`` the same numbers describe the
 trained prompter.
+
+Edge counters (docs/faults.md): ``empty_rewrites`` (rewrites x′ that were empty, answered and scored like any
+other), ``truncated_prompts`` (inputs of the first model, the prompter or π_F answering x, cut to fit its context)
+and ``truncated_rewrites`` (x′ cut to fit π_F's context). A non-finite reward stops the evaluation before any mean,
+variance or interval is computed: the offending samples go to ``run_dir/nonfinite_sample.json`` and
+:class:`alignpro.errors.NonFiniteError` is raised, so no ``metrics.json`` is written.
 """
 
 from __future__ import annotations
 
-from alignpro.generation import Sampling
+from alignpro.finite import require_finite_rewards
+from alignpro.generation import Sampling, cut_count
 from alignpro.methods import Arm
 from alignpro.metrics import mean, summarize
 from alignpro.reward import Reward
-from alignpro.rundir import Metrics, Sample
+from alignpro.rundir import Metrics, RunDir, Sample
 from alignpro.schema import EvalConfig
 
 
@@ -33,34 +40,53 @@ def eval_samplings(eval_cfg: EvalConfig, answer_tokens: int, rewrite_tokens: int
     return answer, rewrite
 
 
-def answer_shift(arm: Arm, xs: list[str], answers: list[str], rewards: list[float], reward: Reward,
-                 answer: Sampling) -> tuple[dict, list[str], list[float]]:
-    """Theorem 6.1's second term, estimated from samples (see the module docstring)."""
+def direct_answers(arm: Arm, xs: list[str], reward: Reward, answer: Sampling) -> tuple[list[str], list[float]]:
+    """π_F's answers to x itself and their rewards, for the answer shift (see the module docstring)."""
     direct = arm.responder.answer(xs, answer, desc="eval: answer x")
-    r_direct = reward.score(xs, direct)
+    return direct, reward.score(xs, direct)
+
+
+def answer_shift(direct: list[str], answers: list[str], rewards: list[float], r_direct: list[float],
+                 reward: Reward) -> dict:
+    """Theorem 6.1's second term, estimated from samples (see the module docstring): ``answer_shift_reward``,
+    ``reward_mean_direct`` and, for a reward that embeds text, ``answer_shift_embedding``. Its rewards are finite:
+    :func:`evaluate` checks them first."""
     out = {"answer_shift_reward": mean(r_direct) - mean(rewards), "reward_mean_direct": mean(r_direct)}
     embed = getattr(reward, "embed", None)
     if embed is not None:
         cos = (embed(direct) * embed(answers)).sum(-1)
         out["answer_shift_embedding"] = float(1 - cos.mean())
-    return out, direct, r_direct
+    return out
 
 
 def evaluate(arm: Arm, prompts: list[str], reward: Reward, answer: Sampling, rewrite: Sampling,
              samples_per_prompt: int = 1, n_resamples: int = 2000, seed: int = 0,
-             shift: bool = False) -> tuple[Metrics, list[Sample]]:
-    """Per-response rewards of ``arm`` on ``prompts``; returns (summary, the scored samples)."""
+             shift: bool = False, run_dir: RunDir | None = None) -> tuple[Metrics, list[Sample]]:
+    """Per-response rewards of ``arm`` on ``prompts``; returns (summary, the scored samples). ``run_dir`` is where a
+    non-finite reward's samples are saved before :class:`alignpro.errors.NonFiniteError` is raised."""
     xs = [x for x in prompts for _ in range(samples_per_prompt)]
+    first = arm.prompter if arm.prompter is not None else arm.responder  # the model that reads x
+    cuts_first, cuts_answer = cut_count(first), cut_count(arm.responder)
     rewrites = arm.prompter.rewrite(xs, rewrite, desc="eval: rewrite") if arm.prompter else list(xs)
     answers = arm.responder.answer(rewrites, answer, desc="eval: answer")
+    cut_prompts = cut_count(first) - cuts_first  # without a prompter: π_F's inputs, which are x
+    cut_rewrites = cut_count(arm.responder) - cuts_answer
     rewards = reward.score(xs, answers)
-    summary: Metrics = summarize(rewards, n_resamples=n_resamples, seed=seed)
-    summary.update(method=arm.name, n_prompts=len(prompts), samples_per_prompt=samples_per_prompt)
     direct: list = [None] * len(xs)
     r_direct: list = [None] * len(xs)
-    if shift and arm.prompter is not None:
-        stats, direct, r_direct = answer_shift(arm, xs, answers, rewards, reward, answer)
-        summary.update(stats)
+    measure_shift = shift and arm.prompter is not None
+    if measure_shift:
+        direct, r_direct = direct_answers(arm, xs, reward, answer)
     samples = [Sample(x, xp if arm.prompter else None, y, r, y_direct=yd, r_direct=rd)
                for x, xp, y, r, yd, rd in zip(xs, rewrites, answers, rewards, direct, r_direct, strict=True)]
+    # Before any mean: a NaN would make every summary number NaN, an inf would make the mean and CI meaningless.
+    require_finite_rewards(samples, where="the held-out evaluation", run_dir=run_dir,
+                           consequence="no metrics were computed (no metrics.json)")
+    summary: Metrics = summarize(rewards, n_resamples=n_resamples, seed=seed)
+    summary.update(method=arm.name, n_prompts=len(prompts), samples_per_prompt=samples_per_prompt,
+                   truncated_prompts=cut_prompts)
+    if arm.prompter is not None:
+        summary.update(empty_rewrites=sum(not xp.strip() for xp in rewrites), truncated_rewrites=cut_rewrites)
+    if measure_shift:
+        summary.update(answer_shift(direct, answers, rewards, r_direct, reward))
     return summary, samples

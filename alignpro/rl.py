@@ -21,6 +21,11 @@ it is in memory; a LoRA model keeps its adapter **unmerged**: ``merge_and_unload
 bf16 base weights, whose rounding error (up to 2⁻⁸ ≈ 0.4 % of each weight) is of the order of ΔW itself after a
 short run at lr 1.41e-5 (about 1 % of a weight), so the merged model would not be the trained one; the unmerged
 adapter costs two rank-r matmuls per linear layer, small beside the layer's own matmul at r = 16.
+
+Edges (docs/faults.md), set up by :func:`build_trainer` for every trainer: a policy prompt longer than the policy's
+context allows beside ``max_completion_length`` is cut from the left like every generation prompt
+(:func:`fit_policy_prompts`; TRL 1.16's RLOO/GRPO have no ``max_prompt_length``), and a non-finite per-token
+log-prob or logged loss stops the run (:func:`guard_log_probs`, :class:`FiniteLogs`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from alignpro.assets import resolve_dtype
+from alignpro.finite import is_finite, shown, stop
+from alignpro.generation import fit_prompts, prompt_budget
 from alignpro.rundir import RunDir, read_jsonl
 from alignpro.schema import Config, TrainerConfig, lora_options
 from alignpro.timing import StageTimer
@@ -121,6 +128,110 @@ class CheckpointComplete(TrainerCallback):
             self.run_dir.mark_checkpoint_complete(state.global_step)
 
 
+# Logged values made from the log-probs, their gradients or the rewards. TRL and transformers drop NaN values from
+# what they log (a mean over none is logged as None, and with ``logging_nan_inf_filter`` a NaN loss is replaced
+# by the running average), so a None here is a NaN too.
+FINITE_KEYS = ("loss", "grad_norm", "kl", "entropy", "reward")
+
+
+class FiniteLogs(TrainerCallback):
+    """Stops the run at a logged row whose loss, gradient norm, KL, entropy or reward is not finite. It runs first
+    of all callbacks, so the row never reaches ``train_log.jsonl``, W&B or the bar; logging comes before saving
+    in transformers' loop, so the step is not checkpointed either. The step's samples are already in
+    ``samples.jsonl``; they are copied into ``nonfinite_sample.json`` with the row."""
+
+    def __init__(self, run_dir: RunDir | None = None):
+        self.run_dir = run_dir
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        bad = [k for k in FINITE_KEYS if logs and k in logs and not is_finite(logs[k])]
+        if not bad:
+            return
+        step = state.global_step
+        samples = [r for r in read_jsonl(self.run_dir.samples) if r.get("step") == step - 1] if self.run_dir else []
+        record = {"what": bad[0], "value": shown(logs[bad[0]]), "step": step,
+                  "logs": {k: shown(v) if isinstance(v, (int, float)) or v is None else v for k, v in logs.items()},
+                  "samples": [{**r, "r": shown(r.get("r"))} for r in samples]}
+        # The logged row is the same on every process (already averaged): every process stops, one writes.
+        stop(self.run_dir, record, f"{bad[0]}={logs[bad[0]]} logged at training step {step}; the run stopped before "
+                                   f"checkpointing it; the step's samples are in samples.jsonl (step {step - 1})",
+             write=state.is_world_process_zero)
+
+
+def guard_log_probs(trainer, run_dir: RunDir | None = None) -> None:
+    """Check every per-token log-prob TRL computes (the policy's and ρ_ref's scoring passes, then the loss pass)
+    for NaN/inf on the completion tokens, and stop at the first bad one with the rollouts it came from.
+
+    Why here: this one method is where TRL 1.16's RLOO and GRPO turn logits into log-probs, each pass calls it,
+    and its inputs carry the token ids and the mask (the completion's part of ``attention_mask``). Downstream the
+    values are gone: a NaN KL makes the reward NaN, which TRL reads as unscorable (advantage zeroed), and the
+    logged ``kl`` mean drops it, so the run would go on silently. The scoring passes run before the reward
+    function, so the rollouts are saved from the token ids here rather than found in ``samples.jsonl``."""
+    import torch
+
+    forward = trainer._get_per_token_logps_and_entropies
+
+    def checked(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        out = forward(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        mask = attention_mask[:, -logits_to_keep:].bool()
+        bad = ~torch.isfinite(out[0].detach()) & mask
+        if bool(bad.any()):
+            _stop_on_log_probs(trainer, run_dir, model, input_ids, mask, logits_to_keep, out[0].detach(), bad)
+        return out
+
+    trainer._get_per_token_logps_and_entropies = checked
+
+
+def _stop_on_log_probs(trainer, run_dir, model, input_ids, mask, logits_to_keep, logps, bad) -> None:
+    import torch
+
+    tok = trainer.processing_class
+    tok = getattr(tok, "tokenizer", tok)
+    if model is getattr(trainer, "ref_model", None):
+        which = "the reference model's scoring pass"
+    elif torch.is_grad_enabled():
+        which = "the policy's loss pass"
+    else:
+        which = "a scoring pass (policy, or ρ_ref through the disabled adapter)"
+    rows = bad.any(-1).nonzero().flatten().tolist()
+    first = logps[bad][0].item()
+    samples = []
+    for i in rows:
+        prompt = input_ids[i, :-logits_to_keep]
+        completion = input_ids[i, -logits_to_keep:][mask[i]]
+        samples.append({"index": i, "prompt": tok.decode(prompt, skip_special_tokens=True),
+                        "completion": tok.decode(completion, skip_special_tokens=True),
+                        "bad_positions": bad[i].nonzero().flatten().tolist(),
+                        "log_probs": [shown(v) for v in logps[i][mask[i]].tolist()]})
+    step = trainer.state.global_step
+    record = {"what": "log-prob", "value": shown(first), "where": which, "step": step,
+              "n_samples": int(input_ids.size(0)), "samples": samples}
+    stop(run_dir, record, f"log-prob={first} in {which} at training step {step + 1}, {len(rows)} of "
+                          f"{input_ids.size(0)} rollouts; the run stopped before training on them")
+
+
+def fit_policy_prompts(trainer, max_new_tokens: int) -> None:
+    """Cut the policy's prompts to its context, the same rule as :func:`alignpro.generation.generate_chat`: from
+    the left, keeping a leading BOS, to ``context − max_completion_length`` tokens. TRL 1.16 tokenizes the prompts
+    in ``_tokenize_prompts`` and uses those ids for the rollout and every log-prob pass, so cutting its output
+    cuts them everywhere. The step's ``truncated_prompts`` is the share of its rollouts whose prompt was cut."""
+    budget = prompt_budget(trainer.model, max_new_tokens)
+    if budget is None:
+        return
+    tokenize = trainer._tokenize_prompts
+    bos = getattr(trainer.processing_class, "bos_token_id", None)
+
+    def cut(prompts):
+        prompt_ids, images, multimodal = tokenize(prompts)
+        kept, n_cut = fit_prompts(prompt_ids, budget, bos)
+        if n_cut and multimodal:  # per-token image fields would no longer line up with the ids
+            raise ValueError("a multimodal prompt is longer than the policy's context; it cannot be cut")
+        trainer._log_metric("truncated_prompts", n_cut / max(len(prompt_ids), 1))
+        return kept, images, multimodal
+
+    trainer._tokenize_prompts = cut
+
+
 LORA_KEYS = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}
 
 
@@ -206,6 +317,7 @@ def trainer_args(cfg: TrainerConfig, *, beta: float, seed: int, output_dir: str,
         bf16=not on_cpu and cfg.bf16,  # bf16 on CPU is ~6× slower (docs/offline-assets.md §9)
         activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         dataloader_num_workers=0,
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (FiniteLogs stops the run), not averaged away
         use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode,
         vllm_server_base_url=cfg.vllm_server_base_url,
@@ -218,10 +330,12 @@ def trainer_args(cfg: TrainerConfig, *, beta: float, seed: int, output_dir: str,
 
 
 def build_trainer(cfg: TrainerConfig, *, model_path: str, model_dtype, train_rows: list[dict], reward_fn, args,
-                  callbacks, lora=None, first_callbacks=()):
+                  callbacks, lora=None, first_callbacks=(), run_dir: RunDir | None = None):
     """Factory for the ``trainer`` group: ``train_rows`` carry ``prompt`` (conversation) and ``x`` (for the reward).
     ``lora`` is the trained model's ``lora`` config value (``None`` = full fine-tuning). ``first_callbacks`` run
-    before every other callback, so what they add to a step's logs reaches W&B, the JSONL log and the bar."""
+    before every other callback (after :class:`FiniteLogs`), so what they add to a step's logs reaches W&B, the
+    JSONL log and the bar. Policy prompts are cut to the context and log-probs checked (module docstring);
+    ``run_dir`` is where a non-finite value's samples are saved."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer, RLOOTrainer
@@ -233,7 +347,9 @@ def build_trainer(cfg: TrainerConfig, *, model_path: str, model_dtype, train_row
     trainer = cls(model=model_path, reward_funcs=reward_fn, args=args, train_dataset=Dataset.from_list(train_rows),
                   callbacks=callbacks, peft_config=lora_config(lora))
     trainer.remove_callback(PrinterCallback)  # logs go to W&B and the progress bar, not as dicts on stdout
-    trainer.callback_handler.callbacks[:0] = list(first_callbacks)
+    trainer.callback_handler.callbacks[:0] = [FiniteLogs(run_dir), *first_callbacks]
+    guard_log_probs(trainer, run_dir)
+    fit_policy_prompts(trainer, args.max_completion_length)
     return trainer
 
 
@@ -264,7 +380,7 @@ def fit(cfg: Config, *, beta: float, policy_path: str, rows: list[dict], reward_
     trainer = build_trainer(cfg.trainer, model_path=policy_path, model_dtype=training_dtype(dtype, device, lora),
                             train_rows=rows, reward_fn=reward_fn, args=args,
                             callbacks=[RewardKLProgress(label), step_log, CheckpointComplete(run_dir), *callbacks],
-                            lora=lora, first_callbacks=first_callbacks)
+                            lora=lora, first_callbacks=first_callbacks, run_dir=run_dir)
     resume = run_dir.newest_checkpoint() if cfg.resume == "auto" else None
     trained = resume is not None and resume[0] >= cfg.trainer.max_steps  # the job died after training
     if trainer.accelerator.is_main_process:

@@ -33,7 +33,8 @@ def test_frozen_answers_the_rewrite_and_reward_judges_the_original_prompt(tmp_pa
     assert out == [len("answer<x'1>"), len("answer<x'2>")]
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert rows[0] == {"x": "x", "x_prime": "x'1", "y": "answer<x'1>", "r": out[0]}  # no trainer state: no step
-    assert metrics == {"rewrite_chars": 3.0, "answer_chars": len("answer<x'1>")}  # into the step's logged row
+    assert metrics == {"rewrite_chars": 3.0, "answer_chars": len("answer<x'1>"),  # into the step's logged row
+                       "empty_rewrites": 0.0, "truncated_rewrites": 0.0}
 
 
 def test_rewritten_prompt_ablation_scores_x_prime():

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
+from alignpro.finite import require_finite_rewards, training_step
 from alignpro.frozen import Responder
-from alignpro.generation import GenerationEngine, Sampling
+from alignpro.generation import GenerationEngine, Sampling, cut_count
 from alignpro.methods import Arm, Job
 from alignpro.prompter import Prompter, compose_rewrite, rewrite_conversation
 from alignpro.reward import Reward
 from alignpro.rl import completion_text, fit
-from alignpro.rundir import Sample, SampleLog
+from alignpro.rundir import RunDir, Sample, SampleLog
 from alignpro.sft import reference_prompter
 from alignpro.timing import StageTimer
 
@@ -58,30 +59,43 @@ class Objective(TrainerCallback):
 
 class AlignProReward:
     """The inner expectation of eq. 9 as TRL's reward function: x′ (TRL's completion) → y = π_F(x′) → r(x, y).
-    Every (x, x′, y, r) of a step goes to ``samples.jsonl`` (and, after training, to W&B as ``train/samples``)."""
+    Every (x, x′, y, r) of a step goes to ``samples.jsonl`` (and, after training, to W&B as ``train/samples``).
+
+    An empty x′ is answered and scored like any other rewrite, and counted: the step's row logs
+    ``empty_rewrites``, the share of its rewrites that were empty, and ``truncated_rewrites``, the share cut to fit
+    π_F's context. A non-finite reward stops the run before TRL sees it (alignpro/finite.py): TRL would zero the
+    sample's advantage and leave it out of the logged mean."""
 
     __name__ = "alignpro"  # TRL names the reward column after the function
 
     def __init__(self, frozen: Responder, reward: Reward, reward_prompt: str = "original",
-                 samples: SampleLog | None = None, timer: StageTimer | None = None, rewrite: str = "full"):
+                 samples: SampleLog | None = None, timer: StageTimer | None = None, rewrite: str = "full",
+                 run_dir: RunDir | None = None):
         self.frozen, self.reward, self.reward_prompt, self.rewrite = frozen, reward, reward_prompt, rewrite
         self.samples = samples or SampleLog(None)
         self.timer = timer or StageTimer()
+        self.run_dir = run_dir  # where a non-finite reward's samples are saved
 
     def __call__(self, prompts, completions, x, trainer_state=None, log_metric=None, **_) -> list[float]:
         # x′: the completion itself, or x followed by it (prompter.rewrite=append)
         rewrites = [compose_rewrite(xi, completion_text(c), self.rewrite) for xi, c in zip(x, completions, strict=True)]
+        cuts_before = cut_count(self.frozen)
         with self.timer("frozen_generation"):
             answers = self.frozen.answer(rewrites)  # eq. 3: π_F sees x′ only
         judged = list(x) if self.reward_prompt == "original" else rewrites  # D5: r(x, y) unless ablating
         with self.timer("reward"):
             rewards = self.reward.score(judged, answers)
-        step = trainer_state.global_step if trainer_state is not None else None
-        self.samples.write(Sample(xi, xp, yi, ri, step) for xi, xp, yi, ri in zip(x, rewrites, answers, rewards,
-                                                                                   strict=True))
+        step, label = training_step(trainer_state)
+        samples = [Sample(xi, xp, yi, ri, step) for xi, xp, yi, ri in zip(x, rewrites, answers, rewards, strict=True)]
+        require_finite_rewards(samples, where=f"{label} (the alignpro reward)", run_dir=self.run_dir, step=step,
+                               consequence="the run stopped before training on them")
+        self.samples.write(samples)
         if log_metric is not None:  # into the step's logged row
-            log_metric("rewrite_chars", sum(map(len, rewrites)) / len(rewrites))
-            log_metric("answer_chars", sum(map(len, answers)) / len(answers))
+            n = len(rewrites)
+            log_metric("rewrite_chars", sum(map(len, rewrites)) / n)
+            log_metric("answer_chars", sum(map(len, answers)) / n)
+            log_metric("empty_rewrites", sum(not r.strip() for r in rewrites) / n)
+            log_metric("truncated_rewrites", (cut_count(self.frozen) - cuts_before) / n)
         return rewards
 
 
@@ -94,7 +108,7 @@ def train_prompter(job: Job) -> Arm:
             for r in job.train_records]
     # 2. r(x, π_F(x′)) for every sampled rewrite
     reward_fn = AlignProReward(job.frozen, job.reward, cfg.reward.prompt, job.run_dir.sample_log(), job.timer,
-                               p.rewrite)
+                               p.rewrite, job.run_dir)
     # 3. β = λ: RLOO subtracts λ·KL(ρ‖ρ_ref) from each reward (docstring); 4. eq. 9's value logged each step
     trainer = fit(cfg, beta=cfg.lam, policy_path=rho_ref, rows=rows, reward_fn=reward_fn,
                   sampling=Sampling.from_config(p.sampling, p.max_new_tokens), dtype=p.dtype, run_dir=job.run_dir,

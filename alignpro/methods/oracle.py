@@ -9,32 +9,39 @@ It is the ceiling the paper compares against: what a model owner who can train t
 
 from __future__ import annotations
 
+from alignpro.finite import require_finite_rewards, training_step
 from alignpro.frozen import HFResponder, frozen_path
 from alignpro.generation import GenerationEngine, Sampling, chat
 from alignpro.methods import Arm, Job
 from alignpro.methods.alignpro import Objective
 from alignpro.reward import Reward
 from alignpro.rl import completion_text, fit
-from alignpro.rundir import Sample, SampleLog
+from alignpro.rundir import RunDir, Sample, SampleLog
 from alignpro.timing import StageTimer
 
 
 class OracleReward:
-    """TRL's reward function for the oracle: its completion is y; r = r(x, y). Samples go to ``samples.jsonl``."""
+    """TRL's reward function for the oracle: its completion is y; r = r(x, y). Samples go to ``samples.jsonl``; a
+    non-finite reward stops the run before TRL sees it (alignpro/finite.py)."""
 
     __name__ = "oracle"
 
-    def __init__(self, reward: Reward, samples: SampleLog | None = None, timer: StageTimer | None = None):
+    def __init__(self, reward: Reward, samples: SampleLog | None = None, timer: StageTimer | None = None,
+                 run_dir: RunDir | None = None):
         self.reward = reward
         self.samples = samples or SampleLog(None)
         self.timer = timer or StageTimer()
+        self.run_dir = run_dir  # where a non-finite reward's samples are saved
 
     def __call__(self, prompts, completions, x, trainer_state=None, **_) -> list[float]:
         answers = [completion_text(c) for c in completions]
         with self.timer("reward"):
             rewards = self.reward.score(list(x), answers)
-        step = trainer_state.global_step if trainer_state is not None else None
-        self.samples.write(Sample(xi, None, yi, ri, step) for xi, yi, ri in zip(x, answers, rewards, strict=True))
+        step, label = training_step(trainer_state)
+        samples = [Sample(xi, None, yi, ri, step) for xi, yi, ri in zip(x, answers, rewards, strict=True)]
+        require_finite_rewards(samples, where=f"{label} (the oracle reward)", run_dir=self.run_dir, step=step,
+                               consequence="the run stopped before training on them")
+        self.samples.write(samples)
         return rewards
 
 
@@ -44,7 +51,7 @@ def train_oracle(job: Job) -> Arm:
     rows = [{"prompt": chat(r["prompt"], f.system), "x": r["prompt"]} for r in job.train_records]
     sampling = Sampling.from_config(f.sampling, f.max_new_tokens)  # the policy's rollouts, then its answers
     trainer = fit(cfg, beta=cfg.lam, policy_path=frozen_path(f), rows=rows,
-                  reward_fn=OracleReward(job.reward, job.run_dir.sample_log(), job.timer),
+                  reward_fn=OracleReward(job.reward, job.run_dir.sample_log(), job.timer, job.run_dir),
                   sampling=sampling, dtype=f.dtype, run_dir=job.run_dir, device=job.device,
                   timer=job.timer, label="rlhf-oracle", tracker=job.tracker, lora=f.lora,
                   first_callbacks=[Objective(cfg.lam)])
