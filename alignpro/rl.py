@@ -144,7 +144,9 @@ class FiniteLogs(TrainerCallback):
         self.run_dir = run_dir
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        bad = [k for k in FINITE_KEYS if logs and k in logs and not is_finite(logs[k])]
+        # fp16's loss scaler (trainer.extra={fp16: true}) logs an inf gradient norm when it rightly skips a step
+        keys = [k for k in FINITE_KEYS if not (k == "grad_norm" and getattr(args, "fp16", False))]
+        bad = [k for k in keys if logs and k in logs and not is_finite(logs[k])]
         if not bad:
             return
         step = state.global_step

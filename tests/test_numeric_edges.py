@@ -66,11 +66,12 @@ def save(model, tok, path):
 
 
 def tiny_rloo(tmp_path, model_path: str, rows, reward_fn, sampling: Sampling, run_dir: RunDir | None = None,
-              max_steps: int = 1):
-    """A real TRL RLOO trainer from alignpro.rl.build_trainer on ``model_path`` (full fine-tuning, fp32, CPU)."""
+              max_steps: int = 1, trainer: str = "rloo"):
+    """A real TRL RLOO (or GRPO) trainer from alignpro.rl.build_trainer on ``model_path`` (full fine-tuning, fp32,
+    CPU)."""
     from alignpro.rl import build_trainer, trainer_args
 
-    cfg = compose("experiment=smoke", f"trainer.max_steps={max_steps}", "trainer.save_steps=0",
+    cfg = compose("experiment=smoke", f"trainer={trainer}", f"trainer.max_steps={max_steps}", "trainer.save_steps=0",
                   f"trainer.prompts_per_step={len(rows)}").trainer
     args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path / "out"), sampling=sampling, device="cpu")
     return build_trainer(cfg, model_path=model_path, model_dtype=torch.float32, train_rows=rows,
@@ -193,15 +194,19 @@ def test_a_nan_reward_at_evaluation_writes_no_metrics_json(tmp_path, tiny_reward
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "eval_samples.jsonl").exists()
 
 
-def test_a_nan_log_prob_stops_training_before_the_update(tmp_path, tiny_lm):
-    """A reference model with a NaN weight (a corrupted copy) through TRL's real RLOO step: its scoring pass yields
-    NaN log-probs, which TRL would turn into a zeroed advantage and a dropped KL; the guard stops the run at step 1
-    before any optimizer step, the rollouts saved as text."""
+@pytest.mark.parametrize("name", ["rloo", "grpo"])
+def test_a_nan_log_prob_stops_training_before_the_update(tmp_path, tiny_lm, name):
+    """A reference model with a NaN weight (a corrupted copy) through TRL's real RLOO/GRPO step: its scoring pass
+    yields NaN log-probs, which TRL would turn into a zeroed advantage and a dropped KL; the guard stops the run at
+    step 1 before any optimizer step, the rollouts saved as text."""
+    from alignpro.rl import FiniteLogs
+
     model, tok = llama_like(tiny_lm)
     path = save(model, tok, tmp_path / "policy")
     files = RunDir(tmp_path / "run")
     trainer = tiny_rloo(tmp_path, path, conversation_rows(PROMPTS[:2]), lambda completions, **_: [0.0] * len(
-        completions), Sampling(4), files)
+        completions), Sampling(4), files, trainer=name)
+    assert isinstance(trainer.callback_handler.callbacks[0], FiniteLogs)  # before the JSONL log, W&B and the bar
     with torch.no_grad():
         trainer.ref_model.model.norm.weight.fill_(math.nan)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
