@@ -118,7 +118,8 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         set_seed(cfg.seed)
         with timer("evaluation"):
             summary, samples = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
-                                        cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift)
+                                        cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift,
+                                        run_dir=files)
         summary.update(lam=cfg.lam, seed=cfg.seed, dataset=splits.info, reward_model=rm_stats)
         menu = cfg.sft.instructions
         if arm.prompter is not None and menu:  # how often the prompter wrote x + a menu instruction

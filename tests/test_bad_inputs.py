@@ -80,7 +80,7 @@ CASES = [
     Case("dataset=orca dataset.path=<missing dir>", train("dataset=orca", "dataset.path={tmp}/missing"),
          ("{tmp}/missing", "does not exist")),
     Case("dataset=jsonl with empty prompts", train("dataset=jsonl", "dataset.path={tmp}/empty.jsonl"),
-         ("prompt",), setup="jsonl_with_empty_prompts"),
+         ("empty_prompt 8", "> 0"), setup="jsonl_with_empty_prompts"),
     Case("dataset=jsonl without a prompt column", train("dataset=jsonl", "dataset.path={tmp}/nocol.jsonl"),
          ("prompt",), setup="jsonl_without_prompt_column"),
     # -- train: the run dir ---------------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def run_case(case: Case, tmp: Path, servers: Servers) -> subprocess.CompletedPro
     argv = [sys.executable, "-c", HIDE.format(mod=case.hide, cmd=cmd), *args] if case.hide else \
         [sys.executable, "-m", cmd, *args]
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_SERVICE", "HYDRA_FULL_ERROR")}
-    env.update(HF_HUB_OFFLINE="1", **case.env)
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **case.env)  # this checkout's code, whatever the cwd
     env.pop("ALIGNPRO_UNSET_KEY", None)
     return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
 
