@@ -183,8 +183,8 @@ class ComparisonCallback(Callback):
         sweep_dir = config.hydra.sweep.dir
         try:
             res = compare(sweep_dir, wandb_log=self.wandb_log and config.get("logger", {}).get("backend") == "wandb")
-        except (FileNotFoundError, ValueError) as err:
-            print(f"alignpro.compare: {err}")
+        except BadInput as err:  # no finished runs to compare: the sweep's own jobs said why
+            print(f"alignpro: {err}")
             return
         print("\n" + (Path(sweep_dir) / "comparison.md").read_text(encoding="utf-8"))
         print(f"written: {Path(sweep_dir) / 'comparison.json'}, {res['plot']}")
@@ -196,10 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default=None, help="where comparison.{json,md,png} go (default: the runs dir)")
     ap.add_argument("--no-wandb", action="store_true", help="do not log the comparison to W&B")
     args = ap.parse_args(argv)
-    try:
-        res = compare(args.runs, args.out, wandb_log=not args.no_wandb)
-    except (FileNotFoundError, ValueError) as err:  # what load_runs refuses: no runs, two runs of one arm and seed
-        raise BadInput(str(err)) from err
+    res = compare(args.runs, args.out, wandb_log=not args.no_wandb)
     print((Path(args.out or args.runs) / "comparison.md").read_text(encoding="utf-8"))
     return res
 

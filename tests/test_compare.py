@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from alignpro.compare import compare, comparison, paired, sentence
+from alignpro.errors import BadInput
 from alignpro.metrics import paired_difference
 from alignpro.report.runs import load_runs
 from tests.conftest import ROOT
@@ -129,5 +130,5 @@ def test_two_runs_of_one_arm_and_seed_are_refused(demo_sweep, tmp_path):
     src = runs["no_finetune"][0]["dir"]
     for name in ("a", "b"):
         shutil.copytree(src, tmp_path / name)
-    with pytest.raises(ValueError, match="two runs of arm 'no_finetune' with seed 0"):
+    with pytest.raises(BadInput, match="two runs of arm 'no_finetune' with seed 0"):
         load_runs(tmp_path)

@@ -64,22 +64,19 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if not args.paper and not args.runs:
         ap.error("give a runs dir, or --paper")
-    try:
-        if args.paper:
-            res = comparison_report(None, args.out, paper_only=True, wandb_log=not args.no_wandb)
+    if args.paper:
+        res = comparison_report(None, args.out, paper_only=True, wandb_log=not args.no_wandb)
+    else:
+        jobs, _ = collect(args.runs)
+        kind = args.kind if args.kind != "auto" else ("comparison" if is_comparison(jobs) else "ablation")
+        if kind == "comparison":
+            judge = judge_config(args.judge, args.judge_set) if args.judge else None
+            res = comparison_report(args.runs, args.out, judge_cfg=judge, wandb_log=not args.no_wandb)
         else:
-            jobs, _ = collect(args.runs)
-            kind = args.kind if args.kind != "auto" else ("comparison" if is_comparison(jobs) else "ablation")
-            if kind == "comparison":
-                judge = judge_config(args.judge, args.judge_set) if args.judge else None
-                res = comparison_report(args.runs, args.out, judge_cfg=judge, wandb_log=not args.no_wandb)
-            else:
-                if args.judge:  # refused, not ignored: an ablation has no pair of arms to judge
-                    raise BadInput(f"--judge {args.judge} judges Align-Pro against no fine-tuning, but '{args.runs}' "
-                                     "is an ablation (one arm); judge a multirun of method=alignpro,no_finetune")
-                res = ablation_report(args.runs, args.out, args.by)
-    except (FileNotFoundError, ValueError) as err:  # what the readers of a runs dir refuse (alignpro/report/runs.py)
-        raise BadInput(str(err)) from err
+            if args.judge:  # refused, not ignored: an ablation has no pair of arms to judge
+                raise BadInput(f"--judge {args.judge} judges Align-Pro against no fine-tuning, but '{args.runs}' "
+                               "is an ablation (one arm); judge a multirun of method=alignpro,no_finetune")
+            res = ablation_report(args.runs, args.out, args.by)
     print(Path(res["report"]).read_text())
     print("figures:", ", ".join(res["figures"]))
     if res.get("wandb"):

@@ -10,14 +10,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from alignpro.compare import PAIRS, paired
-from alignpro.errors import RunFault
+from alignpro.errors import BadInput, RunFault
 from alignpro.methods import METHODS
 from alignpro.metrics import bootstrap_ci, gap_closed, sample_variance, win_tie_loss
 from alignpro.report.figures import plot_bars
 from alignpro.report.paper import paper_cells, paper_claims, paper_labels, paper_only_rows, paper_results, row_order
 from alignpro.report.runs import collect, factors, fmt, job_config, pooled, sort_key, why_missing
 from alignpro.report.wandb_log import log_report
-from alignpro.rundir import RunDir
+from alignpro.rundir import RunDir, write_atomic
 
 CELL_KEYS = ("dataset.name", "prompter.name", "frozen.name")  # a cell of the paper's grid: dataset × prompter × frozen
 
@@ -124,10 +124,8 @@ def judge_cell(row: dict, judge, n_prompts: int, out: Path) -> dict | None:
     lost = set(missing)
     judged = [v for i, v in enumerate(verdicts) if i not in lost]
     slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in row["label"])
-    (out / "judge").mkdir(parents=True, exist_ok=True)
-    with (out / "judge" / f"{slug}.jsonl").open("w", encoding="utf-8") as f:
-        for v in judged:
-            f.write(json.dumps(v, ensure_ascii=False, default=str) + "\n")
+    write_atomic(out / "judge" / f"{slug}.jsonl", "".join(json.dumps(v, ensure_ascii=False, default=str) + "\n"
+                                                          for v in judged))
     res = win_tie_loss([(v["outcome_ab"], v["outcome_ba"]) for v in judged])
     res["verdicts"] = str(out / "judge" / f"{slug}.jsonl")
     res["missing"] = [{"pair": i + 1, "seed": seeds[i], "prompt": prompts[i]} for i in missing]
@@ -276,7 +274,7 @@ def comparison_report(sweep_dir: str | Path | None, out: str | Path, *, judge_cf
     else:
         jobs, missing = collect(sweep_dir)
         if not jobs:
-            raise ValueError(f"no finished runs (with metrics.json) under '{sweep_dir}'")
+            raise BadInput(f"no finished runs (with metrics.json) under '{sweep_dir}'")
         rows, title = comparison_cells(jobs, missing), f"Align-Pro vs baselines ({sweep_dir})"
     judge_name, missing_pairs = None, None
     if judge_cfg is not None and not paper_only:
@@ -299,9 +297,9 @@ def comparison_report(sweep_dir: str | Path | None, out: str | Path, *, judge_cf
             f"- {who}: {c['cells']} cells; Align-Pro > no FT in {c['alignpro_beats_no_finetune']}, oracle > Align-Pro "
             f"in {c['oracle_beats_alignpro']}, Align-Pro variance lowest in {c['alignpro_lowest_variance']}, "
             f"mean gap closed {fmt(c['mean_gap_closed'])}" for who, c in claims.items()) + "\n"
-    (out / "report.md").write_text(md, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps({"rows": rows, "claims": claims, "missing": missing,
-                                                 "judge_missing": missing_pairs}, indent=2, default=str))
+    write_atomic(out / "report.md", md)
+    write_atomic(out / "report.json", json.dumps({"rows": rows, "claims": claims, "missing": missing,
+                                                  "judge_missing": missing_pairs}, indent=2, default=str))
     res = {"rows": rows, "claims": claims, "missing": missing, "figures": figures, "report": str(out / "report.md"),
            "judge_missing": missing_pairs}
     if missing_pairs:

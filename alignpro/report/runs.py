@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from alignpro.errors import BadInput
 from alignpro.metrics import mean, summarize
 from alignpro.rundir import RunDir, Sample, flatten
 
@@ -42,7 +43,7 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
     """(finished jobs, missing job dirs) of a multirun dir (or of one run dir)."""
     root = Path(sweep_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"'{root}' is not a directory of runs")
+        raise BadInput(f"'{root}' is not a directory of runs")
     jobs, missing = [], []
     for d in job_dirs(root):
         if not d.is_finished():
@@ -121,11 +122,11 @@ def load_runs(sweep_dir: str | Path) -> dict[str, dict[int, dict]]:
     for j in jobs:
         arm, seed = j["config"]["method.name"], j["config"].get("seed", 0)
         if seed in runs[arm]:
-            raise ValueError(f"two runs of arm '{arm}' with seed {seed} under '{sweep_dir}' ({runs[arm][seed]['dir']}, "
+            raise BadInput(f"two runs of arm '{arm}' with seed {seed} under '{sweep_dir}' ({runs[arm][seed]['dir']}, "
                              f"{j['dir']}): compare one sweep at a time")
         runs[arm][seed] = {"dir": j["dir"], "rewards": j["by_prompt"],
                            "all_rewards": [r for v in by_prompt(j["samples"]).values() for r in v],
                            "metrics": j["metrics"], "curve": j["curve"]}
     if not runs:
-        raise ValueError(f"no finished runs (with metrics.json) under '{sweep_dir}'")
+        raise BadInput(f"no finished runs (with metrics.json) under '{sweep_dir}'")
     return runs
