@@ -219,16 +219,27 @@ def fill(arg: str, tmp: Path, servers: Servers) -> str:
     return arg.format(tmp=tmp, down=servers.down, models=servers.models, auth=servers.auth)
 
 
-def run_case(case: Case, tmp: Path, servers: Servers) -> subprocess.CompletedProcess:
+PRODUCTS = ("metrics.json", "checkpoints", "prompter", "oracle", "report.md", "theory.json")  # what a run makes
+
+
+def products(tmp: Path) -> set[Path]:
+    """What runs and reports produce, under ``tmp``: metrics, models, checkpoints, reports."""
+    return {p for p in tmp.rglob("*") if p.name in PRODUCTS or p.suffix in (".safetensors", ".bin", ".pt")}
+
+
+def run_case(case: Case, tmp: Path, servers: Servers) -> tuple[subprocess.CompletedProcess, set[Path]]:
+    """The case's command, run; and what its setup left that looks like a product (the finished runs a report
+    reads are its input)."""
     if case.setup:
         globals()[case.setup](tmp)
+    inputs = products(tmp)
     cmd, *args = [fill(a, tmp, servers) for a in case.argv]
     argv = [sys.executable, "-c", HIDE.format(mod=case.hide, cmd=cmd), *args] if case.hide else \
         [sys.executable, "-m", cmd, *args]
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_SERVICE", "HYDRA_FULL_ERROR")}
     env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **case.env)  # this checkout's code, whatever the cwd
     env.pop("ALIGNPRO_UNSET_KEY", None)
-    return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=120), inputs
 
 
 def shown(message: str, tmp: Path) -> str:
@@ -270,16 +281,14 @@ def test_the_table_holds_at_least_30_cases_each_shown_once():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.shows for c in CASES])
 def test_bad_input_gives_one_clear_line(case, tmp_path, servers):
-    proc = run_case(case, tmp_path, servers)
+    proc, inputs = run_case(case, tmp_path, servers)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == case.code, proc.stderr[-2000:]
     assert "Traceback" not in proc.stdout + proc.stderr and "During handling" not in proc.stderr, proc.stderr
     assert len(lines) == case.lines and lines[0].startswith("alignpro: "), proc.stderr
     for part in case.names:
         assert fill(part, tmp_path, servers) in lines[0], (part, lines[0])
-    produced = [p for p in tmp_path.rglob("*") if p.name in ("metrics.json", "checkpoints", "prompter", "oracle")
-                or p.suffix in (".safetensors", ".bin", ".pt")]
-    assert produced == []
+    assert products(tmp_path) - inputs == set()  # no metrics, model, checkpoint or report was written
     row = readme_rows().get(case.shows)
     assert row == table_row(case, shown(lines[0], tmp_path)), \
         f"README's row differs; regenerate it with: .venv/bin/python -m tests.test_bad_inputs\n{row}"
@@ -293,7 +302,7 @@ def write_readme_table() -> None:
     with scripted_servers() as srv:
         for case in CASES:
             with tempfile.TemporaryDirectory() as d:
-                proc = run_case(case, Path(d), srv)
+                proc, _ = run_case(case, Path(d), srv)
                 first = next((line for line in proc.stderr.splitlines() if line.strip()), "")
                 rows.append(table_row(case, shown(first, Path(d))))
                 print(rows[-1], flush=True)
