@@ -281,6 +281,26 @@ class _TiedHeadNotMissing:
         return "missing keys in the checkpoint model loaded: ['lm_head.weight']" not in record.getMessage()
 
 
+def check_trainer_extra(cfg: TrainerConfig) -> None:
+    """``trainer.extra`` goes to TRL's config verbatim: a key that is not one of its fields (a typo) is refused here,
+    before any model loads, instead of by TRL once the models have."""
+    import dataclasses
+    import difflib
+
+    from trl import GRPOConfig, RLOOConfig
+
+    from alignpro.schema import ConfigError
+
+    cls = GRPOConfig if cfg.name == "grpo" else RLOOConfig
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in sorted(cfg.extra or {}):
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ConfigError(f"trainer.extra.{key} is not an option of trl.{cls.__name__}; {hint}valid: any field of "
+                              f"trl.{cls.__name__} (its docs list them)")
+
+
 def trainer_args(cfg: TrainerConfig, *, beta: float, seed: int, output_dir: str, sampling, device: str):
     """TRL config for the ``trainer`` group. ``beta`` weighs the KL penalty (Align-Pro passes λ: see the module
     docstring); ``sampling`` is the trained policy's rollout sampling (prompter or oracle)."""

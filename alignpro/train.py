@@ -32,7 +32,7 @@ from alignpro.frozen import build_frozen
 from alignpro.generation import GenerationEngine
 from alignpro.methods import METHODS, Job
 from alignpro.reward import build_reward
-from alignpro.rl import quiet_library_noise
+from alignpro.rl import check_trainer_extra, quiet_library_noise
 from alignpro.rundir import Metrics, RunDir, flatten, process_rank, world_size
 from alignpro.schema import Config
 from alignpro.secrets import redact_text
@@ -82,6 +82,8 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     device = pick_device(cfg.device)
     method = METHODS[cfg.method.name]
     check_outside_parts(cfg, files, method.needs_frozen)
+    if method.trains:
+        check_trainer_extra(cfg.trainer)
     quiet_library_noise()
     splits = load_splits(cfg.dataset)  # cheap, and catches empty data / missing fields before models load
     set_seed(cfg.seed)

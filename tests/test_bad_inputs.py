@@ -76,6 +76,8 @@ CASES = [
     Case("+logger.api_key=… (a secret in the config)", train("+logger.api_key=sk-live-000marker"),
          ("logger.api_key", "environment")),
     Case("resume=maybe", train("resume=maybe"), ("resume='maybe'", "auto", "never")),
+    Case("+trainer.extra.num_iteration=2 (not a TRL option)", train("+trainer.extra.num_iteration=2"),
+         ("trainer.extra.num_iteration", "num_iterations", "trl.RLOOConfig")),
     # -- train: data (alignpro/data.py) ----------------------------------------------------------------------------
     Case("dataset=orca dataset.path=<missing dir>", train("dataset=orca", "dataset.path={tmp}/missing"),
          ("{tmp}/missing", "does not exist")),

@@ -165,3 +165,14 @@ def test_checkpoints_hold_what_a_resume_needs_and_vllm_options_pass_through(name
     off = trainer_args(compose(f"trainer={name}", "trainer.save_steps=0").trainer, beta=0.2, seed=0,
                        output_dir=str(tmp_path), sampling=Sampling(4), device="cpu")
     assert off.save_strategy == "no" and off.use_vllm is False and off.vllm_mode == "colocate"
+
+
+def test_trainer_extra_takes_the_trl_configs_fields_only():
+    from alignpro.rl import check_trainer_extra
+    from alignpro.schema import ConfigError
+
+    check_trainer_extra(compose("experiment=smoke", "+trainer.extra.num_iterations=2").trainer)
+    check_trainer_extra(compose("experiment=smoke", "trainer=grpo", "+trainer.extra.epsilon_high=0.3").trainer)
+    with pytest.raises(ConfigError, match="trainer.extra.num_iteration is not an option of trl.RLOOConfig; did you "
+                                          "mean num_iterations"):
+        check_trainer_extra(compose("experiment=smoke", "+trainer.extra.num_iteration=2").trainer)
