@@ -125,7 +125,8 @@ def run_cli(main: Callable[[], Any]) -> Any:
     debug = DEBUG_FLAG in sys.argv[1:]
     if debug:
         sys.argv = [a for a in sys.argv if a != DEBUG_FLAG]
-    full = debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    asked = os.environ.get("HYDRA_FULL_ERROR")
+    full = debug or asked == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     stderr = sys.stderr
     if not full:
@@ -152,6 +153,10 @@ def run_cli(main: Callable[[], Any]) -> Any:
         raise SystemExit(code) from None
     finally:
         sys.stderr = stderr
+        if asked is None:  # as it was: an in-process caller (a notebook, a test) keeps its own setting
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = asked
 
 
 def close_progress_bars() -> None:
