@@ -229,7 +229,7 @@ class Judge:
             except RunFault as err:  # e.g. ChatAPIError: the server is gone; what it answered is kept above
                 self.failure = " ".join(str(err).split())
                 log.info("judge: the backend failed for good (%s); the remaining verdicts come from the cache "
-                            "only", self.failure)
+                         "only", self.failure)
             else:
                 for i, text in zip(todo, fresh, strict=True):
                     texts[i] = text
