@@ -30,11 +30,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
+
+from alignpro.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -99,31 +101,29 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` (its folder made if needed) through a temporary file and a rename: readers see the
-    old file or the new one."""
+def _replace(path: Path, write: Callable[[Path], Any]) -> Path:
+    """``write`` a temporary sibling of ``path`` (its folder made if needed), then rename it onto ``path``: readers
+    see the old file or the new one, never half of one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # gone after a successful rename; removed after a failed write
     return path
 
 
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    return _replace(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def save_figure(fig: Any, path: Path, **savefig_kwargs: Any) -> Path:
-    """A matplotlib figure saved like :func:`write_atomic`: to a temporary file, then renamed (the format is the
-    suffix's, since the temporary name has another)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format=path.suffix.lstrip("."), **savefig_kwargs)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """A matplotlib figure saved like :func:`write_atomic` (the format is the suffix's, since the temporary name
+    has another)."""
+    return _replace(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix.lstrip("."), **savefig_kwargs))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -248,8 +248,6 @@ class RunDir:
     def check_writable(self) -> None:
         """Refuse, before any model loads, a run dir that cannot take the job's files (a read-only mount, no
         space): one probe file written, synced and removed."""
-        from alignpro.errors import BadInput
-
         probe = self.root / f".write-check.{os.getpid()}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
