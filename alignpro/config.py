@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from alignpro.api import ChatClient, EndpointError, require_openai
+from alignpro.api import ChatClient, require_openai
 from alignpro.assets import AssetError, check_available
 from alignpro.methods import METHODS
 from alignpro.schema import Config, ConfigError, JudgeConfig, check, lora_options, require, typed
@@ -42,10 +42,7 @@ def _api_endpoint(node: DictConfig, group: str) -> None:
         ChatClient.from_config(node)
     except ValueError as err:
         raise ConfigError(f"{group}.{err}") from None
-    try:
-        require_openai()
-    except EndpointError as err:
-        raise ConfigError(str(err)) from None
+    require_openai()
 
 
 def _available(node: DictConfig, role: str) -> None:
@@ -77,7 +74,8 @@ def validate_judge(cfg: Any) -> DictConfig:
 
 
 def validate(cfg: Any) -> DictConfig:
-    """The config typed by :class:`alignpro.schema.Config`, or :class:`ConfigError` on the first invalid value."""
+    """The config typed by :class:`alignpro.schema.Config`, or :class:`ConfigError` on the first invalid value
+    (:class:`alignpro.api.EndpointError` when an API backend lacks the ``openai`` package; both are BadInput)."""
     _no_secrets(_plain(cfg))
     cfg = typed(cfg)
     check(cfg, Config)

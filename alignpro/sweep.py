@@ -18,13 +18,13 @@ from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from alignpro.config import validate
-from alignpro.schema import ConfigError
+from alignpro.errors import BadInput, describe
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -52,11 +52,8 @@ def job_problem(config: DictConfig, overrides: list[str]) -> str | None:
         with open_dict(job):
             del job["hydra"]  # the job's own config is what alignpro.train validates
         validate(job)
-    except MissingConfigException as err:  # an unknown group option: Hydra lists the valid ones on later lines
-        valid = f"; valid: {', '.join(err.options)}" if err.options else ""
-        return str(err).strip().splitlines()[0] + valid
-    except (ConfigError, HydraException, OmegaConfBaseException) as err:
-        return str(err).strip().splitlines()[0]
+    except (BadInput, HydraException, OmegaConfBaseException) as err:
+        return describe(err)[1]  # the line the job itself would print (an unknown option: the valid ones)
     return None
 
 
