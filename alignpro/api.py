@@ -321,14 +321,12 @@ class ChatClient:
         coro = self._complete(conversations, self.request_fields(sampling), key, desc, on_answer)
         try:
             asyncio.get_running_loop()
-            in_loop = True
         except RuntimeError:
-            in_loop = False
-        if not in_loop:  # outside the except block, so a failure is not chained to "no running event loop"
-            return asyncio.run(coro)
-        # Called from inside an event loop (a notebook): run ours on a worker thread instead of nesting loops.
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, coro).result()
+            pass  # no loop: ours runs below, outside this block, so a failure is not chained to "no running loop"
+        else:  # called from inside an event loop (a notebook): ours runs on a worker thread, not nested
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, coro).result()
+        return asyncio.run(coro)
 
     # -- preflight ---------------------------------------------------------------------------------------------
 

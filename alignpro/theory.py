@@ -24,6 +24,7 @@ use Hölder). With the ½-less convention, or rewards in [−r_max, r_max], the 
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass
 
@@ -330,8 +331,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--worlds", type=int, default=1000, help="random worlds for the Theorem 6.1 check")
     ap.add_argument("--out", default="outputs/theory", help="folder for the plot and the full results")
     args = ap.parse_args(argv)
-    import math
-
     checks = [("--lams", lam, math.isfinite(lam) and lam > 0, "> 0 (a finite KL weight)") for lam in args.lams]
     checks += [("--steps", args.steps, args.steps >= 1, "≥ 1"),
                ("--k", args.k, args.k >= 2, "≥ 2 (RLOO's leave-one-out baseline needs two rewrites)"),

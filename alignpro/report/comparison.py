@@ -24,11 +24,7 @@ CELL_KEYS = ("dataset.name", "prompter.name", "frozen.name")  # a cell of the pa
 
 class ReportIncomplete(RunFault):
     """The report was written, but without some of what it was asked for (a judge that died partway: the pairs it
-    did not judge are named in the message and in report.md); ``result`` is :func:`comparison_report`'s result."""
-
-    def __init__(self, message: str, result: dict):
-        super().__init__(message)
-        self.result = result
+    did not judge are named in the message and in report.md)."""
 
 
 def cell_keys(jobs: list[dict]) -> list[str]:
@@ -310,7 +306,7 @@ def comparison_report(sweep_dir: str | Path | None, out: str | Path, *, judge_cf
             f"{missing_pairs['line']}; missing: {cells}{f'; and {more} more cells' if more > 0 else ''}. "
             f"{out / 'report.md'} has the {missing_pairs['n_total'] - missing_pairs['n_missing']} judged and names "
             "the missing ones; run the same command again once the judge answers: only the missing verdicts are "
-            "asked for (those received are cached)", res)
+            "asked for (those received are cached)")
     if wandb_log:
         res["wandb"] = log_report(out, rows, figures, name=f"report:{'paper' if paper_only else Path(sweep_dir).name}")
     return res
