@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alignpro.assets import build_once, cache_dir, fingerprint
+from alignpro.assets import AssetError, build_once, cache_dir, fingerprint
 from alignpro.prompter import compose_rewrite, prompter_path, rewrite_conversation
 from alignpro.rundir import world_size
 from alignpro.schema import PrompterConfig, SFTConfig
@@ -83,7 +83,7 @@ def sft_prompter_path(prompter_cfg: PrompterConfig, sft_cfg: SFTConfig, train_re
     target = cache_dir() / "sft" / f"{prompter_cfg.name}-{key}"
     if world_size() > 1 and not (target / "stats.json").is_file():
         # One process would train alone inside the job's process group while the others wait for its lock: a hang.
-        raise RuntimeError(f"rho_sft is not in the cache yet ({target}); a multi-process job cannot train it. Train it "
+        raise AssetError(f"rho_sft is not in the cache yet ({target}); a multi-process job cannot train it. Train it "
                            "once in a single process with the same overrides (e.g. method=base_prompter "
                            "eval.n_prompts=1), then launch again")
     trained: list[Path] = []
