@@ -133,10 +133,7 @@ def run_cli(main: Callable[[], Any]) -> Any:
         sys.stderr = _WithoutHydraJobLine(stderr)
     try:
         return main()
-    except SystemExit as err:
-        if isinstance(err.code, str):  # a message: one line, exit 2 (argparse's own exits pass through as they are)
-            print(" ".join(err.code.split()), file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+    except SystemExit:  # an exit the command chose (--help, the sweep preflight's list): as it is
         raise
     except KeyboardInterrupt:
         close_progress_bars()
