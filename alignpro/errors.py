@@ -16,11 +16,13 @@ Two kinds of failure, told apart by their exit code:
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 PREFIX = "alignpro: "
@@ -62,6 +64,18 @@ PLUGIN_OPTIONS = {
 }
 
 
+def group_options(missing: str) -> list[str]:
+    """Every option of the config group that ``missing`` (e.g. ``experiment/paper/qwen25_1_5b_x``) names, subfolders
+    included (``paper/qwen25_1_5b_llama31_8b_helpsteer``); files starting with ``_`` are shared parts, not options."""
+    from alignpro import CONF_DIR
+
+    root = Path(CONF_DIR) / missing.split("/", 1)[0]
+    if "/" not in missing or not root.is_dir():
+        return []
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml")
+                  if not p.name.startswith("_"))
+
+
 def _hydra_line(err: Exception) -> str:
     """One line from a Hydra/OmegaConf error: its first line, plus the valid options Hydra lists below it."""
     from hydra.errors import MissingConfigException, OverrideParseException
@@ -77,8 +91,12 @@ def _hydra_line(err: Exception) -> str:
     if isinstance(err, OverrideParseException):
         return f"cannot parse the override {err.override!r}: {' '.join(err.message.split())}"
     options = getattr(err, "options", None) if isinstance(err, MissingConfigException) else None
+    if missing and (nested := group_options(missing.group(1))):
+        options = nested  # Hydra lists one folder's options; experiment=paper/<cell> lives a folder down
     if options:
-        return f"{first}; valid: {', '.join(options)}"
+        close = difflib.get_close_matches(missing.group(1).split("/", 1)[-1], options, n=1) if missing else []
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"{first}; {hint}valid: {', '.join(options)}"
     if "Key '" in text and "is not in struct" in text:  # an override of a key the config does not have
         hint = re.search(r"(To append to your config use \S+)", text)
         return f"{first}: no such key{'; ' + hint.group(1) if hint else ''}"

@@ -64,6 +64,10 @@ CASES = [
     Case("prompter=nope", train("prompter=nope"), ("prompter/nope", "valid: ", "qwen25_1_5b")),
     Case("dataset=nope", train("dataset=nope"), ("dataset/nope", "valid: ", "helpsteer")),
     Case("method=nope", train("method=nope"), ("method/nope", "valid: ", "alignpro", "rlhf")),
+    Case("experiment=paper/qwen25_1_5b_llama31_8b_helpstear (a typo)",
+         ("alignpro.train", "experiment=paper/qwen25_1_5b_llama31_8b_helpstear", "hydra.run.dir={tmp}/run"),
+         ("experiment/paper/qwen25_1_5b_llama31_8b_helpstear", "did you mean paper/qwen25_1_5b_llama31_8b_helpsteer",
+          "valid: ", "paper/grid", "smoke")),
     Case("foo=1 (a key the config lacks)", train("foo=1"), ("'foo'", "+foo=1")),
     Case("lam=[ (unparsable override)", train("lam=["), ("'lam=['",)),
     Case("trainer.num_generations=1", train("trainer.num_generations=1"), ("trainer.num_generations=1", "2")),
@@ -112,6 +116,12 @@ CASES = [
     Case("--multirun lam=0.1,-1,0.3 (one bad job)",
          ("alignpro.train", "--multirun", *SMOKE, "lam=0.1,-1,0.3", "hydra.sweep.dir={tmp}/sweep"),
          ("1 of 3 jobs", "no job was started"), lines=2),
+    Case("--multirun experiment=smoke,smok (a typo in one job)",
+         ("alignpro.train", "--multirun", "experiment=smoke,smok", "logger.backend=none",
+          "hydra.sweep.dir={tmp}/sweep"), ("1 of 2 jobs", "no job was started"), lines=2),
+    Case("--multirun launcher=slurm off a cluster (no sbatch)",
+         ("alignpro.train", "--multirun", *SMOKE, "launcher=slurm", "lam=0.1,0.2", "hydra.sweep.dir={tmp}/sweep"),
+         ("launcher=slurm", "sbatch", "python -m alignpro.plan"), env={"PATH": "{nosbatch}"}),
     Case("--multirun launcher=slurm without the plugin",
          ("alignpro.train", "--multirun", *SMOKE, "launcher=slurm", "lam=0.1,0.2", "hydra.sweep.dir={tmp}/sweep"),
          ("hydra-submitit-launcher", "pip install 'alignpro[cluster]'"), hide="hydra_plugins.hydra_submitit_launcher"),
@@ -239,7 +249,10 @@ def run_case(case: Case, tmp: Path, servers: Servers) -> tuple[subprocess.Comple
     argv = [sys.executable, "-c", HIDE.format(mod=case.hide, cmd=cmd), *args] if case.hide else \
         [sys.executable, "-m", cmd, *args]
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_SERVICE", "HYDRA_FULL_ERROR")}
-    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **case.env)  # this checkout's code, whatever the cwd
+    # {nosbatch}: this PATH without a folder holding SLURM's sbatch (a case that must see no cluster)
+    nosbatch = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "sbatch").exists())
+    case_env = {k: v.format(nosbatch=nosbatch) for k, v in case.env.items()}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **case_env)  # this checkout's code, whatever the cwd
     env.pop("ALIGNPRO_UNSET_KEY", None)
     return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=120), inputs
 
