@@ -62,7 +62,26 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
             "curve": curve,
             "final_kl": steps[-1]["kl_seq"] if steps else None,
         })
-    return jobs, missing
+    return jobs + reused_points(root, jobs), missing
+
+
+def reused_points(root: Path, jobs: list[dict]) -> list[dict]:
+    """The sweep's points that another job ran for them (``grid.json``, alignpro/sweep.py): each one's own config
+    with that job's results, so the no-fine-tuning and oracle arms of the paper grid, run once per (frozen,
+    dataset), fill the cell of every prompter."""
+    from alignpro.sweep import GRID_FILE
+
+    grid = root / GRID_FILE
+    if not grid.exists():
+        return []
+    by_dir = {Path(j["dir"]).resolve(): j for j in jobs}
+    out = []
+    for point in json.loads(grid.read_text(encoding="utf-8"))["points"]:
+        ran = by_dir.get((root / str(point["job"])).resolve())
+        if point["runs"] or ran is None or not point["config"]:
+            continue  # a job of its own, or its job did not finish (listed as missing)
+        out.append({**ran, "config": point["config"], "reused_from": ran["dir"]})
+    return out
 
 
 def why_missing(d: str | Path) -> str:

@@ -1,0 +1,1 @@
+"""Hydra plugin: alignpro's product sweeper, Hydra's basic sweeper that runs each distinct job once."""
