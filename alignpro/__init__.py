@@ -2,7 +2,7 @@
 
 Align a frozen LLM without touching its weights: RL-fine-tune a small prompter ρ(x'|x) to maximise
 E[r(x, y)] - λ·KL(ρ || ρ_ref), y ~ π_F(·|x') (eq. 9, written out in ``alignpro/methods/alignpro.py``).
-Entry point: ``python -m alignpro.train`` (Hydra). Labels D1–D11 in comments are the design decisions of
+Entry point: ``python -m alignpro.train`` (Hydra). Labels D1–D12 in comments are the design decisions of
 ``docs/decisions.md``; the paper's equations, tables and prompts are in ``docs/paper.md``.
 """
 

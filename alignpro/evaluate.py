@@ -24,6 +24,8 @@ variance or interval is computed: the offending samples go to ``run_dir/nonfinit
 
 from __future__ import annotations
 
+import random
+
 from alignpro.finite import require_finite_rewards
 from alignpro.generation import Sampling, cut_count
 from alignpro.methods import Arm
@@ -31,6 +33,16 @@ from alignpro.metrics import mean, summarize
 from alignpro.reward import Reward
 from alignpro.rundir import Metrics, RunDir, Sample
 from alignpro.schema import EvalConfig
+
+
+def heldout_prompts(heldout: list[dict], eval_cfg: EvalConfig) -> list[str]:
+    """The prompts every arm is evaluated on: the split's first ``n_prompts`` (``eval.prompt_sample: first``), or a
+    draw seeded by ``eval.sample_seed`` (``seeded``), which a hub split stored in topic order cannot bias. Neither
+    depends on the run's seed, so every arm and seed answers the same prompts and the reports can pair them."""
+    rows = list(heldout)
+    if eval_cfg.prompt_sample == "seeded":
+        rows = random.Random(eval_cfg.sample_seed).sample(rows, min(eval_cfg.n_prompts, len(rows)))
+    return [r["prompt"] for r in rows[: eval_cfg.n_prompts]]
 
 
 def eval_samplings(eval_cfg: EvalConfig, answer_tokens: int, rewrite_tokens: int) -> tuple[Sampling, Sampling]:

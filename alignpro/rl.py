@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ from alignpro.assets import resolve_dtype
 from alignpro.finite import is_finite, shown, stop
 from alignpro.generation import fit_prompts, prompt_budget
 from alignpro.rundir import RunDir, read_jsonl
-from alignpro.schema import Config, TrainerConfig, lora_options
+from alignpro.schema import PAPER_BUDGET, Config, TrainerConfig, lora_options
 from alignpro.timing import StageTimer
 
 if TYPE_CHECKING:
@@ -256,6 +257,18 @@ def lora_config(lora) -> Any:
                          "peft.LoraConfig field") from err
 
 
+def resolve_max_steps(cfg: TrainerConfig, n_train: int) -> int:
+    """``trainer.max_steps: paper`` → optimizer steps of the paper's budget (docs/decisions.md, D12): legacy TRL
+    PPO drew one rollout per train prompt in one pass, 128 per batch, and trained 4 epochs on each batch. Here a
+    batch is ``prompts_per_step`` × k rollouts and each is trained ``num_iterations`` times, so the same number of
+    rollouts is ⌈N / (prompts_per_step · k)⌉ batches and that times ``num_iterations`` optimizer steps. An integer
+    passes through."""
+    if cfg.max_steps != PAPER_BUDGET:
+        return int(cfg.max_steps)
+    batches = math.ceil(n_train / (cfg.prompts_per_step * cfg.num_generations))
+    return max(batches, 1) * cfg.num_iterations
+
+
 def quiet_library_noise() -> None:
     """Silence what transformers/TRL print that is not the user's business: per-file "Loading weights" bars (our
     own bars show the long work), TRL 1.16 calling a transformers-5 deprecated alias once per step, and, on resume,
@@ -311,10 +324,12 @@ def trainer_args(cfg: TrainerConfig, *, beta: float, seed: int, output_dir: str,
         output_dir=output_dir,
         beta=float(beta),
         num_generations=cfg.num_generations,
-        # One optimizer step = prompts_per_step prompts × k rewrites, generated fresh for that step.
-        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
-        gradient_accumulation_steps=1,
-        steps_per_generation=1,
+        # One optimizer step = prompts_per_step prompts × k rewrites, generated together, in micro_batches passes
+        # (TRL counts steps_per_generation in passes: one generation per optimizer step).
+        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations // cfg.micro_batches,
+        gradient_accumulation_steps=cfg.micro_batches,
+        steps_per_generation=cfg.micro_batches,
+        num_iterations=cfg.num_iterations,  # each generated batch is trained on this many times (PPO's epochs)
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,

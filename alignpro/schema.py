@@ -40,6 +40,8 @@ from alignpro.errors import BadInput
 DEVICES = ("auto", "cpu", "cuda")
 TRAINERS = ("rloo", "grpo")
 VLLM_MODES = ("colocate", "server")  # TRL: vLLM inside the training process, or a separate `trl vllm-serve`
+PAPER_BUDGET = "paper"  # trainer.max_steps: the paper's implied budget (alignpro.rl.resolve_max_steps)
+PROMPT_SAMPLES = ("first", "seeded")  # eval.prompt_sample: the held-out split's first n prompts, or a seeded draw
 RESUME_MODES = ("auto", "never")  # continue a run dir's newest complete checkpoint, or refuse a used run dir
 PLACEHOLDER = "[PROMPT]"  # where the meta-prompt puts the user prompt x
 REWRITES = ("full", "append")  # x′ is the prompter's output, or x followed by it
@@ -270,7 +272,13 @@ class TrainerConfig:
     num_generations: int = key(ok=lambda v: integer_at_least(v, 2),
                                valid="RLOO/GRPO need k ≥ 2 rewrites per prompt (leave-one-out baseline)")
     prompts_per_step: int = positive()
-    max_steps: int = positive()
+    # Optimizer steps, or `paper`: the paper's budget, as many rollouts as train prompts (resolved from the data by
+    # alignpro.rl.resolve_max_steps before anything loads; config.yaml holds the number)
+    max_steps: Any = key(ok=lambda v: v == PAPER_BUDGET or integer_at_least(v, 1),
+                         valid=f"must be an integer > 0, or {PAPER_BUDGET} (the paper's budget: one rollout per "
+                               "train prompt)")
+    num_iterations: int = positive(1)  # updates per generated batch (TRL's μ; legacy PPO's ppo_epochs)
+    micro_batches: int = positive(1)  # passes one update's batch is split into (gradient accumulation): memory only
     learning_rate: float = key(ok=lambda v: number_above(v, 0), valid="must be > 0")
     lr_scheduler_type: str = "constant"
     warmup_steps: int = non_negative(0)
@@ -286,6 +294,12 @@ class TrainerConfig:
     vllm_gpu_memory_utilization: float = key(0.3, ok=lambda v: number_above(v, 0) and v <= 1,
                                              valid="must be in (0, 1]")
     extra: dict[str, Any] = field(default_factory=dict)  # passed verbatim to the TRL config
+
+    @staticmethod
+    def rules(node: DictConfig, prefix: str) -> None:
+        batch = node.prompts_per_step * node.num_generations
+        require(batch % node.micro_batches == 0, f"{prefix}micro_batches", node.micro_batches,
+                f"must divide the batch, prompts_per_step x num_generations = {batch} rollouts")
 
 
 @dataclass
@@ -374,6 +388,8 @@ class EvalConfig:
     rewrite_sampling: SamplingConfig | None = None  # null = sampling
     bootstrap_resamples: int = positive(2000)
     answer_shift: bool = True
+    prompt_sample: str = key("first", choices=PROMPT_SAMPLES)  # which held-out prompts: the first n or a seeded draw
+    sample_seed: int = 0  # the draw's seed (never the run's: every arm and seed answers the same prompts)
 
 
 @dataclass

@@ -111,7 +111,8 @@ def grid_points(config: DictConfig) -> list[GridPoint]:
     thing (:func:`job_identity`) share the first one's job; jobs are numbered in order of first appearance. A point
     whose config does not compose is a job of its own (the preflight refuses it). Only the ``distinct`` sweeper
     shares jobs (the preflight swaps it in for the basic one); for Hydra's basic sweeper every point is a job."""
-    points, jobs = [], {}
+    points: list[GridPoint] = []
+    jobs: dict[str, int] = {}  # identity -> job number
     share = config.hydra.sweeper._target_ in PRODUCT_SWEEPERS  # the preflight runs a basic sweep as distinct
     for overrides in job_overrides(config):
         try:
@@ -122,9 +123,9 @@ def grid_points(config: DictConfig) -> list[GridPoint]:
         if key is not None and key in jobs:
             points.append(GridPoint(overrides, jobs[key], runs=False, config=point_config(job)))
             continue
-        number = len(jobs) if key is None else jobs.setdefault(key, len(jobs))
-        if key is None:
-            jobs[f"unshared-{number}"] = number
+        number = len({p.job for p in points})
+        if key is not None:
+            jobs[key] = number
         points.append(GridPoint(overrides, number))
     return points
 

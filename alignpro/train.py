@@ -27,12 +27,12 @@ from alignpro.api import ChatClient
 from alignpro.config import ConfigError, validate
 from alignpro.data import load_splits
 from alignpro.errors import JobFailed, describe, run_cli
-from alignpro.evaluate import eval_samplings, evaluate
+from alignpro.evaluate import eval_samplings, evaluate, heldout_prompts
 from alignpro.frozen import build_frozen
 from alignpro.generation import GenerationEngine
 from alignpro.methods import METHODS, Job
 from alignpro.reward import build_reward
-from alignpro.rl import check_trainer_extra, quiet_library_noise
+from alignpro.rl import check_trainer_extra, quiet_library_noise, resolve_max_steps
 from alignpro.rundir import Metrics, RunDir, flatten, process_rank, world_size
 from alignpro.schema import Config
 from alignpro.secrets import redact_text
@@ -74,6 +74,9 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
 
     cfg = validate(cfg)  # typed by the schema and checked, before anything loads
     files = RunDir(run_dir)
+    # Cheap, and catches empty data / missing fields before models load; trainer.max_steps=paper counts its rows.
+    splits = load_splits(cfg.dataset)
+    cfg.trainer.max_steps = resolve_max_steps(cfg.trainer, len(splits.train))
     check_resume(files, cfg)  # a used run dir: continued by the same job only
     if files.is_finished():
         log.info("%s is finished: its metrics.json is read back, the job is not run again", run_dir)
@@ -85,7 +88,6 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     if method.trains:
         check_trainer_extra(cfg.trainer)
     quiet_library_noise()
-    splits = load_splits(cfg.dataset)  # cheap, and catches empty data / missing fields before models load
     set_seed(cfg.seed)
     timer = StageTimer()
     t0 = time.perf_counter()
@@ -116,7 +118,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
 
         # Held-out evaluation with the paper's sampling (D8), identical for every arm.
         answer, rewrite = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)
-        prompts = [r["prompt"] for r in splits.heldout[: cfg.eval.n_prompts]]
+        prompts = heldout_prompts(splits.heldout, cfg.eval)
         set_seed(cfg.seed)
         with timer("evaluation"):
             summary, samples = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,

@@ -44,3 +44,20 @@ def test_answer_shift_estimates_theorem_6_1_second_term(tiny_reward):
     summary, rows = evaluate(no_prompter, ["p1", "p2"], tiny_reward, answer, rewrite, n_resamples=50, shift=True)
     assert "answer_shift_reward" not in summary and "y_direct" not in rows[0].row()
     assert all(s.x_prime is None for s in rows)  # π_F answered x itself
+
+
+def test_heldout_prompts_are_the_first_n_or_a_seeded_draw_independent_of_the_run_seed():
+    from alignpro.evaluate import heldout_prompts
+
+    heldout = [{"prompt": f"p{i}"} for i in range(50)]
+    first = compose("eval.n_prompts=5").eval
+    assert heldout_prompts(heldout, first) == ["p0", "p1", "p2", "p3", "p4"]
+    drawn = compose("eval.n_prompts=5", "eval.prompt_sample=seeded", "seed=3").eval
+    picked = heldout_prompts(heldout, drawn)
+    assert len(set(picked)) == 5 and picked != ["p0", "p1", "p2", "p3", "p4"]
+    assert heldout_prompts(heldout, compose("eval.n_prompts=5", "eval.prompt_sample=seeded", "seed=9").eval) == picked
+    other = compose("eval.n_prompts=5", "eval.prompt_sample=seeded", "eval.sample_seed=1").eval
+    assert heldout_prompts(heldout, other) != picked
+    assert compose("experiment=paper/phi35_mini_qwen25_7b_orca").eval.prompt_sample == "seeded"
+    everything = compose("eval.n_prompts=80", "eval.prompt_sample=seeded").eval
+    assert sorted(heldout_prompts(heldout, everything)) == sorted(r["prompt"] for r in heldout)

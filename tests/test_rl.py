@@ -176,3 +176,31 @@ def test_trainer_extra_takes_the_trl_configs_fields_only():
     with pytest.raises(ConfigError, match="trainer.extra.num_iteration is not an option of trl.RLOOConfig; did you "
                                           "mean num_iterations"):
         check_trainer_extra(compose("experiment=smoke", "+trainer.extra.num_iteration=2").trainer)
+
+
+def test_the_paper_budget_is_one_rollout_per_train_prompt_in_batches_trained_four_times(tmp_path):
+    """D12: legacy PPO's 128-rollout batches, 4 epochs each, one pass; here 32 prompts × 4 rewrites per batch."""
+    from alignpro.rl import resolve_max_steps
+
+    cfg = compose("experiment=paper/qwen25_1_5b_llama31_8b_ultrafeedback").trainer
+    assert (cfg.prompts_per_step, cfg.num_generations, cfg.num_iterations, cfg.max_steps) == (32, 4, 4, "paper")
+    assert cfg.extra == {"normalize_advantages": True}
+    assert resolve_max_steps(cfg, 61_135) == 478 * 4  # UltraFeedback's train_prefs: 1,912 updates
+    assert resolve_max_steps(cfg, 128) == 4 and resolve_max_steps(cfg, 129) == 8
+    cfg.max_steps = 7
+    assert resolve_max_steps(cfg, 10**6) == 7  # a number is a number
+    cfg.max_steps = 8
+    args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu")
+    assert args.num_iterations == 4 and args.normalize_advantages
+    # one 128-rollout update in 2 passes of 64, one generation per update
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps, args.steps_per_generation) == (64, 2, 2)
+    assert args.generation_batch_size == 128
+
+
+def test_micro_batches_must_divide_the_batch():
+    from alignpro.config import validate
+    from alignpro.schema import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trainer.micro_batches=3 is invalid: must divide .* = 4 rollouts"):
+        validate(compose("experiment=smoke", "trainer.micro_batches=3"))
+    validate(compose("experiment=smoke", "trainer.micro_batches=2"))

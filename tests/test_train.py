@@ -173,3 +173,19 @@ def test_accelerate_launch_with_two_processes_gives_one_run_dir_one_wandb_run_an
     assert json.loads((run / "metrics.json").read_text())["n"] == cfg.eval.n_prompts
     ckpt = run / "checkpoints" / f"checkpoint-{cfg.trainer.max_steps}"
     assert {"rng_state_0.pth", "rng_state_1.pth", "COMPLETE"} <= {p.name for p in ckpt.iterdir()}
+
+
+def test_the_paper_budget_is_counted_on_the_loaded_data_and_recorded(tmp_path):
+    """trainer.max_steps=paper: 8 train prompts in batches of 2 prompts × 2 rewrites = 2 batches, each trained on
+    twice = 4 optimizer steps (each in 2 passes of 2 rollouts); config.yaml (and W&B) hold the number, and the reward
+    is called once per batch."""
+    import yaml
+
+    cfg = compose("experiment=smoke", "logger=none", "trainer.max_steps=paper", "trainer.num_iterations=2",
+                  "trainer.micro_batches=2", "dataset.max_train=8", "trainer.save_steps=0")
+    train(cfg, tmp_path)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["trainer"]["max_steps"] == 4
+    curve = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in curve if "loss" in row] == [1, 2, 3, 4]
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 * 2 * 2 and len({s["step"] for s in samples}) == 2
