@@ -44,7 +44,7 @@ class Arm:
 @dataclass
 class Job:
     """What an arm gets to run: the composed config, the train prompts, r(x, y), π_F (None for the oracle), the
-    run's directory and device, the W&B run's tracker (None: no W&B) and the stage timer."""
+    run's directory and device, the W&B run's tracker (None: no W&B), the stage timer and any extra callbacks."""
 
     cfg: Config  # typed and checked (alignpro.config.validate)
     train_records: list[dict]
@@ -54,6 +54,7 @@ class Job:
     device: str = "cpu"
     tracker: Tracker | None = None
     timer: StageTimer = field(default_factory=StageTimer)
+    callbacks: tuple = ()  # more TRL callbacks for a trained arm's trainer (e.g. benchmarks/gpu's step clock)
 
     def __post_init__(self) -> None:
         if not isinstance(self.run_dir, RunDir):

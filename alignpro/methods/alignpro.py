@@ -113,7 +113,7 @@ def train_prompter(job: Job) -> Arm:
     trainer = fit(cfg, beta=cfg.lam, policy_path=rho_ref, rows=rows, reward_fn=reward_fn,
                   sampling=Sampling.from_config(p.sampling, p.max_new_tokens), dtype=p.dtype, run_dir=job.run_dir,
                   device=job.device, timer=job.timer, label="align-pro", tracker=job.tracker, lora=p.lora,
-                  first_callbacks=[Objective(cfg.lam)])
+                  first_callbacks=[Objective(cfg.lam)], callbacks=job.callbacks)
     # 5. finished work is on disk before evaluation starts
     trainer.save_model(str(job.run_dir.model("prompter")))
     model = trainer.model.eval()  # with LoRA a PeftModel, evaluated with its adapter unmerged (alignpro/rl.py)

@@ -54,7 +54,7 @@ def train_oracle(job: Job) -> Arm:
                   reward_fn=OracleReward(job.reward, job.run_dir.sample_log(), job.timer, job.run_dir),
                   sampling=sampling, dtype=f.dtype, run_dir=job.run_dir, device=job.device,
                   timer=job.timer, label="rlhf-oracle", tracker=job.tracker, lora=f.lora,
-                  first_callbacks=[Objective(cfg.lam)])
+                  first_callbacks=[Objective(cfg.lam)], callbacks=job.callbacks)
     trainer.save_model(str(job.run_dir.model("oracle")))
     engine = GenerationEngine.from_config(cfg.generation)
     return Arm("rlhf", None, HFResponder(trainer.model.eval(), trainer.processing_class, sampling, f.system,
