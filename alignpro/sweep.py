@@ -96,52 +96,66 @@ def job_identity(job: DictConfig) -> str:
 
 @dataclass
 class GridPoint:
-    """One point of a sweep's product: ``job`` is the number (the run dir's name) of the job that runs it; with
-    ``runs`` false the point is reused from that job, and ``config`` is the point's own resolved config, flattened,
-    which is what a report shows for it."""
+    """One point of a sweep's product: ``job`` is the number (the run dir's name) of the job that runs it. With
+    ``runs`` false the point is reused from that job, and its own config is that job's ``config.yaml`` with the keys
+    in ``differs`` set (flattened, e.g. ``prompter.name``) and those in ``drops`` removed: what a report shows for
+    it. Only keys the two composed configs disagree on are listed, so values the job resolved when it ran (such as
+    ``trainer.max_steps: paper``) come from the job."""
 
     overrides: list[str]
     job: int
     runs: bool = True
-    config: dict = field(default_factory=dict)
+    differs: dict = field(default_factory=dict)
+    drops: list[str] = field(default_factory=list)
 
 
-def grid_points(config: DictConfig) -> list[GridPoint]:
+def grid_points(config: DictConfig, composed: dict | None = None) -> list[GridPoint]:
     """Every point of the sweep in Hydra's order and the job that runs it: points whose jobs would compute the same
     thing (:func:`job_identity`) share the first one's job; jobs are numbered in order of first appearance. A point
     whose config does not compose is a job of its own (the preflight refuses it). Only the ``distinct`` sweeper
-    shares jobs (the preflight swaps it in for the basic one); for Hydra's basic sweeper every point is a job."""
+    shares jobs (the preflight swaps it in for the basic one); for Hydra's basic sweeper every point is a job.
+    ``composed``, if given, receives each point's composed config by its overrides (the plan reuses them)."""
     points: list[GridPoint] = []
-    jobs: dict[str, int] = {}  # identity -> job number
+    jobs: dict[str, tuple[int, DictConfig]] = {}  # identity -> (job number, its config)
     share = config.hydra.sweeper._target_ in PRODUCT_SWEEPERS  # the preflight runs a basic sweep as distinct
     for overrides in job_overrides(config):
         try:
             job = job_config(config, overrides) if share else None
             key = job_identity(job) if job is not None else None
+            if composed is not None and job is not None:
+                composed[tuple(overrides)] = job
         except (HydraException, OmegaConfBaseException):
             job, key = None, None
         if key is not None and key in jobs:
-            points.append(GridPoint(overrides, jobs[key], runs=False, config=point_config(job)))
+            number, ran = jobs[key]
+            mine, theirs = flat_config(job), flat_config(ran)
+            points.append(GridPoint(overrides, number, runs=False,
+                                    differs={k: v for k, v in mine.items() if theirs.get(k, _ABSENT) != v},
+                                    drops=sorted(theirs.keys() - mine.keys())))
             continue
         number = len({p.job for p in points})
         if key is not None:
-            jobs[key] = number
+            jobs[key] = (number, job)
         points.append(GridPoint(overrides, number))
     return points
 
 
-def point_config(job: DictConfig) -> dict:
-    """A reused point's config as its own job would have written it (alignpro.tracking.resolved), flattened."""
+_ABSENT = object()
+
+
+def flat_config(job: DictConfig) -> dict:
+    """A job's config as it writes it to ``config.yaml`` (alignpro.tracking.resolved), flattened; {} for a config
+    the preflight will refuse."""
     from alignpro.tracking import resolved
 
     try:
         return flatten(resolved(validate(job)))
-    except (BadInput, OmegaConfBaseException):  # the preflight names it; nothing runs
+    except (BadInput, OmegaConfBaseException):
         return {}
 
 
 def write_grid(sweep_dir: str | Path, points: list[GridPoint]) -> None:
-    """``grid.json`` in the sweep dir: every point, the job that runs it, and a reused point's own config."""
+    """``grid.json`` in the sweep dir: every point, the job that runs it, and how a reused point's config differs."""
     path = Path(sweep_dir) / GRID_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps({"points": [asdict(p) for p in points]}, indent=1, default=str))

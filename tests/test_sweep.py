@@ -52,6 +52,12 @@ def test_a_good_sweep_passes_preflight_and_runs_each_distinct_job_once(tmp_path)
     seen = sorted((j["config"]["method.name"], j["config"]["lam"], Path(j["dir"]).name) for j in jobs)
     assert seen == [("base_prompter", 0.1, "1"), ("base_prompter", 0.3, "1"),
                     ("no_finetune", 0.1, "0"), ("no_finetune", 0.3, "0")]
+    # the comparison report fills each λ's cell with both arms
+    from alignpro.report.comparison import comparison_cells
+
+    rows = comparison_cells(jobs, missing, n_resamples=50)
+    assert sorted(r["cell"]["lam"] for r in rows) == [0.1, 0.3]
+    assert all(set(r["arms"]) == {"no_finetune", "base_prompter"} for r in rows)
 
 
 def test_an_optuna_search_with_a_bad_fixed_value_is_refused_before_its_first_trial(tmp_path):
@@ -98,7 +104,10 @@ def test_the_paper_grid_runs_each_distinct_job_once():
         ran_ov = dict(o.split("=", 1) for o in ran.overrides)
         assert {k: v for k, v in ran_ov.items() if k != "prompter"} == {k: v for k, v in ov.items() if k != "prompter"}
         assert ran_ov["prompter"] == "phi35_mini"
-        assert p.config["prompter.name"] == "qwen25_1_5b" and p.config["method.name"] == ov["method"]
+        # what the reused point's config changes: the prompter's keys only (its job's resolved values stay)
+        assert p.differs["prompter.name"] == "qwen25_1_5b" and p.differs["prompter.lora"] is None
+        assert p.drops == [f"prompter.lora.{k}" for k in ("alpha", "dropout", "r", "target_modules")]
+        assert {k.split(".")[0] for k in p.differs} == {"prompter"}
     # the arms that read the prompter run for each one
     assert all(p.runs for p in points if "method=alignpro" in p.overrides or "method=base_prompter" in p.overrides)
 

@@ -41,29 +41,13 @@ def compose_master(overrides: list[str]) -> Any:
 
 
 def grid(master: Any) -> tuple[list[tuple[int, list[str], bool]], dict[tuple, Any]]:
-    """(job number, overrides, runs) per point, and the job configs composed on the way: :func:`alignpro.sweep.
-    grid_points` where it exists (a point that reuses another job's result does not run), else one job per
-    :func:`alignpro.sweep.job_overrides` entry. Each point's config is composed once (Hydra composition is most of
-    a big grid's planning time)."""
-    from alignpro import sweep
+    """(job number, overrides, runs) per point of :func:`alignpro.sweep.grid_points` (a point that reuses another
+    job's result does not run), and the job configs it composed on the way, by overrides (Hydra composition is most
+    of a big grid's planning time, so each point is composed once)."""
+    from alignpro.sweep import grid_points
 
     composed: dict[tuple, Any] = {}
-    points = getattr(sweep, "grid_points", None)
-    if points is None:
-        return [(i, list(ov), True) for i, ov in enumerate(sweep.job_overrides(master))], composed
-    original = sweep.job_config
-
-    def once(config: Any, overrides: list[str]) -> Any:
-        key = tuple(overrides)
-        if key not in composed:
-            composed[key] = original(config, overrides)
-        return composed[key]
-
-    sweep.job_config = once  # grid_points composes every point of a distinct sweep: keep what it composed
-    try:
-        found = points(master)
-    finally:
-        sweep.job_config = original
+    found = grid_points(master, composed)
     return [(p.job, list(p.overrides), bool(p.runs)) for p in found], composed
 
 
@@ -117,9 +101,7 @@ def _list_jobs(master: Any, multirun: bool) -> tuple[list[Job], dict[str, Any], 
             group = f"run-{Path(run_dir).name}"
         # Every point is checked, a reused one too (the sweep preflight refuses it: a report shows its config).
         try:
-            job_cfg = composed.get(tuple(ovs))
-            if job_cfg is None:
-                job_cfg = getattr(sweep, "job_config", sweep_job_config)(master, ovs)
+            job_cfg = composed.get(tuple(ovs)) or sweep.job_config(master, ovs)
             typed_cfg = validate(job_cfg)
             if runs:
                 configs.setdefault(num, typed_cfg)
@@ -130,17 +112,6 @@ def _list_jobs(master: Any, multirun: bool) -> tuple[list[Job], dict[str, Any], 
     if bad:
         raise BadInput(f"{len(bad)} of {len(points)} jobs are invalid, nothing was planned: " + "; ".join(bad))
     return jobs, configs, info
-
-
-def sweep_job_config(master: Any, overrides: list[str]) -> Any:
-    """One job's own config, composed as the launcher composes it (where alignpro.sweep has no job_config)."""
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
-
-    job = GlobalHydra.instance().config_loader().load_sweep_config(master, list(overrides))
-    with open_dict(job):
-        del job["hydra"]
-    return job
 
 
 def plan(overrides: list[str], multirun: bool = False, prompt_tokens: int = PROMPT_TOKENS) -> dict:

@@ -78,9 +78,10 @@ def reused_points(root: Path, jobs: list[dict]) -> list[dict]:
     out = []
     for point in json.loads(grid.read_text(encoding="utf-8"))["points"]:
         ran = by_dir.get((root / str(point["job"])).resolve())
-        if point["runs"] or ran is None or not point["config"]:
+        if point["runs"] or ran is None:
             continue  # a job of its own, or its job did not finish (listed as missing)
-        out.append({**ran, "config": point["config"], "reused_from": ran["dir"]})
+        config = {k: v for k, v in ran["config"].items() if k not in set(point["drops"])} | point["differs"]
+        out.append({**ran, "config": config, "reused_from": ran["dir"]})
     return out
 
 
