@@ -79,8 +79,7 @@ def test_typed_fills_the_defaults_and_types_the_values():
 
 @pytest.mark.parametrize("override, message", [
     ("lam=abc", "lam='abc' is invalid: the paper's λ (KL weight of eq. 9) must be a finite number > 0; try lam=0.2"),
-    ("trainer.max_steps=abc", "trainer.max_steps='abc' is invalid: must be an integer > 0"),
-    ("trainer.max_steps=2.5", "trainer.max_steps=2.5 is invalid: must be an integer > 0"),
+    ("trainer.num_iterations=2.5", "trainer.num_iterations=2.5 is invalid: must be an integer > 0"),
     ("generation.bucket=maybe", "generation.bucket='maybe' is invalid: must be true or false"),
     ("frozen.system=[a]", "frozen.system=['a'] is invalid: must be a string"),
     ("trainer.bf16=null", "trainer.bf16=None is invalid: must be true or false"),
@@ -94,7 +93,7 @@ def test_a_value_of_the_wrong_type_is_named_with_what_is_valid(override, message
 
 def test_an_unknown_key_is_refused_with_the_keys_of_its_group():
     with pytest.raises(ConfigError, match=r"^trainer.lerning_rate is not a config key; valid keys here: name, "
-                                          r"num_generations, prompts_per_step, max_steps, learning_rate, "):
+                                          r"num_generations, prompts_per_step, max_steps, num_iterations, micro_batches, learning_rate, "):
         typed(compose_raw("+trainer.lerning_rate=1e-5"))
     with pytest.raises(ConfigError, match=r"^colour is not a config key; valid keys here: lam, seed, device, "):
         typed(compose_raw("+colour=red"))
@@ -107,6 +106,11 @@ def test_an_unknown_key_is_refused_with_the_keys_of_its_group():
     ("trainer.warmup_steps=-1", "trainer.warmup_steps=-1 is invalid: must be an integer ≥ 0"),
     ("reward.fit.weight_decay=-0.1", "reward.fit.weight_decay=-0.1 is invalid: must be a number ≥ 0"),
     ("eval.max_new_tokens=0", "eval.max_new_tokens=0 is invalid: must be an integer > 0"),
+    # an integer or `paper`, so its type is checked with its range
+    ("trainer.max_steps=abc", "trainer.max_steps='abc' is invalid: must be an integer > 0, or paper (the paper's "
+                              "budget: one rollout per train prompt)"),
+    ("trainer.max_steps=2.5", "trainer.max_steps=2.5 is invalid: must be an integer > 0, or paper (the paper's "
+                              "budget: one rollout per train prompt)"),
 ])
 def test_check_applies_each_keys_choices_and_range(override, message):
     cfg = typed(compose_raw(override))
