@@ -93,7 +93,8 @@ def test_a_value_of_the_wrong_type_is_named_with_what_is_valid(override, message
 
 def test_an_unknown_key_is_refused_with_the_keys_of_its_group():
     with pytest.raises(ConfigError, match=r"^trainer.lerning_rate is not a config key; valid keys here: name, "
-                                          r"num_generations, prompts_per_step, max_steps, num_iterations, micro_batches, learning_rate, "):
+                                          r"num_generations, prompts_per_step, max_steps, num_iterations, "
+                                          r"micro_batches, learning_rate, "):
         typed(compose_raw("+trainer.lerning_rate=1e-5"))
     with pytest.raises(ConfigError, match=r"^colour is not a config key; valid keys here: lam, seed, device, "):
         typed(compose_raw("+colour=red"))
