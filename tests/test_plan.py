@@ -1,5 +1,5 @@
 """``python -m alignpro.plan``: full-size shapes on the meta device, LoRA counted through peft, each arm's memory plan,
-the job list of a sweep, and the README's memory table (``python -m tests.test_plan`` rewrites it)."""
+the job list of a sweep, and the memory table of docs/memory-plan.md (``python -m tests.test_plan`` rewrites it)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from alignpro import plan
 from tests.conftest import ROOT, compose_raw
 
-README = ROOT / "README.md"
+TABLE_DOC = ROOT / "docs" / "memory-plan.md"  # where the memory table is shown (README links it)
 # Published sizes (the model cards) and the exact counts of the shipped configs (their data card).
 PAPER = {
     "microsoft/Phi-3.5-mini-instruct": (3.8e9, 3_821_079_552),
@@ -171,13 +171,13 @@ def test_gpu_anchors_are_the_measured_ones():
 
 
 def readme_block() -> str:
-    text = README.read_text(encoding="utf-8")
+    text = TABLE_DOC.read_text(encoding="utf-8")
     return text[text.index(plan.README_START) + len(plan.README_START): text.index(plan.README_END)].strip()
 
 
-def test_the_readme_memory_table_is_the_commands_output(grid):
+def test_the_docs_memory_table_is_the_commands_output(grid):
     assert readme_block() == plan.readme_block(grid), \
-        "README's memory table differs from the plan; regenerate it with: .venv/bin/python -m tests.test_plan"
+        "docs/memory-plan.md's memory table differs from the plan; regenerate it: .venv/bin/python -m tests.test_plan"
 
 
 def run_plan(*args: str) -> subprocess.CompletedProcess:
@@ -207,11 +207,11 @@ def test_a_bad_job_is_one_line_naming_it():
 
 
 def write_readme_table() -> None:
-    """Write the plan's memory table into the README."""
-    text = README.read_text(encoding="utf-8")
+    """Write the plan's memory table into docs/memory-plan.md."""
+    text = TABLE_DOC.read_text(encoding="utf-8")
     head, rest = text.split(plan.README_START)
     _, tail = rest.split(plan.README_END)
-    README.write_text(f"{head}{plan.README_START}\n{plan.readme_block()}\n{plan.README_END}{tail}", encoding="utf-8")
+    TABLE_DOC.write_text(f"{head}{plan.README_START}\n{plan.readme_block()}\n{plan.README_END}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ LoRA adapters and KV widths are counted, not computed. docs/memory-plan.md expla
 | ``cost``      | the GPU-hours cost model (docs/gpu-anchors.md's anchors); updates and generations   |
 | ``memory``    | one job's memory plan, stage by stage, and its GPU-hours                            |
 | ``jobs``      | the sweep composed, every job listed (run dir, W&B group), one plan per arm         |
-| ``report``    | the tables, the JSON and the README's memory table                                  |
+| ``report``    | the tables, the JSON and docs/memory-plan.md's memory table                         |
 | ``__main__``  | the command line                                                                    |
 
 Imports run one way: shapes ← cost ← memory ← jobs ← report ← __main__.

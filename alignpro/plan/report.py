@@ -1,4 +1,4 @@
-"""The plan as text (the jobs table, the memory table, each arm's stages), as JSON, and the README's memory table."""
+"""The plan as text (the jobs table, the memory table, each arm's stages), as JSON, and docs/memory-plan.md's table."""
 
 from __future__ import annotations
 
@@ -149,14 +149,14 @@ def as_json(result: dict) -> dict:
             "arms": [arm(p) for p in result["arms"].values()]}
 
 
-# -- the README's table ---------------------------------------------------------------------------------------------
+# -- docs/memory-plan.md's memory table (the README links it) -------------------------------------------------------
 
 README_COMMAND = "python -m alignpro.plan experiment=paper/grid"
 README_START, README_END = "<!-- plan:start -->", "<!-- plan:end -->"
 
 
 def readme_block(result: dict | None = None) -> str:
-    """The README's memory table: the paper grid's arms, as :data:`README_COMMAND` prints them."""
+    """The memory table of docs/memory-plan.md: the paper grid's arms, as :data:`README_COMMAND` prints them."""
     result = result or plan(README_COMMAND.split()[3:])
     return f"`{README_COMMAND}` prints (x = {result['prompt_tokens']} tokens):\n\n" + \
         memory_table(list(result["arms"].values()))
