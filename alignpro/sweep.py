@@ -68,10 +68,11 @@ def job_config(config: DictConfig, overrides: list[str]) -> DictConfig:
     return job
 
 
-def job_problem(config: DictConfig, overrides: list[str]) -> str | None:
-    """Why one job's config is bad (one line), or None: composed as the launcher will, then validated."""
+def job_problem(config: DictConfig, overrides: list[str], job: DictConfig | None = None) -> str | None:
+    """Why one job's config is bad (one line), or None: composed as the launcher will (or ``job``, already
+    composed), then validated."""
     try:
-        validate(job_config(config, overrides))
+        validate(job if job is not None else job_config(config, overrides))
     except (BadInput, HydraException, OmegaConfBaseException) as err:
         return describe(err)[1]  # the line the job itself would print (an unknown option: the valid ones)
     return None
@@ -186,8 +187,10 @@ class Preflight(Callback):
         if (problem := launcher_problem(config)) is not None:
             print(f"alignpro: sweep preflight: {problem}", file=sys.stderr, flush=True)
             raise SystemExit(2)
-        jobs = grid_points(config)  # a reused point is checked too: a report shows its own config
-        bad = [(p.job, p.overrides, msg) for p in jobs if (msg := job_problem(config, p.overrides)) is not None]
+        composed: dict = {}
+        jobs = grid_points(config, composed)  # a reused point is checked too: a report shows its own config
+        bad = [(p.job, p.overrides, msg) for p in jobs
+               if (msg := job_problem(config, p.overrides, composed.get(tuple(p.overrides)))) is not None]
         if not bad:
             return
         lines = [f"alignpro: sweep preflight: {len(bad)} of {len(jobs)} jobs are invalid; no job was started"]
