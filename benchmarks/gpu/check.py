@@ -136,10 +136,10 @@ def now_utc() -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomic write: a part killed mid-write leaves the previous complete file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    """Atomic write (alignpro.rundir.write_atomic): a part killed mid-write leaves the previous complete file."""
+    from alignpro.rundir import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=2, default=str))
 
 
 def sync(device: str) -> None:
