@@ -7,7 +7,7 @@
 
 Pipeline, the same for every arm: validate the config → data → reward r(x, y) → frozen π_F (unless the arm trains
 its own) → the arm (``method``: alignpro/methods/; eq. 9 is in alignpro/methods/alignpro.py) → held-out evaluation →
-``metrics.json`` and W&B (the run dir's files: alignpro/rundir.py).
+``metrics.json`` and W&B (the run dir's files: alignpro/run/directory.py).
 """
 
 from __future__ import annotations
@@ -22,22 +22,23 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from alignpro import CONF_DIR, tracking
-from alignpro.api import ChatClient
-from alignpro.config import ConfigError, validate
-from alignpro.data import load_splits
-from alignpro.errors import JobFailed, describe, run_cli
-from alignpro.evaluate import eval_samplings, evaluate, heldout_prompts
-from alignpro.frozen import build_frozen
-from alignpro.generation import GenerationEngine
-from alignpro.methods import METHODS, Job
-from alignpro.reward import build_reward
-from alignpro.rl import check_trainer_extra, quiet_library_noise, resolve_max_steps
-from alignpro.rundir import Metrics, RunDir, flatten, process_rank, world_size
-from alignpro.schema import Config
-from alignpro.secrets import redact_text
-from alignpro.sft import menu_rate
-from alignpro.timing import StageTimer
+from alignpro import CONF_DIR
+from alignpro.config.schema import Config
+from alignpro.config.validate import ConfigError, validate
+from alignpro.data.preferences import load_splits
+from alignpro.methods.registry import METHODS, Job
+from alignpro.methods.rl import check_trainer_extra, quiet_library_noise, resolve_max_steps
+from alignpro.methods.sft import menu_rate
+from alignpro.models.api import ChatClient
+from alignpro.models.frozen import build_frozen
+from alignpro.models.generation import GenerationEngine
+from alignpro.models.reward import build_reward
+from alignpro.report.evaluate import eval_samplings, evaluate, heldout_prompts
+from alignpro.run import tracking
+from alignpro.run.directory import Metrics, RunDir, flatten, process_rank, world_size
+from alignpro.run.errors import JobFailed, describe, run_cli
+from alignpro.run.secrets import redact_text
+from alignpro.run.timing import StageTimer
 
 log = logging.getLogger("alignpro")
 
@@ -153,7 +154,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
 
 def check_outside_parts(cfg: Config, files: RunDir, needs_frozen: bool) -> None:
     """What the config points at outside itself, checked before any model loads: the run dir takes files, and a
-    frozen model behind an API answers (one cheap request: alignpro.api.ChatClient.preflight)."""
+    frozen model behind an API answers (one cheap request: alignpro.models.api.ChatClient.preflight)."""
     files.check_writable()
     if needs_frozen and cfg.frozen.backend == "openai_api":
         ChatClient.from_config(cfg.frozen).preflight("frozen")
@@ -202,7 +203,7 @@ def main(cfg: DictConfig) -> float:
         return train(cfg, ctx["run_dir"], ctx["group"], ctx["name"]).get("reward_mean", math.nan)
     except BaseException as err:
         # The job dir says why it has no metrics.json, so a sweep's report can name the failed cells and why; the
-        # traceback goes there too, since the terminal shows one line (alignpro/errors.py).
+        # traceback goes there too, since the terminal shows one line (alignpro/run/errors.py).
         code, line = describe(err)
         trace = "".join(traceback.format_exception(err))
         try:

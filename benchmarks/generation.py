@@ -1,5 +1,6 @@
 """Side-by-side generation benchmark: TRL's default generation path (``model.generate``, dynamic cache, eager) against
-``alignpro.generation``'s compiled engine (static KV cache, own decode loop, compiled step on CUDA), same process, same
+``alignpro.models.generation``'s compiled engine (static KV cache, own decode loop, compiled step on CUDA), same
+process, same
 random-weight models, same inputs.
 
     python benchmarks/generation.py --device cuda         # paper shapes (docs/gpu-anchors.md): 8B frozen, 1.5B prompter
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from alignpro.generation import Sampling, decode
+from alignpro.models.generation import Sampling, decode
 
 H100_READ_BW = 1.51e12  # bytes/s, docs/gpu-anchors.md (device-to-device copy 3.02 TB/s read+write)
 

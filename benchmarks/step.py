@@ -31,16 +31,16 @@ from pathlib import Path
 
 from transformers import TrainerCallback, set_seed
 
-from alignpro.data import compose_config, load_splits
-from alignpro.frozen import build_frozen
-from alignpro.generation import GenerationEngine, Sampling
+from alignpro.data.preferences import compose_config, load_splits
 from alignpro.methods.alignpro import AlignProReward
-from alignpro.prompter import rewrite_conversation
-from alignpro.reward import build_reward
-from alignpro.rl import fit, quiet_library_noise
-from alignpro.rundir import RunDir, SampleLog
-from alignpro.sft import sft_prompter_path
-from alignpro.timing import StageTimer
+from alignpro.methods.rl import fit, quiet_library_noise
+from alignpro.methods.sft import sft_prompter_path
+from alignpro.models.frozen import build_frozen
+from alignpro.models.generation import GenerationEngine, Sampling
+from alignpro.models.prompter import rewrite_conversation
+from alignpro.models.reward import build_reward
+from alignpro.run.directory import RunDir, SampleLog
+from alignpro.run.timing import StageTimer
 
 SHAPE = ("trainer.num_generations=4", "trainer.prompts_per_step=2")  # the demo's batch (conf/experiment/steer.yaml)
 

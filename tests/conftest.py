@@ -27,16 +27,16 @@ def compose_raw(*overrides: str):
 
 
 def compose(*overrides: str):
-    """The config a run works with: :func:`compose_raw` typed by the schema (alignpro.schema.typed)."""
-    from alignpro.schema import typed
+    """The config a run works with: :func:`compose_raw` typed by the schema (alignpro.config.schema.typed)."""
+    from alignpro.config.schema import typed
 
     return typed(compose_raw(*overrides))
 
 
 @pytest.fixture(scope="session")
 def tiny_lm():
-    """(model, tokenizer) of the tiny random Llama built in-process (cached on disk by alignpro.assets)."""
-    from alignpro.assets import load_causal_lm, tiny_model_dir
+    """(model, tokenizer) of the tiny random Llama built in-process (cached on disk by alignpro.models.assets)."""
+    from alignpro.models.assets import load_causal_lm, tiny_model_dir
 
     return load_causal_lm(str(tiny_model_dir("causal_lm")), "float32", "cpu")
 
@@ -61,14 +61,14 @@ def lively_lm(tiny_lm):
 
 @pytest.fixture(scope="session")
 def embedded_splits():
-    from alignpro.data import load_splits
+    from alignpro.data.preferences import load_splits
 
     return load_splits(compose().dataset)
 
 
 @pytest.fixture(scope="session")
 def tiny_reward(embedded_splits):
-    from alignpro.reward import build_reward
+    from alignpro.models.reward import build_reward
 
     return build_reward(compose("reward=tiny").reward, embedded_splits.train, embedded_splits.heldout)
 
@@ -77,7 +77,7 @@ def tiny_reward(embedded_splits):
 def smollm2_server(tmp_path_factory):
     """A real OpenAI-compatible server: ``transformers serve`` on SmolLM2-135M-Instruct (CPU, one thread), started
     once per session on a free localhost port (tests/server.py)."""
-    from alignpro.assets import AssetError, export_smollm2
+    from alignpro.models.assets import AssetError, export_smollm2
     from tests.server import missing_serve_packages, transformers_serve
 
     missing = missing_serve_packages()

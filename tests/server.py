@@ -1,4 +1,4 @@
-"""Real HTTP servers for the tests of alignpro.api, the API frozen model and the judge (no mocked clients).
+"""Real HTTP servers for the tests of alignpro.models.api, the API frozen model and the judge (no mocked clients).
 
 * :func:`transformers_serve` starts ``transformers serve`` (an OpenAI-compatible FastAPI/uvicorn server) as a
   subprocess on a free localhost port, pinned to a local model folder (the SmolLM2 export), on CPU with one

@@ -1,4 +1,5 @@
-"""alignpro.api.ChatClient against real servers: ``transformers serve`` on SmolLM2 (session fixture) for the happy
+"""alignpro.models.api.ChatClient against real servers: ``transformers serve`` on SmolLM2 (session fixture) for the
+happy
 path, timeouts and a pinned model; a scripted stdlib HTTP server for 5xx/429 sequences, echoed keys and odd bodies."""
 
 import json
@@ -7,8 +8,8 @@ import time
 
 import pytest
 
-from alignpro.api import ChatAPIError, ChatClient, EndpointError
-from alignpro.generation import Sampling
+from alignpro.models.api import ChatAPIError, ChatClient, EndpointError
+from alignpro.models.generation import Sampling
 from tests.server import ScriptedServer, chat_completion, free_port
 
 GREEDY = Sampling(24, temperature=0.0)
@@ -60,7 +61,7 @@ def test_bare_top_k_is_rejected_by_transformers_serve_with_a_hint(smollm2_server
 
 def test_timeouts_are_retried_counted_then_raised(smollm2_server, caplog):
     client = served(smollm2_server, timeout_s=0.02, max_retries=2)
-    with caplog.at_level(logging.WARNING, logger="alignpro.api"), pytest.raises(ChatAPIError, match="timed out"):
+    with caplog.at_level(logging.WARNING, logger="alignpro.models.api"), pytest.raises(ChatAPIError, match="timed out"):
         client.complete([user("Tell me a long story about a dragon.")], Sampling(16, temperature=0.0))
     s = client.stats
     assert (s.requests, s.retries, s.failures, s.gave_up, s.completed) == (3, 2, 3, 1, 0)
@@ -71,7 +72,7 @@ def test_server_down_retries_with_backoff_then_names_server_model_and_reason(cap
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     client = ChatClient(url, "m", api_key_env=None, max_retries=3, backoff_s=0.05)
     t0 = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="alignpro.api"), pytest.raises(ChatAPIError) as err:
+    with caplog.at_level(logging.WARNING, logger="alignpro.models.api"), pytest.raises(ChatAPIError) as err:
         client.complete([user("hi")], GREEDY)
     assert time.perf_counter() - t0 >= 0.05 + 0.1 + 0.2  # 0.05 · (1 + 2 + 4): exponential backoff
     msg = str(err.value)
@@ -124,7 +125,7 @@ def test_malformed_bodies_are_counted_failures(payload, reason):
 def test_an_empty_answer_is_returned_but_counted_and_logged(caplog):
     with ScriptedServer(lambda body, headers: (200, chat_completion(""))) as srv:
         client = ChatClient(srv.base_url, "m", api_key_env=None)
-        with caplog.at_level(logging.WARNING, logger="alignpro.api"):
+        with caplog.at_level(logging.WARNING, logger="alignpro.models.api"):
             assert client.complete([user("hi")], GREEDY) == [""]
     assert client.stats.empty == 1 and "empty answer" in caplog.text
 
@@ -171,7 +172,7 @@ def test_keyless_server_gets_a_dummy_key():
 def test_sampling_maps_onto_the_request(mode, extra, caplog):
     with ScriptedServer(lambda body, headers: (200, chat_completion("x"))) as srv:
         client = ChatClient(srv.base_url, "m", api_key_env=None, extra_sampling=mode)
-        with caplog.at_level(logging.WARNING, logger="alignpro.api"):
+        with caplog.at_level(logging.WARNING, logger="alignpro.models.api"):
             client.complete([user("hi")], Sampling(7, 1.5, 0.6, 20))  # the paper's evaluation sampling (D8)
     body = srv.bodies[0]
     if "generation_config" in body:

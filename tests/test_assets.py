@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from alignpro import assets
+from alignpro.models import assets
 from tests.conftest import ROOT
 
 
@@ -144,7 +144,7 @@ def test_a_job_waiting_for_another_says_so_and_uses_its_build(tmp_path):
     from filelock import FileLock
 
     target, counter = tmp_path / "entry", tmp_path / "builds.txt"
-    code = ("import functools, sys; from pathlib import Path; from alignpro import assets; "
+    code = ("import functools, sys; from pathlib import Path; from alignpro.models import assets; "
             "from tests.test_assets import _slow_build; "
             "print(assets.build_once(Path(sys.argv[1]), functools.partial(_slow_build, Path(sys.argv[2])), 'done'))")
     with FileLock(tmp_path / "entry.lock"):  # another job is building

@@ -57,7 +57,8 @@ def api(url: str, *args: str) -> tuple[str, ...]:
 
 
 CASES = [
-    # -- train: config values (alignpro/schema.py, alignpro/config.py) -------------------------------------------
+    # -- train: config values (alignpro/config/schema.py, alignpro/config/validate.py)
+    # -------------------------------------------
     Case("lam=-1", train("lam=-1"), ("lam=-1.0", "> 0")),
     Case("lam=nan", train("lam=nan"), ("lam=nan", "finite")),
     Case("lam=abc", train("lam=abc"), ("lam", "abc")),
@@ -82,7 +83,8 @@ CASES = [
     Case("resume=maybe", train("resume=maybe"), ("resume='maybe'", "auto", "never")),
     Case("+trainer.extra.num_iteration=2 (not a TRL option)", train("+trainer.extra.num_iteration=2"),
          ("trainer.extra.num_iteration", "num_iterations", "trl.RLOOConfig")),
-    # -- train: data (alignpro/data.py) ----------------------------------------------------------------------------
+    # -- train: data (alignpro/data/preferences.py)
+    # ----------------------------------------------------------------------------
     Case("dataset=orca dataset.path=<missing dir>", train("dataset=orca", "dataset.path={tmp}/missing"),
          ("{tmp}/missing", "does not exist")),
     Case("dataset=jsonl with empty prompts", train("dataset=jsonl", "dataset.path={tmp}/empty.jsonl"),
@@ -99,7 +101,8 @@ CASES = [
          setup="used_run_dir"),
     Case("lam=0.5 in a run dir of lam=0.1", train("lam=0.5"), ("lam: 0.1 -> 0.5", "new run dir"),
          setup="used_run_dir"),
-    # -- train: a frozen model behind an API (alignpro/api.py) ------------------------------------------------------
+    # -- train: a frozen model behind an API (alignpro/models/api.py)
+    # ------------------------------------------------------
     Case("frozen=openai_api with method=rlhf", api("{down}", "method=rlhf"), ("frozen.backend", "frozen=llama31_8b")),
     Case("frozen=openai_api, its key variable unset", api("{down}", "frozen.api_key_env=ALIGNPRO_UNSET_KEY"),
          ("ALIGNPRO_UNSET_KEY is not set", "api_key_env=null")),
@@ -121,7 +124,7 @@ CASES = [
           "hydra.sweep.dir={tmp}/sweep"), ("1 of 2 jobs", "no job was started"), lines=2),
     Case("--multirun launcher=slurm off a cluster (no sbatch)",
          ("alignpro.train", "--multirun", *SMOKE, "launcher=slurm", "lam=0.1,0.2", "hydra.sweep.dir={tmp}/sweep"),
-         ("launcher=slurm", "sbatch", "python -m alignpro.plan"), env={"PATH": "{nosbatch}"}),
+         ("launcher=slurm", "sbatch", "python -m alignpro.tools.plan"), env={"PATH": "{nosbatch}"}),
     Case("--multirun launcher=slurm without the plugin",
          ("alignpro.train", "--multirun", *SMOKE, "launcher=slurm", "lam=0.1,0.2", "hydra.sweep.dir={tmp}/sweep"),
          ("hydra-submitit-launcher", "pip install 'alignpro[cluster]'"), hide="hydra_plugins.hydra_submitit_launcher"),
@@ -151,11 +154,11 @@ CASES = [
          ("'nope'", "comparison", "ablation")),
     Case("report without --out", ("alignpro.report", "{tmp}/sweep"), ("--out",)),
     # -- data, theory ---------------------------------------------------------------------------------------------
-    Case("data dataset=nope", ("alignpro.data", "dataset=nope"), ("dataset/nope", "valid: ")),
-    Case("data --n -1", ("alignpro.data", "--n", "-1"), ("--n -1", "≥ 0")),
-    Case("theory --lams -1", ("alignpro.theory", "--lams", "-1", "--out", "{tmp}/theory"), ("--lams -1", "> 0")),
-    Case("theory --k 1", ("alignpro.theory", "--k", "1", "--out", "{tmp}/theory"), ("--k 1", "≥ 2")),
-    Case("theory --steps many", ("alignpro.theory", "--steps", "many"), ("--steps", "'many'")),
+    Case("data dataset=nope", ("alignpro.data.preferences", "dataset=nope"), ("dataset/nope", "valid: ")),
+    Case("data --n -1", ("alignpro.data.preferences", "--n", "-1"), ("--n -1", "≥ 0")),
+    Case("theory --lams -1", ("alignpro.tools.theory", "--lams", "-1", "--out", "{tmp}/theory"), ("--lams -1", "> 0")),
+    Case("theory --k 1", ("alignpro.tools.theory", "--k", "1", "--out", "{tmp}/theory"), ("--k 1", "≥ 2")),
+    Case("theory --steps many", ("alignpro.tools.theory", "--steps", "many"), ("--steps", "'many'")),
 ]
 
 
@@ -175,10 +178,10 @@ def a_file(tmp: Path) -> None:
 
 
 def used_run_dir(tmp: Path) -> None:
-    """A run dir that holds a job of lam=0.1: its resolved config, as alignpro.tracking.start writes it."""
-    from alignpro import tracking
-    from alignpro.config import validate
-    from alignpro.rundir import RunDir
+    """A run dir that holds a job of lam=0.1: its resolved config, as alignpro.run.tracking.start writes it."""
+    from alignpro.config.validate import validate
+    from alignpro.run import tracking
+    from alignpro.run.directory import RunDir
     from tests.conftest import compose
 
     cfg = validate(compose(*SMOKE, "lam=0.1"))
@@ -189,7 +192,7 @@ def used_run_dir(tmp: Path) -> None:
 
 def finished_job(d: Path, config: dict, reward: float) -> None:
     """A finished job's files, as alignpro.train writes them (config, run info, metrics, held-out samples)."""
-    from alignpro.rundir import RunDir, Sample
+    from alignpro.run.directory import RunDir, Sample
 
     files = RunDir(d)
     d.mkdir(parents=True)

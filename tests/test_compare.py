@@ -1,4 +1,4 @@
-"""Paired comparison of arms (alignpro/compare.py): hand-computed statistics, pairing by prompt and seed, and the
+"""Paired comparison of arms (alignpro/report/compare.py): hand-computed statistics, pairing by prompt and seed, and the
 comparison written from real runs of a real multirun with the Hydra callback."""
 
 import json
@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from alignpro.compare import compare, comparison, paired, sentence
-from alignpro.errors import BadInput
-from alignpro.metrics import paired_difference
+from alignpro.report.compare import compare, comparison, paired, sentence
 from alignpro.report.runs import load_runs
+from alignpro.report.statistics import paired_difference
+from alignpro.run.errors import BadInput
 from tests.conftest import ROOT
 
 
@@ -117,7 +117,8 @@ def test_compare_cli_rewrites_the_same_numbers(demo_sweep, tmp_path):
     res = compare(sweep, tmp_path, wandb_log=False)
     before = json.loads((sweep / "comparison.json").read_text())
     assert res["pairs"] == before["pairs"]
-    proc = subprocess.run([sys.executable, "-m", "alignpro.compare", str(tmp_path / "nothing")], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "alignpro.report.compare", str(tmp_path / "nothing")],
+                          capture_output=True,
                           text=True, cwd=ROOT)
     assert proc.returncode != 0 and proc.stderr.strip().startswith("alignpro: ")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignpro.config import ConfigError, validate
+from alignpro.config.validate import ConfigError, validate
 from tests.conftest import CONF, ROOT, compose, compose_raw
 
 GROUPS = {g: sorted(str(p.relative_to(CONF / g).with_suffix("")) for p in (CONF / g).rglob("*.yaml"))
@@ -87,7 +87,7 @@ def test_option_values_reads_what_a_file_sets():
 
 
 def test_meta_prompt_default_is_the_papers_verbatim_and_none_is_bare_x():
-    from alignpro.prompter import PAPER_META_PROMPT
+    from alignpro.models.prompter import PAPER_META_PROMPT
 
     assert compose().prompter.meta_prompt == PAPER_META_PROMPT
     assert compose("prompter=qwen25_1_5b").prompter.meta_prompt == PAPER_META_PROMPT
@@ -105,7 +105,7 @@ def test_every_option_composes_through_the_cli_cfg_job(override):
     # Hydra prints the YAML as composed, which the run types by the schema before using it
     from omegaconf import OmegaConf
 
-    from alignpro.schema import typed
+    from alignpro.config.schema import typed
 
     assert OmegaConf.to_container(typed(cfg)) == OmegaConf.to_container(compose(override), resolve=False)
 
@@ -248,7 +248,7 @@ def test_bad_lora_and_missing_reward_model_fail_before_anything_loads():
 
 def test_generation_block_defaults_to_hf_and_is_validated():
     """The generation engine defaults to the generate() path; a bad engine fails at validation."""
-    from alignpro.generation import GenerationEngine
+    from alignpro.models.generation import GenerationEngine
 
     cfg = compose()
     assert GenerationEngine.from_config(cfg.generation) == GenerationEngine("hf", "auto", True)

@@ -1,4 +1,4 @@
-"""alignpro.errors: an exception becomes one line and an exit code; a traceback only when asked for."""
+"""alignpro.run.errors: an exception becomes one line and an exit code; a traceback only when asked for."""
 
 import errno
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from alignpro.errors import ArgumentParser, BadInput, JobFailed, NonFiniteError, RunFault, describe, run_cli
+from alignpro.run.errors import ArgumentParser, BadInput, JobFailed, NonFiniteError, RunFault, describe, run_cli
 from tests.conftest import ROOT
 
 
@@ -73,7 +73,7 @@ def test_run_cli_leaves_the_environment_as_it_found_it(monkeypatch):
 
 
 def test_a_real_command_hides_its_traceback_unless_asked():
-    cmd = [sys.executable, "-m", "alignpro.data", "--n", "-1"]
+    cmd = [sys.executable, "-m", "alignpro.data.preferences", "--n", "-1"]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     plain = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)

@@ -1,9 +1,9 @@
 import pytest
 
-from alignpro.evaluate import eval_samplings, evaluate
-from alignpro.frozen import build_frozen
-from alignpro.methods import Arm
-from alignpro.prompter import load_prompter
+from alignpro.methods.registry import Arm
+from alignpro.models.frozen import build_frozen
+from alignpro.models.prompter import load_prompter
+from alignpro.report.evaluate import eval_samplings, evaluate
 from tests.conftest import compose
 
 
@@ -47,7 +47,7 @@ def test_answer_shift_estimates_theorem_6_1_second_term(tiny_reward):
 
 
 def test_heldout_prompts_are_the_first_n_or_a_seeded_draw_independent_of_the_run_seed():
-    from alignpro.evaluate import heldout_prompts
+    from alignpro.report.evaluate import heldout_prompts
 
     heldout = [{"prompt": f"p{i}"} for i in range(50)]
     first = compose("eval.n_prompts=5").eval

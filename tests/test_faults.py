@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from alignpro.rundir import RunDir, read_jsonl
+from alignpro.run.directory import RunDir, read_jsonl
 from tests.conftest import ROOT
 from tests.server import ScriptedServer, chat_completion, free_port
 
@@ -53,7 +53,7 @@ def logged_steps(files: RunDir) -> list[int]:
 
 @pytest.fixture(scope="module")
 def smollm2_dir():
-    from alignpro.assets import AssetError, export_smollm2
+    from alignpro.models.assets import AssetError, export_smollm2
     from tests.server import missing_serve_packages
 
     missing = missing_serve_packages()
@@ -200,7 +200,7 @@ def two_arm_sweep(tmp_path_factory):
 
 def test_a_judge_server_that_dies_mid_report_leaves_a_report_of_the_judged_pairs_and_a_rerun_asks_only_the_rest(
         two_arm_sweep, tmp_path):
-    from alignpro.judge import JudgeCache
+    from alignpro.report.judge import JudgeCache
 
     port, out = free_port(), tmp_path / "report"
     base_url = f"http://127.0.0.1:{port}/v1"  # one port for both servers: the same command, the same URL

@@ -1,13 +1,13 @@
-"""alignpro.finite: what counts as finite, how a non-finite value is written, and the stop that saves it."""
+"""alignpro.run.numerics: what counts as finite, how a non-finite value is written, and the stop that saves it."""
 
 import json
 import math
 
 import pytest
 
-from alignpro.errors import NonFiniteError
-from alignpro.finite import is_finite, require_finite_rewards, shown
-from alignpro.rundir import RunDir, Sample
+from alignpro.run.directory import RunDir, Sample
+from alignpro.run.errors import NonFiniteError
+from alignpro.run.numerics import is_finite, require_finite_rewards, shown
 
 
 def test_finite_means_a_real_number_that_is_not_nan_or_inf():

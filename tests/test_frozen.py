@@ -1,7 +1,7 @@
 import pytest
 
-from alignpro.frozen import HFResponder, build_frozen
-from alignpro.generation import Sampling, chat, generate_chat
+from alignpro.models.frozen import HFResponder, build_frozen
+from alignpro.models.generation import Sampling, chat, generate_chat
 
 
 def test_frozen_sees_only_the_prompt_in_its_user_turn(tiny_lm, monkeypatch):
@@ -12,7 +12,7 @@ def test_frozen_sees_only_the_prompt_in_its_user_turn(tiny_lm, monkeypatch):
         seen["convs"], seen["engine"] = convs, engine
         return ["y"] * len(convs)
 
-    monkeypatch.setattr("alignpro.frozen.generate_chat", record)
+    monkeypatch.setattr("alignpro.models.frozen.generate_chat", record)
     HFResponder(model, tok, Sampling(4)).answer(["x-prime one", "x-prime two"])
     assert seen["engine"].engine == "hf"  # the default engine is the generate() path
     assert seen["convs"] == [[{"role": "user", "content": "x-prime one"}], [{"role": "user", "content": "x-prime two"}]]
@@ -39,7 +39,7 @@ def test_sampling_override_at_call_time(lively_lm):
 
 
 def test_build_frozen_from_config_and_unknown_backend():
-    from alignpro.config import ConfigError, validate
+    from alignpro.config.validate import ConfigError, validate
     from tests.conftest import compose
 
     cfg = compose("frozen=tiny").frozen
@@ -50,7 +50,8 @@ def test_build_frozen_from_config_and_unknown_backend():
         validate(compose("experiment=smoke", "frozen.backend=grpc"))
 
 
-# ---- frozen=openai_api: APIResponder through alignpro.api.ChatClient, against real servers ----------------------
+# ---- frozen=openai_api: APIResponder through alignpro.models.api.ChatClient, against real servers
+# ----------------------
 
 def api_frozen_cfg(*overrides: str):
     from tests.conftest import compose
@@ -59,7 +60,7 @@ def api_frozen_cfg(*overrides: str):
 
 
 def test_api_frozen_answers_through_a_real_transformers_server(smollm2_server):
-    from alignpro.frozen import APIResponder
+    from alignpro.models.frozen import APIResponder
 
     cfg = api_frozen_cfg(f"frozen.base_url={smollm2_server.base_url}", f"frozen.model={smollm2_server.model}",
                          "frozen.api_key_env=null", "frozen.extra_sampling=generation_config",
@@ -72,8 +73,8 @@ def test_api_frozen_answers_through_a_real_transformers_server(smollm2_server):
 
 
 def test_api_frozen_sends_the_system_turn_then_only_the_prompt():
-    from alignpro.api import ChatClient
-    from alignpro.frozen import APIResponder
+    from alignpro.models.api import ChatClient
+    from alignpro.models.frozen import APIResponder
     from tests.server import ScriptedServer, chat_completion
 
     with ScriptedServer(lambda body, headers: (200, chat_completion("  y  "))) as srv:
@@ -87,7 +88,7 @@ def test_api_frozen_sends_the_system_turn_then_only_the_prompt():
 
 
 def test_build_api_frozen_checks_the_key_variable_and_refuses_other_weights(monkeypatch):
-    from alignpro.api import EndpointError
+    from alignpro.models.api import EndpointError
 
     monkeypatch.delenv("ALIGNPRO_FROZEN_KEY", raising=False)
     cfg = api_frozen_cfg("frozen.api_key_env=ALIGNPRO_FROZEN_KEY")
@@ -100,7 +101,7 @@ def test_build_api_frozen_checks_the_key_variable_and_refuses_other_weights(monk
 
 
 def test_api_frozen_validates_without_local_weights(monkeypatch):
-    from alignpro import config
+    from alignpro.config import validate as config
     from tests.conftest import compose
 
     roles = []
@@ -110,7 +111,7 @@ def test_api_frozen_validates_without_local_weights(monkeypatch):
 
 
 def test_rlhf_oracle_cannot_train_a_model_behind_an_api():
-    from alignpro.config import ConfigError, validate
+    from alignpro.config.validate import ConfigError, validate
     from tests.conftest import compose
 
     with pytest.raises(ConfigError, match="method=rlhf.*cannot be trained"):
@@ -130,7 +131,7 @@ def test_rlhf_oracle_cannot_train_a_model_behind_an_api():
     ("frozen.backend=grpc", "frozen.backend"),
 ])
 def test_api_frozen_bad_values_fail_validation_before_anything_loads(override, match):
-    from alignpro.config import ConfigError, validate
+    from alignpro.config.validate import ConfigError, validate
     from tests.conftest import compose_raw
 
     with pytest.raises(ConfigError, match=match) as err:  # what Hydra composed, as alignpro.train gets it

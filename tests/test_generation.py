@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alignpro.generation import Sampling, chat_inputs, generate_chat
+from alignpro.models.generation import Sampling, chat_inputs, generate_chat
 
 
 def test_sampling_kwargs_greedy_and_paper():
@@ -60,7 +60,7 @@ def _hf_tokens(model, tok, convs, sampling):
 
 def test_generation_engine_from_config_and_when_it_compiles():
     """Its values are checked by the schema (tests/test_schema.py); here: the typed block and the compile rule."""
-    from alignpro.generation import GenerationEngine
+    from alignpro.models.generation import GenerationEngine
     from tests.conftest import compose
 
     assert GenerationEngine() == GenerationEngine("hf", "auto", False)
@@ -75,7 +75,7 @@ def test_generation_engine_from_config_and_when_it_compiles():
 def test_warpers_follow_generate_order_and_no_ops():
     from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    from alignpro.generation import TopKTopPLogitsWarper
+    from alignpro.models.generation import TopKTopPLogitsWarper
 
     assert [type(w) for w in Sampling(5, 1.5, 0.6, 20).warpers()] == [TemperatureLogitsWarper, TopKTopPLogitsWarper]
     assert [type(w) for w in Sampling(5, 1.5, 1.0, 20).warpers()] == [TemperatureLogitsWarper, TopKLogitsWarper]
@@ -88,7 +88,7 @@ def test_fused_top_k_top_p_equals_generates_two_warpers(top_k, top_p):
     """Same kept tokens, same logits as TopKLogitsWarper followed by TopPLogitsWarper, on peaked and flat rows."""
     from transformers import TopKLogitsWarper, TopPLogitsWarper
 
-    from alignpro.generation import TopKTopPLogitsWarper
+    from alignpro.models.generation import TopKTopPLogitsWarper
 
     gen = torch.Generator().manual_seed(top_k)
     scores = torch.randn(16, 1000, generator=gen) * torch.linspace(0.1, 8, 16)[:, None]
@@ -101,7 +101,7 @@ def test_fused_top_k_top_p_equals_generates_two_warpers(top_k, top_p):
 
 def test_compiled_greedy_token_identical_to_generate(lively_lm):
     """A padded batch of prompts of different lengths: the same tokens as generate(), row by row."""
-    from alignpro.generation import decode
+    from alignpro.models.generation import decode
 
     model, tok = lively_lm
     greedy = Sampling(12, temperature=0)
@@ -115,7 +115,7 @@ def test_compiled_greedy_token_identical_to_generate(lively_lm):
 
 
 def _compiled(bucket: bool = False):
-    from alignpro.generation import GenerationEngine
+    from alignpro.models.generation import GenerationEngine
 
     return GenerationEngine("compiled", compile=False, bucket=bucket)
 
@@ -125,7 +125,7 @@ def test_per_row_eos_and_early_exit(lively_lm):
     Then an EOS every row emits first: the loop runs one step, not max_new_tokens."""
     import copy
 
-    from alignpro.generation import decode
+    from alignpro.models.generation import decode
 
     model, tok = lively_lm
     greedy = Sampling(12, temperature=0)
@@ -153,7 +153,7 @@ def test_per_row_eos_and_early_exit(lively_lm):
 
 
 def test_bucketing_restores_order(lively_lm):
-    from alignpro.generation import _batches
+    from alignpro.models.generation import _batches
 
     model, tok = lively_lm
     lengths = [len(chat_inputs(tok, [c])["input_ids"][0]) for c in CONVS]
@@ -166,7 +166,7 @@ def test_bucketing_restores_order(lively_lm):
 
 
 def _first_tokens(model, tok, sampling, n, engine, seed):
-    from alignpro.generation import decode
+    from alignpro.models.generation import decode
 
     enc = chat_inputs(tok, [[{"role": "user", "content": "Tell me"}]] * n)
     torch.manual_seed(seed)
@@ -203,7 +203,7 @@ def test_sampled_distribution_matches_generate(lively_lm):
 def test_compiled_refuses_generation_config_processors(lively_lm):
     import copy
 
-    from alignpro.generation import decode
+    from alignpro.models.generation import decode
 
     model, tok = lively_lm
     saved = copy.deepcopy(model.generation_config)
@@ -220,7 +220,7 @@ def test_extra_logits_processors_reach_generate_and_the_compiled_engine_refuses_
     """The hook the judge's score-line grammar uses: processors built per batch from its padded prompt length."""
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    from alignpro.generation import GenerationEngine
+    from alignpro.models.generation import GenerationEngine
 
     model, tok = lively_lm
     forced = tok.convert_tokens_to_ids(tok.tokenize("a"))[0]

@@ -102,7 +102,7 @@ def test_tiny_check_training_parts(tiny_run):
         if part.spec["method"] == "alignpro":
             assert s["steady_split_s"]["frozen_generation"] > 0 and finite(s["frozen_tokens_per_s_nominal"])
         assert finite(r["cpu_max_rss_gb"]) and r["rollouts_per_step"] == 2
-        # the memory plan sits beside the measurement (alignpro.plan), or the reason it could not
+        # the memory plan sits beside the measurement (alignpro.tools.plan), or the reason it could not
         assert finite(r.get("plan_peak_gb")) or r.get("plan_error")
     ours = results["parts"]["p2f1_alignpro_ours"]["overrides"]
     assert "generation.engine=compiled" in ours and "+trainer.extra.cache_implementation=static" in ours
@@ -203,8 +203,8 @@ def test_scripts_parse_and_agree():
 def test_paper_scale_jobs_compose():
     """Every training part's paper-scale config (and its fallback) composes and validates as the GPU will run it,
     so a renamed config or option fails here, not in a device call."""
-    from alignpro.config import validate
-    from alignpro.data import compose_config
+    from alignpro.config.validate import validate
+    from alignpro.data.preferences import compose_config
 
     for part in (p for p in check.PARTS if p.kind == "job"):
         for engine in (part.spec["engine"], part.spec.get("fallback")):

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from alignpro.generation import Sampling
-from alignpro.judge import (
+from alignpro.models.generation import Sampling
+from alignpro.report.judge import (
     JUDGE_SYSTEM_PROMPT,
     Judge,
     JudgeCache,
@@ -186,7 +186,7 @@ def test_cache_entries_are_atomic_files_and_a_damaged_one_is_a_miss(tmp_path):
 
 
 def test_answers_paid_for_before_a_transport_failure_stay_cached(tmp_path):
-    from alignpro.judge import JudgeIncomplete
+    from alignpro.report.judge import JudgeIncomplete
 
     broken = {"after": 2}
 
@@ -210,7 +210,7 @@ def test_answers_paid_for_before_a_transport_failure_stay_cached(tmp_path):
 
 
 def test_transport_failures_raise_instead_of_counting_invalid(tmp_path):
-    from alignpro.judge import JudgeIncomplete
+    from alignpro.report.judge import JudgeIncomplete
 
     with ScriptedServer(lambda body, headers: (500, {"error": "boom"})) as srv:
         judge = api_judge(srv, tmp_path, max_retries=1)
@@ -225,7 +225,7 @@ def test_mismatched_lengths_and_bad_settings_are_refused(tmp_path):
         judge = api_judge(srv, tmp_path)
         with pytest.raises(ValueError, match="2 prompts, 1 answers A"):
             judge.judge_pairs(["p", "q"], ["a"], ["b", "c"])
-    from alignpro.config import ConfigError, validate_judge
+    from alignpro.config.validate import ConfigError, validate_judge
 
     with pytest.raises(ConfigError, match="judge.max_attempts=0 is invalid: must be an integer > 0"):
         validate_judge(compose("+judge=tiny", "judge.max_attempts=0"))
@@ -268,7 +268,7 @@ def test_judge_through_real_smollm2_server(smollm2_server, tmp_path):
 
 @pytest.mark.parametrize("option", ["openai_api", "hf", "tiny"])
 def test_every_judge_option_composes_and_validates(option):
-    from alignpro.config import validate
+    from alignpro.config.validate import validate
 
     cfg = compose(f"+judge={option}")
     validate(cfg)
@@ -287,7 +287,7 @@ def test_every_judge_option_composes_and_validates(option):
     ("judge.backend=grpc", "judge.backend"),
 ])
 def test_bad_judge_values_fail_validation(override, match):
-    from alignpro.config import ConfigError, validate
+    from alignpro.config.validate import ConfigError, validate
 
     with pytest.raises(ConfigError, match=re.escape(match)) as err:
         validate(compose("+judge=openai_api", override))

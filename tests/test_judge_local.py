@@ -1,4 +1,5 @@
-"""A local judge model and its score-line constraint (alignpro/judge_local.py), on the tiny model and on SmolLM2."""
+"""A local judge model and its score-line constraint (alignpro/report/judge_local.py), on the tiny model and on
+SmolLM2."""
 
 import dataclasses
 import math
@@ -6,8 +7,8 @@ import re
 
 import pytest
 
-from alignpro.judge import build_judge, judge_messages, outcome_pairs
-from alignpro.judge_local import SCORE_LINE_CONSTRAINT, ScoreLineProcessor, ScoreLineVocab
+from alignpro.report.judge import build_judge, judge_messages, outcome_pairs
+from alignpro.report.judge_local import SCORE_LINE_CONSTRAINT, ScoreLineProcessor, ScoreLineVocab
 from tests.conftest import compose
 
 # ---- constrained score line (judge.constrain_scores, backend hf) -----------------------------------------------------
@@ -18,7 +19,7 @@ DIGITS = {str(d) for d in range(1, 10)}
 
 @pytest.fixture(scope="module")
 def smollm2_dir():
-    from alignpro.assets import AssetError, export_smollm2
+    from alignpro.models.assets import AssetError, export_smollm2
 
     try:
         return export_smollm2()
@@ -95,7 +96,7 @@ def test_constrained_tiny_judge_always_parses_even_with_random_weights(tmp_path)
 
 
 def test_constrained_smollm2_judge_gives_valid_verdicts_in_both_orders(smollm2_dir, tmp_path):
-    from alignpro.metrics import win_tie_loss
+    from alignpro.report.statistics import win_tie_loss
 
     judge = build_judge(compose("+judge=hf").judge, cache_root=tmp_path)  # constrain_scores: true by default
     assert judge.backend.constrain_scores
@@ -142,7 +143,7 @@ def test_constrained_and_free_answers_never_share_a_cache_key(tmp_path):
     ("tiny", ["judge.constrain_scores=true", "judge.max_new_tokens=5"], "too small for judge.constrain_scores"),
 ])
 def test_constrain_scores_is_refused_where_it_cannot_work(judge_name, overrides, match):
-    from alignpro.config import ConfigError, validate_judge
+    from alignpro.config.validate import ConfigError, validate_judge
 
     with pytest.raises(ConfigError, match=re.escape(match)):
         validate_judge(compose(f"+judge={judge_name}", *overrides))

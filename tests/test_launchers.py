@@ -177,7 +177,7 @@ def test_optuna_search_maximises_the_heldout_reward_and_saves_its_best_lam(tmp_p
 
 def test_optuna_search_records_a_failed_trial_and_goes_on(tmp_path):
     """A learning rate far too large blows the prompter's weights up: the second step's gradient norm is NaN, and
-    the run stops there (alignpro/finite.py), as a diverged run does. The study records the trial as failed and
+    the run stops there (alignpro/run/numerics.py), as a diverged run does. The study records the trial as failed and
     goes on (max_failure_rate in search/lam.yaml); the best trial is one that finished."""
     sweep = tmp_path / "search"
     proc = multirun(*SEARCH, "trainer.max_steps=2", "hydra.sweeper.n_trials=3",

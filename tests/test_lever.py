@@ -1,4 +1,4 @@
-"""The lever probe (alignpro/lever.py): answers to x and to x + instruction, paired per train prompt."""
+"""The lever probe (alignpro/tools/lever.py): answers to x and to x + instruction, paired per train prompt."""
 
 import json
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from alignpro.lever import main, probe, table
+from alignpro.tools.lever import main, probe, table
 from tests.conftest import ROOT, compose
 
 
@@ -21,7 +21,7 @@ def test_probe_pairs_each_instruction_with_x_on_train_prompts(tmp_path):
         d = row["vs_x"]
         assert d["n_pairs"] == 5
         assert d["diff_mean"] == pytest.approx(row["reward_mean"] - base["reward_mean"])
-    from alignpro.data import load_splits
+    from alignpro.data.preferences import load_splits
 
     heldout = {r["prompt"] for r in load_splits(cfg.dataset).heldout}
     assert base["example"]["x_prime"] not in heldout  # never probes held-out prompts
@@ -34,6 +34,7 @@ def test_cli_writes_json_and_refuses_bad_input(tmp_path):
     res = main(["experiment=smoke", "dataset=concise", "--n", "3", "--instruction", "Be brief.", "--out", str(out)])
     assert json.loads(out.read_text())["rows"][1]["instruction"] == "Be brief." == res["rows"][1]["instruction"]
     for bad, msg in ((["--n", "0"], "--n 0 is invalid"), (["lam=-1"], "lam=-1.0 is invalid")):
-        proc = subprocess.run([sys.executable, "-m", "alignpro.lever", "experiment=smoke", *bad], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "alignpro.tools.lever", "experiment=smoke", *bad],
+                              capture_output=True,
                               text=True, cwd=ROOT, timeout=120)
         assert proc.returncode != 0 and msg in proc.stderr and "Traceback" not in proc.stderr

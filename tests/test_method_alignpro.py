@@ -3,7 +3,7 @@ import json
 import pytest
 
 from alignpro.methods.alignpro import AlignProReward, Objective
-from alignpro.rundir import SampleLog
+from alignpro.run.directory import SampleLog
 from tests.conftest import RecordingReward
 
 
@@ -85,9 +85,9 @@ def test_a_trained_prompter_got_beta_equal_to_lambda_and_logged_eq9_each_step(tm
     objective = reward − λ·kl_seq with kl_seq = kl × mean rewrite length."""
     import torch
 
-    from alignpro.frozen import build_frozen
-    from alignpro.methods import METHODS, Job
-    from alignpro.rundir import RunDir
+    from alignpro.methods.registry import METHODS, Job
+    from alignpro.models.frozen import build_frozen
+    from alignpro.run.directory import RunDir
     from tests.conftest import compose
 
     lam = 0.37

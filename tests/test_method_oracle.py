@@ -1,7 +1,7 @@
 import json
 
 from alignpro.methods.oracle import OracleReward
-from alignpro.rundir import SampleLog
+from alignpro.run.directory import SampleLog
 from tests.conftest import RecordingReward
 
 
@@ -20,8 +20,8 @@ def test_the_oracle_trains_the_frozen_model_with_beta_lambda_and_answers_x_itsel
                                                                                   embedded_splits):
     import torch
 
-    from alignpro.methods import METHODS, Job
-    from alignpro.rundir import RunDir
+    from alignpro.methods.registry import METHODS, Job
+    from alignpro.run.directory import RunDir
     from tests.conftest import compose
 
     cfg = compose("experiment=smoke", "method=rlhf", "lam=0.6")

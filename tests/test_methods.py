@@ -1,8 +1,8 @@
 import subprocess
 import sys
 
-from alignpro.frozen import build_frozen
-from alignpro.methods import METHODS, Job, run_method
+from alignpro.methods.registry import METHODS, Job, run_method
+from alignpro.models.frozen import build_frozen
 from tests.conftest import compose
 
 
@@ -27,7 +27,8 @@ def test_the_registry_declares_what_each_arm_trains_and_loads():
 
 def test_the_registry_and_the_validator_import_no_torch():
     """The arms are known, and a config is checked, without loading torch (the validator runs before models)."""
-    code = ("import sys; import alignpro.methods, alignpro.config, alignpro.schema, alignpro.report; "
+    code = ("import sys; import alignpro.methods.registry, alignpro.config.validate, alignpro.config.schema, "
+            "alignpro.report; "
             "print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -60,7 +61,7 @@ def check_lora_run(model, saved, r: int, responder: bool = False) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from alignpro.assets import tiny_model_dir
+    from alignpro.models.assets import tiny_model_dir
 
     assert isinstance(model, PeftModel)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -80,9 +81,9 @@ def check_lora_run(model, saved, r: int, responder: bool = False) -> None:
 def test_alignpro_with_lora_trains_only_the_prompters_adapter(tmp_path, tiny_reward, embedded_splits):
     import torch
 
-    from alignpro.evaluate import evaluate
-    from alignpro.generation import Sampling
-    from alignpro.prompter import load_prompter
+    from alignpro.models.generation import Sampling
+    from alignpro.models.prompter import load_prompter
+    from alignpro.report.evaluate import evaluate
 
     cfg = compose("experiment=smoke", "method=alignpro", "prompter.lora={r: 4}", "trainer.learning_rate=1e-2")
     arm = run_method(Job(cfg, embedded_splits.train, tiny_reward, build_frozen(cfg.frozen), tmp_path))
@@ -101,8 +102,8 @@ def test_alignpro_with_lora_trains_only_the_prompters_adapter(tmp_path, tiny_rew
 def test_rlhf_with_lora_trains_only_the_frozen_models_adapter(tmp_path, tiny_reward, embedded_splits):
     import torch
 
-    from alignpro.evaluate import evaluate
-    from alignpro.generation import Sampling
+    from alignpro.models.generation import Sampling
+    from alignpro.report.evaluate import evaluate
 
     cfg = compose("experiment=smoke", "method=rlhf", "frozen.lora={r: 2}", "trainer.learning_rate=1e-2")
     arm = run_method(Job(cfg, embedded_splits.train, tiny_reward, None, tmp_path))

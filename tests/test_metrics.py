@@ -3,7 +3,7 @@ import statistics
 
 import pytest
 
-from alignpro.metrics import bootstrap_ci, gap_closed, mean, sample_variance, summarize, win_tie_loss
+from alignpro.report.statistics import bootstrap_ci, gap_closed, mean, sample_variance, summarize, win_tie_loss
 
 
 def test_mean_and_sample_variance_match_statistics_module():

@@ -13,9 +13,9 @@ import sys
 import pytest
 import torch
 
-from alignpro.errors import NonFiniteError
-from alignpro.generation import GenerationEngine, PromptCuts, Sampling, chat, chat_inputs, decode, generate_chat
-from alignpro.rundir import RunDir, read_jsonl
+from alignpro.models.generation import GenerationEngine, PromptCuts, Sampling, chat, chat_inputs, decode, generate_chat
+from alignpro.run.directory import RunDir, read_jsonl
+from alignpro.run.errors import NonFiniteError
 from tests.conftest import ROOT, compose
 
 GREEDY = Sampling(8, temperature=0)
@@ -40,7 +40,8 @@ class NaNAt:
 
 def llama_like(tiny_lm, *, max_position_embeddings: int | None = None, pad_is_eos: bool = False, seed: int = 0):
     """tiny_lm's Llama with larger random weights (row-dependent text) and an untied output head, optionally a short
-    context or the tokenizer's pad set to its EOS (what alignpro.assets does for Llama-3.1; SmolLM2 ships it so)."""
+    context or the tokenizer's pad set to its EOS (what alignpro.models.assets does for Llama-3.1; SmolLM2 ships it
+    so)."""
     from transformers import LlamaForCausalLM
 
     model, tok = tiny_lm
@@ -67,9 +68,10 @@ def save(model, tok, path):
 
 def tiny_rloo(tmp_path, model_path: str, rows, reward_fn, sampling: Sampling, run_dir: RunDir | None = None,
               max_steps: int = 1, trainer: str = "rloo"):
-    """A real TRL RLOO (or GRPO) trainer from alignpro.rl.build_trainer on ``model_path`` (full fine-tuning, fp32,
+    """A real TRL RLOO (or GRPO) trainer from alignpro.methods.rl.build_trainer on ``model_path`` (full fine-tuning,
+    fp32,
     CPU)."""
-    from alignpro.rl import build_trainer, trainer_args
+    from alignpro.methods.rl import build_trainer, trainer_args
 
     cfg = compose("experiment=smoke", f"trainer={trainer}", f"trainer.max_steps={max_steps}", "trainer.save_steps=0",
                   f"trainer.prompts_per_step={len(rows)}").trainer
@@ -87,8 +89,8 @@ def test_a_nan_reward_mid_training_stops_the_run_before_trl_sees_it(tmp_path, ti
     """Real Align-Pro training (TRL RLOO) with a reward that is NaN for the 2nd answer of step 2: the run stops with
     NonFiniteError naming it; the sample is saved; step 1's log row, samples and checkpoint stay; nothing of step 2
     reaches train_log.jsonl or samples.jsonl, and no trained prompter is saved."""
-    from alignpro.frozen import build_frozen
-    from alignpro.methods import METHODS, Job
+    from alignpro.methods.registry import METHODS, Job
+    from alignpro.models.frozen import build_frozen
 
     cfg = compose("experiment=smoke", "method=alignpro", "trainer.max_steps=3", "trainer.save_steps=1")
     per_step = cfg.trainer.prompts_per_step * cfg.trainer.num_generations
@@ -114,9 +116,9 @@ def test_a_nan_reward_mid_training_stops_the_run_before_trl_sees_it(tmp_path, ti
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf, None])
 def test_inf_and_missing_rewards_stop_both_reward_functions(tmp_path, value, lively_lm):
-    from alignpro.frozen import HFResponder
     from alignpro.methods.alignpro import AlignProReward
     from alignpro.methods.oracle import OracleReward
+    from alignpro.models.frozen import HFResponder
 
     class Broken:
         def score(self, prompts, responses):
@@ -138,7 +140,7 @@ def test_the_cli_stops_with_exit_code_1_and_one_line_on_a_nan_reward_model(tmp_p
     code 1, one line naming reward=nan and the saved file, the sample saved, and no metrics.json."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from alignpro.assets import tiny_tokenizer
+    from alignpro.models.assets import tiny_tokenizer
 
     tok = tiny_tokenizer()
     rm = LlamaForSequenceClassification(LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
@@ -164,10 +166,10 @@ def test_the_cli_stops_with_exit_code_1_and_one_line_on_a_nan_reward_model(tmp_p
 def test_a_nan_reward_at_evaluation_stops_before_any_metric(tmp_path, tiny_reward, shift):
     """The held-out evaluation checks every reward (with answer_shift also those of the direct answers, which it
     averages too) before computing a mean, variance or CI: NonFiniteError, the sample saved, no summary."""
-    from alignpro.evaluate import eval_samplings, evaluate
-    from alignpro.frozen import build_frozen
-    from alignpro.methods import Arm
-    from alignpro.prompter import load_prompter
+    from alignpro.methods.registry import Arm
+    from alignpro.models.frozen import build_frozen
+    from alignpro.models.prompter import load_prompter
+    from alignpro.report.evaluate import eval_samplings, evaluate
 
     cfg = compose("experiment=smoke")
     answer, rewrite = eval_samplings(cfg.eval, 4, 4)
@@ -199,7 +201,7 @@ def test_a_nan_log_prob_stops_training_before_the_update(tmp_path, tiny_lm, name
     """A reference model with a NaN weight (a corrupted copy) through TRL's real RLOO/GRPO step: its scoring pass
     yields NaN log-probs, which TRL would turn into a zeroed advantage and a dropped KL; the guard stops the run at
     step 1 before any optimizer step, the rollouts saved as text."""
-    from alignpro.rl import FiniteLogs
+    from alignpro.methods.rl import FiniteLogs
 
     model, tok = llama_like(tiny_lm)
     path = save(model, tok, tmp_path / "policy")
@@ -224,8 +226,8 @@ def test_a_nan_loss_or_a_kl_trl_dropped_stops_at_the_logged_row(tmp_path):
     over NaN values only. transformers' own NaN filter for the loss is switched off, so a NaN loss shows."""
     from transformers import TrainerState
 
-    from alignpro.rl import FiniteLogs, trainer_args
-    from alignpro.rundir import Sample
+    from alignpro.methods.rl import FiniteLogs, trainer_args
+    from alignpro.run.directory import Sample
 
     args = trainer_args(compose("experiment=smoke").trainer, beta=0.1, seed=0, output_dir=str(tmp_path / "o"),
                         sampling=Sampling(4), device="cpu")
@@ -244,8 +246,8 @@ def test_a_nan_loss_or_a_kl_trl_dropped_stops_at_the_logged_row(tmp_path):
 
 # ---- 2. an empty rewrite is answered, scored and counted --------------------------------------------------------
 def test_an_empty_rewrite_is_answered_scored_and_counted_in_the_step(tmp_path, lively_lm, tiny_reward):
-    from alignpro.frozen import HFResponder
     from alignpro.methods.alignpro import AlignProReward
+    from alignpro.models.frozen import HFResponder
 
     model, tok = lively_lm
     fn = AlignProReward(HFResponder(model, tok, GREEDY), tiny_reward, samples=RunDir(tmp_path).sample_log())
@@ -262,8 +264,8 @@ def test_an_empty_rewrite_is_answered_scored_and_counted_in_the_step(tmp_path, l
 
 
 def test_the_api_frozen_model_gets_an_empty_prompt_as_it_is():
-    from alignpro.api import ChatClient
-    from alignpro.frozen import APIResponder
+    from alignpro.models.api import ChatClient
+    from alignpro.models.frozen import APIResponder
     from tests.server import ScriptedServer, chat_completion
 
     with ScriptedServer(lambda body, headers: (200, chat_completion("an answer"))) as srv:
@@ -275,10 +277,10 @@ def test_the_api_frozen_model_gets_an_empty_prompt_as_it_is():
 def test_the_evaluation_counts_empty_rewrites_and_still_scores_them(tiny_lm, tiny_reward):
     """A prompter whose output head is zero writes only <|pad|> (argmax of equal logits is id 0), a special token:
     every rewrite decodes to ''. π_F answers each, the reward scores each, metrics count them."""
-    from alignpro.evaluate import evaluate
-    from alignpro.frozen import HFResponder
-    from alignpro.methods import Arm
-    from alignpro.prompter import PAPER_META_PROMPT, Prompter
+    from alignpro.methods.registry import Arm
+    from alignpro.models.frozen import HFResponder
+    from alignpro.models.prompter import PAPER_META_PROMPT, Prompter
+    from alignpro.report.evaluate import evaluate
 
     model, tok = llama_like(tiny_lm)
     with torch.no_grad():
@@ -328,7 +330,7 @@ def test_a_model_with_learned_positions_answers_a_long_prompt_instead_of_crashin
 
 
 def test_max_new_tokens_that_fill_the_context_are_refused_for_every_prompt(tiny_lm):
-    from alignpro.errors import BadInput
+    from alignpro.run.errors import BadInput
 
     model, tok = llama_like(tiny_lm, max_position_embeddings=64)
     with pytest.raises(BadInput, match=r"max_new_tokens=64 leaves no room for a prompt in .* \(64 tokens"):
@@ -338,10 +340,10 @@ def test_max_new_tokens_that_fill_the_context_are_refused_for_every_prompt(tiny_
 def test_the_evaluation_reports_cut_prompts_and_cut_rewrites(tiny_lm, tiny_reward):
     """An append-mode prompter (x′ = x + instruction) and π_F, both with a 64-token context, on one long and one
     short prompt: the long x is cut as the prompter's input and again as π_F's input."""
-    from alignpro.evaluate import evaluate
-    from alignpro.frozen import HFResponder
-    from alignpro.methods import Arm
-    from alignpro.prompter import Prompter
+    from alignpro.methods.registry import Arm
+    from alignpro.models.frozen import HFResponder
+    from alignpro.models.prompter import Prompter
+    from alignpro.report.evaluate import evaluate
 
     small = llama_like(tiny_lm, max_position_embeddings=64)
     prompter = Prompter(*small, "Rewrite: [PROMPT]", mode="append")  # short, so only the long x is cut

@@ -1,4 +1,5 @@
-"""The paper's five models as architecture-faithful miniatures (alignpro/paper_models.py): same class, head layout,
+"""The paper's five models as architecture-faithful miniatures (alignpro/models/paper_models.py): same class, head
+layout,
 token ids and chat templates as the hub configs; tokenizers of each family built offline."""
 
 from __future__ import annotations
@@ -7,9 +8,9 @@ import json
 
 import pytest
 
-from alignpro import paper_models as pm
-from alignpro.assets import AssetError, check_available, load_causal_lm, resolve_model
-from alignpro.generation import chat, chat_ids, eos_ids
+from alignpro.models import paper_models as pm
+from alignpro.models.assets import AssetError, check_available, load_causal_lm, resolve_model
+from alignpro.models.generation import chat, chat_ids, eos_ids
 from tests.conftest import compose
 
 CAUSAL = (*pm.PROMPTERS, *pm.FROZEN)
@@ -128,7 +129,7 @@ def test_phi_stand_in_has_phi_35_added_tokens_and_template(built):
 
 
 def test_gemma_stand_in_follows_the_rm_convention(built):
-    from alignpro.reward_hf import HFClassifierReward
+    from alignpro.models.reward_hf import HFClassifierReward
 
     _, model, tok = built["weqweasdas/RM-Gemma-2B"]
     assert model.config.num_labels == 1

@@ -1,5 +1,5 @@
 """The paper's grid end to end on CPU: every (prompter, frozen) pair of ``experiment=paper/<cell>``, both the
-Align-Pro arm and the RLHF oracle, with the paper's model classes as miniatures (alignpro/paper_models.py).
+Align-Pro arm and the RLHF oracle, with the paper's model classes as miniatures (alignpro/models/paper_models.py).
 
 Only model sources, sizes and the dataset path are overridden: LoRA targets, gradient checkpointing, the dtype
 policy, chat templates, pad/EOS rules and the RM convention are the cells' own. Each paper dataset's loader runs on
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from alignpro import paper_models as pm
+from alignpro.models import paper_models as pm
 from tests.conftest import ROOT, compose
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,8 @@ def split_cell(cell: str) -> tuple[str, str, str]:
     return prompter, frozen, rest[len(frozen) + 1 :]
 
 
-# ---- small copies of the paper's datasets in the hub layout (loaders of alignpro/data.py read them as the hub's) ----
+# ---- small copies of the paper's datasets in the hub layout (loaders of alignpro/data/preferences.py read them as the
+# hub's) ----
 def write_datasets(root: Path) -> dict[str, Path]:
     from datasets import Dataset
 
@@ -143,9 +144,9 @@ def check_run(run_dir: Path, cell: str, method: str) -> None:
 @pytest.fixture
 def loads(monkeypatch):
     """(role, model class, tokenizer folder) of every model alignpro's factories load during a run."""
-    import alignpro.frozen
-    import alignpro.prompter
-    from alignpro import assets
+    import alignpro.models.frozen
+    import alignpro.models.prompter
+    from alignpro.models import assets
 
     seen = []
 
@@ -156,8 +157,8 @@ def loads(monkeypatch):
             return model, tok
         return load
 
-    monkeypatch.setattr(alignpro.frozen, "load_causal_lm", spy("frozen"))
-    monkeypatch.setattr(alignpro.prompter, "load_causal_lm", spy("prompter"))
+    monkeypatch.setattr(alignpro.models.frozen, "load_causal_lm", spy("frozen"))
+    monkeypatch.setattr(alignpro.models.prompter, "load_causal_lm", spy("prompter"))
     return seen
 
 

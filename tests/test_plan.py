@@ -1,4 +1,5 @@
-"""``python -m alignpro.plan``: full-size shapes on the meta device, LoRA counted through peft, each arm's memory plan,
+"""``python -m alignpro.tools.plan``: full-size shapes on the meta device, LoRA counted through peft, each arm's memory
+plan,
 the job list of a sweep, and the memory table of docs/memory-plan.md (``python -m tests.test_plan`` rewrites it)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from alignpro import plan
+from alignpro.tools import plan
 from tests.conftest import ROOT, compose_raw
 
 TABLE_DOC = ROOT / "docs" / "memory-plan.md"  # where the memory table is shown (README links it)
@@ -35,7 +36,7 @@ def grid():
 
 
 def job_cfg(*overrides: str):
-    from alignpro.config import validate
+    from alignpro.config.validate import validate
 
     return validate(compose_raw(*overrides))
 
@@ -123,7 +124,7 @@ def test_the_paper_grid_lists_every_point_and_runs_each_distinct_job_once(grid):
     assert len(sweep_dir) == 1 and sweep_dir.pop().startswith("outputs/paper/")  # one ${now:...} for the sweep
     assert {j.group for j in jobs} == {f"sweep-{jobs[0].run_dir.split('/')[-2]}"}
     by_num = {j.job: j for j in running}
-    if hasattr(__import__("alignpro.sweep").sweep, "grid_points"):
+    if hasattr(__import__("alignpro.config.preflight").sweep, "grid_points"):
         assert len(running) == 36  # no_finetune and rlhf run once for both prompters
         for j in jobs:
             if not j.runs:
@@ -181,7 +182,8 @@ def test_the_docs_memory_table_is_the_commands_output(grid):
 
 
 def run_plan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alignpro.plan", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "alignpro.tools.plan", *args], capture_output=True, text=True,
+                          cwd=ROOT,
                           timeout=300)
 
 

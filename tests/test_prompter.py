@@ -1,7 +1,7 @@
 import pytest
 
-from alignpro.generation import Sampling
-from alignpro.prompter import PAPER_META_PROMPT, Prompter, meta_prompt_text, rewrite_conversation
+from alignpro.models.generation import Sampling
+from alignpro.models.prompter import PAPER_META_PROMPT, Prompter, meta_prompt_text, rewrite_conversation
 
 PAPER = ("Rephrase the given text in detail and precise so that it is fed to another language model. "
          "The given text is 'How do I boil an egg?'")
@@ -17,7 +17,7 @@ def test_braces_and_quotes_in_the_prompt_survive():
 
 
 def test_meta_prompt_without_placeholder_is_rejected():
-    from alignpro.config import ConfigError, validate
+    from alignpro.config.validate import ConfigError, validate
     from tests.conftest import compose
 
     with pytest.raises(ConfigError, match=r"prompter.meta_prompt='Rewrite this please' is invalid.*\[PROMPT\]"):
@@ -38,7 +38,7 @@ def test_chat_template_renders_meta_prompt_as_user_turn(tiny_lm):
 
 
 def test_prompter_rewrites_each_prompt_from_its_meta_prompt(lively_lm):
-    from alignpro.generation import generate_chat
+    from alignpro.models.generation import generate_chat
 
     model, tok = lively_lm
     greedy = Sampling(5, temperature=0)
@@ -55,9 +55,9 @@ def test_load_prompter_loads_a_saved_lora_adapter_folder(tmp_path):
     import torch
     from peft import get_peft_model
 
-    from alignpro.assets import load_causal_lm, tiny_model_dir
-    from alignpro.prompter import load_prompter
-    from alignpro.rl import lora_config
+    from alignpro.methods.rl import lora_config
+    from alignpro.models.assets import load_causal_lm, tiny_model_dir
+    from alignpro.models.prompter import load_prompter
     from tests.conftest import compose
 
     base, tok = load_causal_lm(str(tiny_model_dir("causal_lm")))
@@ -84,7 +84,7 @@ def test_load_prompter_loads_a_saved_lora_adapter_folder(tmp_path):
 
 
 def test_compose_rewrite_full_and_append():
-    from alignpro.prompter import compose_rewrite
+    from alignpro.models.prompter import compose_rewrite
 
     assert compose_rewrite("Why is the sky blue?", "Explain the sky.", "full") == "Explain the sky."
     assert compose_rewrite("Why is the sky blue?", "  Be brief.\n", "append") == "Why is the sky blue? Be brief."

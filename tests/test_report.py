@@ -8,7 +8,7 @@ import pytest
 
 from alignpro.report.ablation import ablation_report
 from alignpro.report.runs import factors
-from alignpro.rundir import flatten
+from alignpro.run.directory import flatten
 from tests.conftest import ROOT
 
 
@@ -153,10 +153,10 @@ def test_paper_mode_renders_the_papers_tables_and_figures(tmp_path):
 
 
 def test_comparison_report_pools_seeds_per_arm_and_computes_gap_closed(arms_sweep, tmp_path):
-    from alignpro.metrics import gap_closed
     from alignpro.report.cli import is_comparison
     from alignpro.report.comparison import comparison_report
     from alignpro.report.runs import collect
+    from alignpro.report.statistics import gap_closed
 
     jobs, missing = collect(arms_sweep)
     assert len(jobs) == 8 and not missing and is_comparison(jobs)

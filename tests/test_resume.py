@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from alignpro.rundir import RunDir, read_jsonl
+from alignpro.run.directory import RunDir, read_jsonl
 from tests.conftest import ROOT, compose
 from tests.wandb_offline import read_run_segments
 
@@ -116,7 +116,7 @@ def test_a_finished_job_is_read_back_not_run_again(finished_run):
     ("resume=never", ["resume=never", "already holds a run"]),
 ])
 def test_a_used_run_dir_is_continued_by_the_same_job_only(finished_run, override, names):
-    from alignpro.config import ConfigError
+    from alignpro.config.validate import ConfigError
     from alignpro.train import train
 
     cfg = compose("experiment=smoke", "logger=none", "trainer.max_steps=1", "eval.n_prompts=2", override)

@@ -1,7 +1,7 @@
 import pytest
 
-from alignpro.reward import build_reward
-from alignpro.reward_bt import BTEncoderReward
+from alignpro.models.reward import build_reward
+from alignpro.models.reward_bt import BTEncoderReward
 from tests.conftest import compose
 
 
@@ -13,7 +13,7 @@ def test_the_factory_builds_the_kind_the_config_names(embedded_splits):
 def test_unknown_reward_kind_is_refused_by_the_validator():
     from omegaconf import OmegaConf
 
-    from alignpro.config import ConfigError, validate
+    from alignpro.config.validate import ConfigError, validate
 
     with pytest.raises(ConfigError, match="reward.kind='magic' is invalid: valid: bt_encoder, hf_classifier"):
         validate(OmegaConf.merge(compose("experiment=smoke"), {"reward": {"kind": "magic"}}))

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from alignpro.reward import build_reward
-from alignpro.reward_bt import BTHead, bt_loss, preference_pairs
+from alignpro.models.reward import build_reward
+from alignpro.models.reward_bt import BTHead, bt_loss, preference_pairs
 from tests.conftest import compose
 
 
@@ -55,7 +55,7 @@ def test_bt_reward_head_is_cached(tmp_path, monkeypatch, embedded_splits):
 
 def _fit_tiny_reward(cache: str, barrier, results) -> None:
     os.environ["ALIGNPRO_CACHE"] = cache
-    from alignpro.data import load_splits
+    from alignpro.data.preferences import load_splits
 
     splits = load_splits(compose().dataset)
     cfg = compose("reward=tiny").reward

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from alignpro.assets import AssetError
-from alignpro.reward import build_reward
-from alignpro.reward_hf import HFClassifierReward
+from alignpro.models.assets import AssetError
+from alignpro.models.reward import build_reward
+from alignpro.models.reward_hf import HFClassifierReward
 from tests.conftest import compose
 
 # ---- HFClassifierReward: RM-Gemma-2B's calling convention on a tiny random Gemma classifier -----------------------
@@ -106,7 +106,7 @@ def test_exactly_one_bos_per_row_whatever_the_tokenizer_does(gemma_rm_dir, adds_
     """Gemma's tokenizer adds BOS (the template's is stripped); a tokenizer that adds none keeps the template's."""
     from transformers import AutoModelForSequenceClassification
 
-    from alignpro.reward_hf import fallback_chat_template
+    from alignpro.models.reward_hf import fallback_chat_template
 
     tok = gemma_like_tokenizer(adds_bos)
     tok.chat_template = fallback_chat_template("gemma")
@@ -135,7 +135,7 @@ def test_batched_scores_equal_one_by_one(gemma_rm_dir):
 def test_left_truncation_keeps_bos_and_the_end_of_a_long_answer(gemma_rm_dir, adds_bos):
     from transformers import AutoModelForSequenceClassification
 
-    from alignpro.reward_hf import fallback_chat_template
+    from alignpro.models.reward_hf import fallback_chat_template
 
     max_length = 24
     tok = gemma_like_tokenizer(adds_bos)
@@ -166,7 +166,7 @@ def test_generic_hf_classifier_config_loads_a_local_folder(gemma_rm_dir):
 def test_missing_pad_token_falls_back_to_the_checkpoints_pad_id(gemma_rm_dir):
     from transformers import AutoModelForSequenceClassification
 
-    from alignpro.reward_hf import fallback_chat_template
+    from alignpro.models.reward_hf import fallback_chat_template
 
     tok = gemma_like_tokenizer()
     tok.pad_token = None
@@ -179,7 +179,7 @@ def test_config_pad_id_is_set_from_the_tokenizer(gemma_rm_dir):
     """A checkpoint without config.pad_token_id cannot pool a padded batch; the reward sets it to the tokenizer's."""
     from transformers import AutoModelForSequenceClassification
 
-    from alignpro.reward_hf import fallback_chat_template
+    from alignpro.models.reward_hf import fallback_chat_template
 
     model = AutoModelForSequenceClassification.from_pretrained(gemma_rm_dir).eval()
     model.config.pad_token_id = None

@@ -1,7 +1,7 @@
 import pytest
 
-from alignpro.generation import Sampling
-from alignpro.rl import RewardKLProgress, completion_text, trainer_args
+from alignpro.methods.rl import RewardKLProgress, completion_text, trainer_args
+from alignpro.models.generation import Sampling
 from tests.conftest import compose
 
 
@@ -61,7 +61,7 @@ def test_progress_bar_of_a_resumed_run_starts_at_its_step_and_only_process_zero_
 
 # ---- LoRA (D7) ------------------------------------------------------------------------------------------------------
 def test_lora_config_fills_defaults_and_passes_other_peft_fields():
-    from alignpro.rl import lora_config
+    from alignpro.methods.rl import lora_config
 
     assert lora_config(None) is None and lora_config(False) is None  # full fine-tuning
     c = lora_config({"r": 8})
@@ -77,7 +77,7 @@ def test_lora_config_fills_defaults_and_passes_other_peft_fields():
                                         ({"dropout": 1.0}, "dropout"), ({"rank": 8}, "valid keys"),
                                         ("yes", "null .full fine-tuning. or a mapping")])
 def test_lora_config_rejects_bad_values(bad, match):
-    from alignpro.rl import lora_config
+    from alignpro.methods.rl import lora_config
 
     with pytest.raises(ValueError, match=match):
         lora_config(bad)
@@ -86,7 +86,7 @@ def test_lora_config_rejects_bad_values(bad, match):
 def test_lora_is_on_for_the_large_models_and_off_for_the_small_ones():
     """D7: the 7-8B frozen models (trained by method=rlhf) and the 3.8B prompter get LoRA; 1.5B and smaller are
     fully fine-tuned (the memory arithmetic is in each yaml)."""
-    from alignpro.rl import lora_config
+    from alignpro.methods.rl import lora_config
 
     for override, group in [("frozen=llama31_8b", "frozen"), ("frozen=qwen25_7b", "frozen"),
                             ("prompter=phi35_mini", "prompter")]:
@@ -99,7 +99,7 @@ def test_lora_is_on_for_the_large_models_and_off_for_the_small_ones():
 
 
 def test_lora_is_switched_on_and_off_from_the_command_line():
-    from alignpro.rl import lora_config
+    from alignpro.methods.rl import lora_config
 
     assert lora_config(compose("prompter.lora={r: 8}").prompter.lora).lora_alpha == 16  # from null: a mapping
     assert lora_config(compose("frozen=llama31_8b", "frozen.lora.r=8").frozen.lora).r == 8  # one key of a mapping
@@ -109,8 +109,8 @@ def test_lora_is_switched_on_and_off_from_the_command_line():
 def _tiny_trainer(tmp_path, lora, name: str = "rloo"):
     import torch
 
-    from alignpro.assets import tiny_model_dir
-    from alignpro.rl import build_trainer
+    from alignpro.methods.rl import build_trainer
+    from alignpro.models.assets import tiny_model_dir
 
     cfg = compose("experiment=smoke", f"trainer={name}").trainer
     args = trainer_args(cfg, beta=0.2, seed=0, output_dir=str(tmp_path), sampling=Sampling(4), device="cpu")
@@ -145,7 +145,7 @@ def test_with_lora_trl_keeps_no_reference_copy_and_disables_the_adapter_instead(
 def test_full_finetuning_trains_fp32_master_weights_lora_keeps_the_config_dtype():
     import torch
 
-    from alignpro.rl import training_dtype
+    from alignpro.methods.rl import training_dtype
 
     assert training_dtype("bfloat16", "cuda", None) == torch.float32  # pure-bf16 AdamW would round lr 1.41e-5 away
     assert training_dtype("auto", "cuda", None) == torch.float32
@@ -168,8 +168,8 @@ def test_checkpoints_hold_what_a_resume_needs_and_vllm_options_pass_through(name
 
 
 def test_trainer_extra_takes_the_trl_configs_fields_only():
-    from alignpro.rl import check_trainer_extra
-    from alignpro.schema import ConfigError
+    from alignpro.config.schema import ConfigError
+    from alignpro.methods.rl import check_trainer_extra
 
     check_trainer_extra(compose("experiment=smoke", "+trainer.extra.num_iterations=2").trainer)
     check_trainer_extra(compose("experiment=smoke", "trainer=grpo", "+trainer.extra.epsilon_high=0.3").trainer)
@@ -180,7 +180,7 @@ def test_trainer_extra_takes_the_trl_configs_fields_only():
 
 def test_the_paper_budget_is_one_rollout_per_train_prompt_in_batches_trained_four_times(tmp_path):
     """D12: legacy PPO's 128-rollout batches, 4 epochs each, one pass; here 32 prompts × 4 rewrites per batch."""
-    from alignpro.rl import resolve_max_steps
+    from alignpro.methods.rl import resolve_max_steps
 
     cfg = compose("experiment=paper/qwen25_1_5b_llama31_8b_ultrafeedback").trainer
     assert (cfg.prompts_per_step, cfg.num_generations, cfg.num_iterations, cfg.max_steps) == (32, 4, 4, "paper")
@@ -198,8 +198,8 @@ def test_the_paper_budget_is_one_rollout_per_train_prompt_in_batches_trained_fou
 
 
 def test_micro_batches_must_divide_the_batch():
-    from alignpro.config import validate
-    from alignpro.schema import ConfigError
+    from alignpro.config.schema import ConfigError
+    from alignpro.config.validate import validate
 
     with pytest.raises(ConfigError, match=r"trainer.micro_batches=3 is invalid: must divide .* = 4 rollouts"):
         validate(compose("experiment=smoke", "trainer.micro_batches=3"))

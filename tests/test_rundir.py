@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from alignpro.rundir import RunDir, Sample, SampleLog, read_jsonl, write_atomic
+from alignpro.run.directory import RunDir, Sample, SampleLog, read_jsonl, write_atomic
 
 
 def test_sample_rows_have_the_documented_keys_in_order_and_read_back():

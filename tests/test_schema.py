@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 from omegaconf import OmegaConf
 
-from alignpro import schema
-from alignpro.schema import LORA_DEFAULTS, Config, ConfigError, check, lora_options, typed
+from alignpro.config import schema
+from alignpro.config.schema import LORA_DEFAULTS, Config, ConfigError, check, lora_options, typed
 from tests.conftest import CONF, compose_raw
 
 
@@ -23,8 +23,8 @@ def test_lora_options_name_the_bad_value(bad, match):
 
 
 def test_the_judge_score_line_budget_is_the_longest_allowed_line():
-    from alignpro.judge_local import SCORE_LINES
-    from alignpro.schema import SCORE_LINE_MAX_TOKENS
+    from alignpro.config.schema import SCORE_LINE_MAX_TOKENS
+    from alignpro.report.judge_local import SCORE_LINES
 
     assert SCORE_LINE_MAX_TOKENS == max(map(len, SCORE_LINES)) == 6
 

@@ -1,11 +1,11 @@
-"""alignpro.secrets: what counts as a secret, and its redaction from config trees and free text."""
+"""alignpro.run.secrets: what counts as a secret, and its redaction from config trees and free text."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from alignpro.secrets import declare_key_env, redact, redact_text
+from alignpro.run.secrets import declare_key_env, redact, redact_text
 from tests.server import ScriptedServer, chat_completion
 
 

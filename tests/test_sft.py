@@ -1,4 +1,5 @@
-"""rho_sft (alignpro/sft.py): demonstrations, the usable-rewrite rate, and the cached supervised stage on a tiny LM."""
+"""rho_sft (alignpro/methods/sft.py): demonstrations, the usable-rewrite rate, and the cached supervised stage on a
+tiny LM."""
 
 import json
 from collections import Counter
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alignpro.sft import demonstrations, menu_rate, sft_prompter_path
+from alignpro.methods.sft import demonstrations, menu_rate, sft_prompter_path
 from tests.conftest import compose
 
 MENU = ["Answer in one short sentence.", "Be brief.", "Use a numbered list."]
@@ -36,7 +37,7 @@ def test_menu_rate_counts_x_followed_by_a_menu_instruction():
 
 def test_sft_is_off_by_default_and_returns_the_prompter_itself():
     cfg = compose("experiment=smoke")
-    from alignpro.prompter import prompter_path
+    from alignpro.models.prompter import prompter_path
 
     assert sft_prompter_path(cfg.prompter, cfg.sft, [{"prompt": "x"}], "cpu") == prompter_path(cfg.prompter)
 
@@ -82,9 +83,9 @@ def test_a_rho_sft_entry_without_its_stats_is_trained_again(tmp_path, monkeypatc
 def test_rho_sft_of_smollm2_writes_menu_instructions(tmp_path):
     """On the real SmolLM2 prompter: before SFT almost no sampled output is a menu instruction; after the default
     SFT stage most are, and every instruction of the menu is sampled (rho_sft is not collapsed)."""
-    from alignpro.data import load_splits
-    from alignpro.generation import Sampling
-    from alignpro.prompter import load_prompter
+    from alignpro.data.preferences import load_splits
+    from alignpro.models.generation import Sampling
+    from alignpro.models.prompter import load_prompter
 
     cfg = compose("experiment=steer")
     splits = load_splits(cfg.dataset)

@@ -1,4 +1,5 @@
-"""Sweep preflight (alignpro/sweep.py): a real ``--multirun`` with a bad job is refused before any job starts."""
+"""Sweep preflight (alignpro/config/preflight.py): a real ``--multirun`` with a bad job is refused before any job
+starts."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def grid_points_of(*overrides, params=None):
     from hydra import initialize_config_dir
     from omegaconf import open_dict
 
-    from alignpro.sweep import grid_points
+    from alignpro.config.preflight import grid_points
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose(config_name="train", overrides=list(overrides), return_hydra_config=True)

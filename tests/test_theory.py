@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from alignpro import theory as T
+from alignpro.tools import theory as T
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_tolerance_would_catch_a_factor_two_error_in_the_kl_coefficient():
 @pytest.mark.integration
 @pytest.mark.parametrize("lam", [0.1, 0.5, 2.0])
 def test_rloo_through_alignpro_reaches_lemma_5_1(lam):
-    """The real training path (alignpro.rl + AlignProEpisode, TRL RLOO, beta = lam) converges to the
+    """The real training path (alignpro.methods.rl + AlignProEpisode, TRL RLOO, beta = lam) converges to the
     closed-form optimum of eq. 9 on a one-token-rewrite world: per-prompt TV ≤ 0.02, and the objective and the
     KL match. If this fails, fix the λ → beta mapping, not the test."""
     res = T.train_through_trl(lam)  # 1600 steps, k = 64: about a minute on one core
@@ -94,7 +94,7 @@ def test_theory_cli_prints_a_json_last_line(tmp_path):
 
     from tests.conftest import ROOT
 
-    proc = subprocess.run([sys.executable, "-m", "alignpro.theory", "--json", "--lams", "0.5", "--steps", "20",
+    proc = subprocess.run([sys.executable, "-m", "alignpro.tools.theory", "--json", "--lams", "0.5", "--steps", "20",
                            "--k", "4", "--worlds", "100", "--out", str(tmp_path)], capture_output=True, text=True,
                           cwd=ROOT, timeout=300, check=True)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

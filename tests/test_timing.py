@@ -1,6 +1,6 @@
 import time
 
-from alignpro.timing import StageTimer
+from alignpro.run.timing import StageTimer
 
 
 def test_stage_timer_sums_seconds_and_counts_calls_per_stage():

@@ -2,7 +2,7 @@ import json
 
 import yaml
 
-from alignpro import tracking
+from alignpro.run import tracking
 from tests.conftest import compose
 
 

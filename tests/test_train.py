@@ -88,7 +88,7 @@ def test_trained_prompter_differs_from_reference(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from alignpro.assets import tiny_model_dir
+    from alignpro.models.assets import tiny_model_dir
 
     cfg = compose("experiment=smoke", "logger=none", "trainer.learning_rate=1e-2")
     train(cfg, tmp_path)

@@ -18,7 +18,7 @@ This file is the method, top to bottom (``train_prompter``):
    sequence-level KL(ρ(·|x) ‖ ρ_ref(·|x)): with β = λ the per-sample objective is eq. 9's (and Lemma 5.1's closed
    form). ``trainer=grpo`` puts a per-token k3 KL in the loss instead, the closest GRPO match, as an ablation.
    ρ_ref is the prompter before RL: with full fine-tuning TRL loads a second copy; with LoRA it disables the
-   adapter (alignpro/rl.py explains both).
+   adapter (alignpro/methods/rl.py explains both).
 4. **eq. 9's value, logged** (:class:`Objective`): ``objective = reward − λ·kl_seq`` each step, next to its two
    terms, in W&B, ``train_log.jsonl`` and the progress bar.
 5. **train, save** ρ to ``run_dir/prompter`` (with LoRA, the adapter), and return the arm for evaluation.
@@ -28,16 +28,16 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
-from alignpro.finite import require_finite_rewards, training_step
-from alignpro.frozen import Responder
-from alignpro.generation import GenerationEngine, Sampling, cut_count
-from alignpro.methods import Arm, Job
-from alignpro.prompter import Prompter, compose_rewrite, rewrite_conversation
-from alignpro.reward import Reward
-from alignpro.rl import completion_text, fit
-from alignpro.rundir import RunDir, Sample, SampleLog
-from alignpro.sft import reference_prompter
-from alignpro.timing import StageTimer
+from alignpro.methods.registry import Arm, Job
+from alignpro.methods.rl import completion_text, fit
+from alignpro.methods.sft import reference_prompter
+from alignpro.models.frozen import Responder
+from alignpro.models.generation import GenerationEngine, Sampling, cut_count
+from alignpro.models.prompter import Prompter, compose_rewrite, rewrite_conversation
+from alignpro.models.reward import Reward
+from alignpro.run.directory import RunDir, Sample, SampleLog
+from alignpro.run.numerics import require_finite_rewards, training_step
+from alignpro.run.timing import StageTimer
 
 
 class Objective(TrainerCallback):
@@ -63,7 +63,7 @@ class AlignProReward:
 
     An empty x′ is answered and scored like any other rewrite, and counted: the step's row logs
     ``empty_rewrites``, the share of its rewrites that were empty, and ``truncated_rewrites``, the share cut to fit
-    π_F's context. A non-finite reward stops the run before TRL sees it (alignpro/finite.py): TRL would zero the
+    π_F's context. A non-finite reward stops the run before TRL sees it (alignpro/run/numerics.py): TRL would zero the
     sample's advantage and leave it out of the logged mean."""
 
     __name__ = "alignpro"  # TRL names the reward column after the function
@@ -116,7 +116,7 @@ def train_prompter(job: Job) -> Arm:
                   first_callbacks=[Objective(cfg.lam)], callbacks=job.callbacks)
     # 5. finished work is on disk before evaluation starts
     trainer.save_model(str(job.run_dir.model("prompter")))
-    model = trainer.model.eval()  # with LoRA a PeftModel, evaluated with its adapter unmerged (alignpro/rl.py)
+    model = trainer.model.eval()  # with LoRA a PeftModel, evaluated with its adapter unmerged (alignpro/methods/rl.py)
     engine = GenerationEngine.from_config(cfg.generation)
     prompter = Prompter(model, trainer.processing_class, p.meta_prompt, p.system, p.batch_size, engine,
                         p.rewrite)

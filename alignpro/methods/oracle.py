@@ -9,20 +9,20 @@ It is the ceiling the paper compares against: what a model owner who can train t
 
 from __future__ import annotations
 
-from alignpro.finite import require_finite_rewards, training_step
-from alignpro.frozen import HFResponder, frozen_path
-from alignpro.generation import GenerationEngine, Sampling, chat
-from alignpro.methods import Arm, Job
 from alignpro.methods.alignpro import Objective
-from alignpro.reward import Reward
-from alignpro.rl import completion_text, fit
-from alignpro.rundir import RunDir, Sample, SampleLog
-from alignpro.timing import StageTimer
+from alignpro.methods.registry import Arm, Job
+from alignpro.methods.rl import completion_text, fit
+from alignpro.models.frozen import HFResponder, frozen_path
+from alignpro.models.generation import GenerationEngine, Sampling, chat
+from alignpro.models.reward import Reward
+from alignpro.run.directory import RunDir, Sample, SampleLog
+from alignpro.run.numerics import require_finite_rewards, training_step
+from alignpro.run.timing import StageTimer
 
 
 class OracleReward:
     """TRL's reward function for the oracle: its completion is y; r = r(x, y). Samples go to ``samples.jsonl``; a
-    non-finite reward stops the run before TRL sees it (alignpro/finite.py)."""
+    non-finite reward stops the run before TRL sees it (alignpro/run/numerics.py)."""
 
     __name__ = "oracle"
 

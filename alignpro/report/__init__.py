@@ -1,5 +1,5 @@
 """Reports from finished runs; each reads run dirs only (``config.yaml``, ``metrics.json``, ``eval_samples.jsonl``,
-``train_log.jsonl``; alignpro/rundir.py), never live objects.
+``train_log.jsonl``; alignpro/run/directory.py), never live objects.
 
 | module          | job                                                                          |
 |-----------------|------------------------------------------------------------------------------|

@@ -11,10 +11,10 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from alignpro.errors import BadInput
-from alignpro.metrics import mean
 from alignpro.report.runs import collect, factors, fmt, pooled, sort_key, why_missing
-from alignpro.rundir import save_figure, write_atomic
+from alignpro.report.statistics import mean
+from alignpro.run.directory import save_figure, write_atomic
+from alignpro.run.errors import BadInput
 
 
 def ablation_table(jobs: list[dict], by: list[str]) -> list[dict]:

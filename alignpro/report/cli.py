@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from alignpro import CONF_DIR
-from alignpro.errors import ArgumentParser, BadInput, run_cli
 from alignpro.report.ablation import ablation_report
 from alignpro.report.comparison import comparison_report
 from alignpro.report.runs import collect
+from alignpro.run.errors import ArgumentParser, BadInput, run_cli
 
 
 def is_comparison(jobs: list[dict]) -> bool:
@@ -21,11 +21,11 @@ def is_comparison(jobs: list[dict]) -> bool:
 
 
 def judge_config(name: str, overrides: list[str]):
-    """``conf/judge/<name>.yaml`` with ``key=value`` overrides (the judge group; factory: alignpro.judge),
+    """``conf/judge/<name>.yaml`` with ``key=value`` overrides (the judge group; factory: alignpro.report.judge),
     validated before any judge model loads."""
     from omegaconf import OmegaConf
 
-    from alignpro.config import validate_judge
+    from alignpro.config.validate import validate_judge
 
     options = sorted(p.stem for p in (Path(CONF_DIR) / "judge").glob("*.yaml"))
     if name not in options:
@@ -37,14 +37,14 @@ def judge_config(name: str, overrides: list[str]):
                        "model=gpt-4o base_url=http://localhost:8000/v1")
     cfg = validate_judge(OmegaConf.create({"judge": OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))}))
     if cfg.backend == "openai_api":  # the server answers and serves the model, before any run is read or judged
-        from alignpro.api import ChatClient
+        from alignpro.models.api import ChatClient
 
         ChatClient.from_config(cfg).preflight("judge")
     return cfg
 
 
 def cli() -> None:
-    """``python -m alignpro.report``: a failure is one line and an exit code (alignpro/errors.py)."""
+    """``python -m alignpro.report``: a failure is one line and an exit code (alignpro/run/errors.py)."""
     run_cli(main)
 
 

@@ -9,15 +9,15 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from alignpro.compare import PAIRS, paired
-from alignpro.errors import BadInput, RunFault
-from alignpro.methods import METHODS
-from alignpro.metrics import bootstrap_ci, gap_closed, sample_variance, win_tie_loss
+from alignpro.methods.registry import METHODS
+from alignpro.report.compare import PAIRS, paired
 from alignpro.report.figures import plot_bars
 from alignpro.report.paper import paper_cells, paper_claims, paper_labels, paper_only_rows, paper_results, row_order
 from alignpro.report.runs import collect, factors, fmt, job_config, pooled, sort_key, why_missing
+from alignpro.report.statistics import bootstrap_ci, gap_closed, sample_variance, win_tie_loss
 from alignpro.report.wandb_log import log_report
-from alignpro.rundir import RunDir, write_atomic
+from alignpro.run.directory import RunDir, write_atomic
+from alignpro.run.errors import BadInput, RunFault
 
 CELL_KEYS = ("dataset.name", "prompter.name", "frozen.name")  # a cell of the paper's grid: dataset × prompter × frozen
 
@@ -90,9 +90,10 @@ def judge_cell(row: dict, judge, n_prompts: int, out: Path) -> dict | None:
     """Judge Align-Pro (A) against no fine-tuning (B) on the same held-out prompts, both orders per pair (D9);
     writes every verdict to ``out/judge/<cell>.jsonl`` and returns win / tie / loss with CIs.
 
-    A judge that failed partway (:class:`alignpro.judge.JudgeIncomplete`) leaves the cell with the pairs it judged:
+    A judge that failed partway (:class:`alignpro.report.judge.JudgeIncomplete`) leaves the cell with the pairs it
+    judged:
     the rates and the verdicts file are over those, and ``missing`` names the others (pair number, seed, prompt)."""
-    from alignpro.judge import JudgeIncomplete
+    from alignpro.report.judge import JudgeIncomplete
 
     arms = row["arms"]
     if "alignpro" not in arms or "no_finetune" not in arms:
@@ -238,7 +239,8 @@ def comparison_markdown(rows: list[dict], title: str, judge_name: str | None, fi
         lines += ["", f"![{fig}]({fig}.png)", ""]
     if any(r.get("paired") for r in rows):
         lines += ["## Paired differences", "", "Per held-out prompt (and seed), the difference of two arms' rewards on "
-                  "the same x; mean with a percentile-bootstrap 95 % interval over the pairs (alignpro.compare).", "",
+                  "the same x; mean with a percentile-bootstrap 95 % interval over the pairs "
+                  "(alignpro.report.compare).", "",
                   "| cell | pair (a − b) | mean | 95 % CI | pairs | a better |", "|---|---|---|---|---|---|"]
         for r in rows:
             for name, p in (r.get("paired") or {}).items():
@@ -274,7 +276,7 @@ def comparison_report(sweep_dir: str | Path | None, out: str | Path, *, judge_cf
         rows, title = comparison_cells(jobs, missing), f"Align-Pro vs baselines ({sweep_dir})"
     judge_name, missing_pairs = None, None
     if judge_cfg is not None and not paper_only:
-        from alignpro.judge import build_judge
+        from alignpro.report.judge import build_judge
 
         judge = build_judge(judge_cfg)
         judge_name = f"{judge_cfg.get('name', '?')} ({judge_cfg.get('model') or judge_cfg.get('model_id') or ''})"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from alignpro.methods import METHODS
+from alignpro.methods.registry import METHODS
 from alignpro.report.paper import paper_results
-from alignpro.rundir import save_figure
+from alignpro.run.directory import save_figure
 
 ARM_COLORS = {"no_finetune": "#8c8c8c", "base_prompter": "#c9b27c", "alignpro": "#1f77b4", "rlhf": "#2ca02c"}
 

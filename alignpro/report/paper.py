@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 
-from alignpro.metrics import gap_closed, mean
+from alignpro.report.statistics import gap_closed, mean
 
 DATASET_ORDER = ("ultrafeedback", "helpsteer", "orca")  # the paper's panel order
 
@@ -16,7 +16,7 @@ def paper_results() -> dict:
     Read once per process; callers only read it."""
     from importlib.resources import files
 
-    return json.loads((files("alignpro") / "assets" / "paper_results.json").read_text(encoding="utf-8"))
+    return json.loads((files("alignpro.report") / "paper_results.json").read_text(encoding="utf-8"))
 
 
 @functools.cache

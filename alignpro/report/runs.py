@@ -1,4 +1,5 @@
-"""Finished runs, read back from their directories (alignpro/rundir.py): jobs, their configs and rewards, the keys a
+"""Finished runs, read back from their directories (alignpro/run/directory.py): jobs, their configs and rewards, the
+keys a
 sweep varied, and rewards pooled over seeds. Every report reads runs through here; none reads live objects."""
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from alignpro.errors import BadInput
-from alignpro.metrics import mean, summarize
-from alignpro.rundir import RunDir, Sample, flatten
+from alignpro.report.statistics import mean, summarize
+from alignpro.run.directory import RunDir, Sample, flatten
+from alignpro.run.errors import BadInput
 
 
 def by_prompt(samples: list[Sample]) -> dict[str, list[float]]:
@@ -66,10 +67,11 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
 
 
 def reused_points(root: Path, jobs: list[dict]) -> list[dict]:
-    """The sweep's points that another job ran for them (``grid.json``, alignpro/sweep.py): each one's own config
+    """The sweep's points that another job ran for them (``grid.json``, alignpro/config/preflight.py): each one's own
+    config
     with that job's results, so the no-fine-tuning and oracle arms of the paper grid, run once per (frozen,
     dataset), fill the cell of every prompter."""
-    from alignpro.sweep import GRID_FILE
+    from alignpro.config.preflight import GRID_FILE
 
     grid = root / GRID_FILE
     if not grid.exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from alignpro.methods import METHODS
+from alignpro.methods.registry import METHODS
 
 
 def log_report(out: Path, rows: list[dict], figures: list[str], name: str, project: str = "alignpro") -> str | None:
@@ -13,7 +13,7 @@ def log_report(out: Path, rows: list[dict], figures: list[str], name: str, proje
     figures as images. Offline unless WANDB_API_KEY / WANDB_MODE say otherwise, like the training runs."""
     import wandb
 
-    from alignpro.tracking import wandb_mode
+    from alignpro.run.tracking import wandb_mode
 
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(project=project, job_type="report", name=name, group="reports", dir=str(out),

@@ -4,7 +4,8 @@
     python benchmarks/gpu/check.py --scale tiny --out /tmp/chk  # the same code paths on a CPU at tiny shapes (tests)
 
 Time and memory of fixed-shape training and decoding do not depend on weight values, so every model here is a
-paper model at its EXACT shape with random weights (``source: random``, alignpro/paper_models.py; ``miniature`` at
+paper model at its EXACT shape with random weights (``source: random``, alignpro/models/paper_models.py; ``miniature``
+at
 ``--scale tiny``). Parts, most important first; each runs in its own subprocess (so ``torch.cuda.max_memory_allocated``
 is that part's alone, and a hung part can be killed) under a time guard, and the JSON and markdown are rewritten
 after every part, so a call cut short still returns what finished:
@@ -18,7 +19,7 @@ after every part, so a call cut short still returns what finished:
   ``python -m alignpro.train`` runs it, for one or two generation rounds (each trained ``num_iterations`` times)
   at the cell's batch, rewrite and answer lengths:
   seconds per round and per stage (prompter sampling, frozen answers, reward, the rest = log-probs + updates),
-  tokens/s, peak memory beside the plan (``alignpro.plan``, when present). The held-out evaluation is not run: it
+  tokens/s, peak memory beside the plan (``alignpro.tools.plan``, when present). The held-out evaluation is not run: it
   is generation by the same engines, measured in the ``gen_*`` parts, and would cost a minute of device time.
 
 Results: ``<out>/gpu-check.json`` and ``<out>/gpu-check.md``; each figure carries the command that produced it.
@@ -52,7 +53,8 @@ P1F1 = "paper/phi35_mini_llama31_8b_ultrafeedback"
 FROZEN_8B = "meta-llama/Llama-3.1-8B-Instruct"
 PROMPTER_1_5B = "Qwen/Qwen2.5-1.5B-Instruct"
 # "Our engine" for a whole Align-Pro step: answers through generation.engine=compiled, and the prompter's own TRL
-# rollouts on a static cache that transformers compiles (alignpro.generation.trl_generation_options). The per-stage
+# rollouts on a static cache that transformers compiles (alignpro.models.generation.trl_generation_options). The
+# per-stage
 # split shows what each half gives.
 OURS = ("generation.engine=compiled", "+trainer.extra.cache_implementation=static")
 TRL_DEFAULT = ("generation.engine=hf",)
@@ -136,8 +138,8 @@ def now_utc() -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomic write (alignpro.rundir.write_atomic): a part killed mid-write leaves the previous complete file."""
-    from alignpro.rundir import write_atomic
+    """Atomic write (alignpro.run.directory.write_atomic): a part killed mid-write leaves the previous complete file."""
+    from alignpro.run.directory import write_atomic
 
     write_atomic(path, json.dumps(data, indent=2, default=str))
 
@@ -201,7 +203,7 @@ def model_config(model_id: str, scale: Scale) -> Any:
     """The transformers config of a paper model at the scale's size, from the shipped hub config."""
     from transformers import AutoConfig
 
-    from alignpro.paper_models import MINIATURE, shrunk_config
+    from alignpro.models.paper_models import MINIATURE, shrunk_config
 
     fields = shrunk_config(model_id, None if scale.source == "random" else MINIATURE)
     return AutoConfig.for_model(fields.pop("model_type"), **fields)
@@ -252,7 +254,7 @@ def part_gen(scale: Scale, spec: dict, bandwidth: float, progress: Callable[[dic
     import torch
     from transformers import AutoModelForCausalLM
 
-    from alignpro.generation import Sampling, decode
+    from alignpro.models.generation import Sampling, decode
 
     device, model_id = scale.device, spec["model_id"]
     dtype = getattr(torch, scale.dtype)
@@ -335,13 +337,13 @@ def train_command(overrides: list[str]) -> str:
 
 
 def plan_peaks(cfg: Any, prompts: list[str]) -> dict:
-    """The memory plan's peak for this arm (``alignpro.plan.plan_arm``): at the longest prompt of the data this
+    """The memory plan's peak for this arm (``alignpro.tools.plan.plan_arm``): at the longest prompt of the data this
     check trains on (what it is held against) and at the plan's default prompt length (what the README quotes)."""
     try:
         from transformers import AutoTokenizer
 
-        from alignpro.assets import resolve_model
-        from alignpro.plan import PROMPT_TOKENS, plan_arm
+        from alignpro.models.assets import resolve_model
+        from alignpro.tools.plan import PROMPT_TOKENS, plan_arm
     except ImportError as err:  # no plan in this checkout: the column stays empty
         return {"plan_error": f"{type(err).__name__}: {err}"}
     try:
@@ -360,16 +362,16 @@ def run_job(scale: Scale, spec: dict, generations: int, out: Path) -> dict:
     a per-step clock; the result is rewritten to ``out`` at every step, so a killed job leaves its steps."""
     from transformers import TrainerCallback, set_seed
 
-    from alignpro.assets import resolve_model
-    from alignpro.config import validate
-    from alignpro.data import compose_config, load_splits
-    from alignpro.frozen import build_frozen
-    from alignpro.generation import GenerationEngine
-    from alignpro.methods import METHODS, Job
-    from alignpro.reward import build_reward
-    from alignpro.rl import check_trainer_extra, quiet_library_noise
-    from alignpro.rundir import RunDir
-    from alignpro.timing import StageTimer
+    from alignpro.config.validate import validate
+    from alignpro.data.preferences import compose_config, load_splits
+    from alignpro.methods.registry import METHODS, Job
+    from alignpro.methods.rl import check_trainer_extra, quiet_library_noise
+    from alignpro.models.assets import resolve_model
+    from alignpro.models.frozen import build_frozen
+    from alignpro.models.generation import GenerationEngine
+    from alignpro.models.reward import build_reward
+    from alignpro.run.directory import RunDir
+    from alignpro.run.timing import StageTimer
 
     overrides = job_overrides(scale, spec)
     result: dict[str, Any] = {"overrides": overrides, "command": train_command(overrides), "status": "running",

@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, StaticCache"; then
   export PYTHONPATH="/tmp/site-tf:$PYTHONPATH"
 else
   # The image's transformers (5.17 when last listed) lacks TrainingArguments.activation_checkpointing, which
-  # alignpro/rl.py passes: its training parts fail there; the decoding parts still give figures.
+  # alignpro/methods/rl.py passes: its training parts fail there; the decoding parts still give figures.
   echo "[run.sh] the carried transformers does not import here: the image's runs, and its training parts will fail"
 fi
 # The model cache (random full-size weights, ~32 GB) goes where the most disk is free.

@@ -1,6 +1,8 @@
 """Hydra's basic sweeper (the product of the sweep's values, in batches), launching each distinct job once. Which grid
-points are the same job is decided by :func:`alignpro.sweep.grid_points`; this class only hands the launcher the
-distinct ones and writes ``grid.json`` beside their run dirs. alignpro's sweep preflight (alignpro.sweep.Preflight)
+points are the same job is decided by :func:`alignpro.config.preflight.grid_points`; this class only hands the launcher
+the
+distinct ones and writes ``grid.json`` beside their run dirs. alignpro's sweep preflight
+(alignpro.config.preflight.Preflight)
 puts it in place of the basic sweeper for every product sweep; ``hydra/sweeper=distinct`` names it explicitly.
 Hydra loads sweepers only from the ``hydra_plugins`` package, hence this thin module."""
 
@@ -24,7 +26,7 @@ ConfigStore.instance().store(group="hydra/sweeper", name="distinct", node=Distin
 
 class DistinctSweeper(BasicSweeper):
     def split_arguments(self, overrides: Any, max_batch_size: int | None) -> list[list[list[str]]]:  # type: ignore[override]
-        from alignpro.sweep import grid_points, write_grid
+        from alignpro.config.preflight import grid_points, write_grid
 
         points = grid_points(self.config)
         write_grid(Path(self.config.hydra.sweep.dir), points)

@@ -1,0 +1,107 @@
+"""Validation of a composed config, run before any data or model loads: one clear message per bad value.
+
+Hydra itself rejects an unknown group option (``prompter=nope`` lists the available ones). :func:`validate` types
+the config by the schema (:mod:`alignpro.config.schema`: one dataclass per group, with each key's type, choices and
+range)
+and then checks what spans groups: the arm exists and its trained model can be trained (sampled rollouts, a valid
+LoRA spec, not a model behind an API), an API endpoint's settings (by the client's own rules: URL, concurrency,
+timeouts, the key's variable *name*; the key itself is only looked up when the client is built), the offline assets
+a run will load, and that no secret is passed as a config value.
+
+Neither the schema nor the method registry imports torch, so a bad value is reported in well under a second. The
+factories receive the typed config and trust what was checked here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from alignpro.config.schema import Config, ConfigError, JudgeConfig, check, lora_options, require, typed
+from alignpro.methods.registry import METHODS
+from alignpro.models.api import ChatClient, require_openai
+from alignpro.models.assets import AssetError, check_available
+from alignpro.run.secrets import SECRET_KEY
+
+__all__ = ["ConfigError", "validate", "validate_judge"]
+
+
+def _no_secrets(node, path: str = "") -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            here = f"{path}.{k}" if path else str(k)
+            if SECRET_KEY.search(str(k)) and isinstance(v, str) and v and not v.startswith("${"):
+                raise ConfigError(f"{here} holds a secret in the config; secrets are read from the environment "
+                                  f"only. Unset it and export the variable instead (e.g. WANDB_API_KEY).")
+            _no_secrets(v, here)
+
+
+def _api_endpoint(node: DictConfig, group: str) -> None:
+    """The keys of an OpenAI-compatible endpoint under ``group``, by the client's own rules (alignpro/models/api.py)."""
+    try:
+        ChatClient.from_config(node)
+    except ValueError as err:
+        raise ConfigError(f"{group}.{err}") from None
+    require_openai()
+
+
+def _available(node: DictConfig, role: str) -> None:
+    try:
+        check_available(node.source, role=role)
+    except AssetError as err:
+        raise ConfigError(f"{role}={node.name}: {err}") from err
+
+
+def _judge(j: DictConfig) -> None:
+    if j.backend == "openai_api":
+        _api_endpoint(j, "judge")
+    else:
+        _available(j, "judge")
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+
+
+def validate_judge(cfg: Any) -> DictConfig:
+    """Type and check the ``judge`` group of ``cfg`` alone (``conf/judge/``: the report's ``--judge``); returns
+    that group typed."""
+    _no_secrets(_plain(cfg["judge"]), "judge")
+    j = typed(cfg["judge"], JudgeConfig, "judge.")
+    check(j, JudgeConfig, "judge.")
+    _judge(j)
+    return j
+
+
+def validate(cfg: Any) -> DictConfig:
+    """The config typed by :class:`alignpro.config.schema.Config`, or :class:`ConfigError` on the first invalid value
+    (:class:`alignpro.models.api.EndpointError` when an API backend lacks the ``openai`` package; both are BadInput)."""
+    _no_secrets(_plain(cfg))
+    cfg = typed(cfg)
+    check(cfg, Config)
+    m = cfg.method.name
+    require(m in METHODS, "method.name", m, f"valid: {', '.join(METHODS)}")
+    policy = METHODS[m].trains
+    if policy:  # the trained policy's rollouts must be sampled: RLOO/GRPO estimate gradients from samples
+        t = cfg[policy].sampling.temperature
+        require(t > 0, f"{policy}.sampling.temperature", t, f"method={m} trains the {policy} from sampled "
+                "rollouts: use a temperature > 0 (1.0 samples the policy itself)")
+        try:  # a bad LoRA spec of the trained model fails here, not after the models have loaded
+            lora_options(cfg[policy].lora)
+        except ValueError as err:
+            raise ConfigError(f"{policy}.lora: {err}") from err
+    fb = cfg.frozen.backend
+    if fb == "openai_api":
+        require(policy != "frozen", "frozen.backend", fb, f"method={m} fine-tunes the frozen model itself (the "
+                "oracle, D7) and a model behind an API cannot be trained: use a local frozen model (e.g. "
+                "frozen=llama31_8b)")
+        _api_endpoint(cfg.frozen, "frozen")
+    if cfg.judge is not None:
+        _judge(cfg.judge)
+    # Offline assets: only those this run will load (a frozen model behind an API loads nothing here).
+    needs = {"prompter": METHODS[m].uses_prompter, "frozen": fb == "hf", "reward": True}
+    for role, needed in needs.items():
+        if needed:
+            _available(cfg[role], role)
+    return cfg

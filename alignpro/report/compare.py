@@ -1,0 +1,206 @@
+"""The arms side by side on the same held-out prompts, with paired statistics: what `make demo` ends with.
+
+    python -m alignpro.train --multirun experiment=demo          # the arms, then this comparison (Hydra callback)
+    python -m alignpro.report.compare outputs/demo/<time>               # the same from any multirun of the arms
+
+Every arm answers the same held-out prompts (the split is fixed by ``dataset.split_seed``), so arms are compared
+**paired**: per prompt x (and seed), the difference of the two arms' rewards r(x, y), averaged over the prompt's
+samples, then a percentile bootstrap over those pairs (:func:`alignpro.report.statistics.paired_difference`). The
+prompts'
+own difficulty cancels, so the paired interval is much tighter than two overlapping per-arm intervals suggest.
+Runs pair by seed when both arms have it; a run without a partner seed is left out of that pair.
+
+Writes into the sweep dir: ``comparison.json`` (per arm: mean, bootstrap 95 % interval, n; per pair of arms:
+the paired difference, its interval, n pairs), ``comparison.md`` and ``comparison.png`` (reward per arm with
+intervals; Align-Pro's training reward and KL(ρ‖ρ_ref) per step), logs them to a W&B run of type ``comparison``,
+and prints the table and one plain sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+from alignpro.methods.registry import METHODS
+from alignpro.report.runs import load_runs
+from alignpro.report.statistics import mean, paired_difference, summarize
+from alignpro.run.directory import save_figure, write_atomic
+from alignpro.run.errors import ArgumentParser, BadInput, run_cli
+
+# (a, b) pairs reported as a − b, in this order, when both arms ran.
+PAIRS = (("alignpro", "no_finetune"), ("alignpro", "base_prompter"), ("rlhf", "alignpro"), ("rlhf", "no_finetune"),
+         ("base_prompter", "no_finetune"))
+
+
+def description(arm: str) -> str:
+    """How the comparison table names an arm (the registry's description; an unknown arm by its name)."""
+    return METHODS[arm].description if arm in METHODS else arm
+
+
+def paired(runs_a: dict[int, dict], runs_b: dict[int, dict], n_resamples: int = 2000) -> dict | None:
+    """a − b over (seed, prompt) pairs that both arms answered."""
+    a, b = [], []
+    for seed in sorted(set(runs_a) & set(runs_b)):
+        ra, rb = runs_a[seed]["rewards"], runs_b[seed]["rewards"]
+        for x in ra:
+            if x in rb:
+                a.append(ra[x])
+                b.append(rb[x])
+    if not a:
+        return None
+    return paired_difference(a, b, n_resamples) | {"seeds": sorted(set(runs_a) & set(runs_b))}
+
+
+def comparison(runs: dict[str, dict[int, dict]], n_resamples: int = 2000) -> dict:
+    arms = {}
+    order = list(METHODS)
+    for arm in sorted(runs, key=lambda a: order.index(a) if a in order else len(order)):
+        values = [r for run in runs[arm].values() for r in run["all_rewards"]]
+        s = summarize(values, n_resamples=n_resamples)
+        arms[arm] = {"mean": s["reward_mean"], "ci_low": s["reward_ci_low"], "ci_high": s["reward_ci_high"],
+                     "var": s["reward_var"], "n": s["n"], "seeds": sorted(runs[arm])}
+        if arm == "base_prompter" or arm == "alignpro":
+            rates = [run["metrics"].get("menu_rate") for run in runs[arm].values()]
+            if all(isinstance(v, (int, float)) for v in rates):
+                arms[arm]["menu_rate"] = mean(rates)
+    pairs = {f"{a} - {b}": p for a, b in PAIRS if a in runs and b in runs
+             for p in [paired(runs[a], runs[b], n_resamples)] if p}
+    return {"arms": arms, "pairs": pairs, "sentence": sentence(pairs)}
+
+
+def sentence(pairs: dict) -> str:
+    """One plain sentence: did Align-Pro beat the frozen model answering directly?"""
+    p = pairs.get("alignpro - no_finetune")
+    if p is None:
+        return "No Align-Pro and no-fine-tuning runs on shared prompts: nothing to compare."
+    ci = f"95 % interval [{p['diff_ci_low']:+.2f}, {p['diff_ci_high']:+.2f}]"
+    head = (f"Align-Pro {'beat' if p['diff_mean'] > 0 else 'did not beat'} the frozen model answering directly by "
+            f"{p['diff_mean']:+.2f} reward ({ci}, {p['n_pairs']} paired prompts)")
+    if p["diff_ci_low"] > 0:
+        return head + "; the interval excludes 0."
+    if p["diff_ci_high"] < 0:
+        return head + "; it is worse, and the interval excludes 0."
+    return head + "; the interval includes 0, so this run cannot tell them apart."
+
+
+def markdown(res: dict, where: str) -> str:
+    lines = [f"# Align-Pro vs baselines ({where})", "", "| arm | mean r(x, y) | 95 % CI | n | seeds |",
+             "|---|---|---|---|---|"]
+    for arm, a in res["arms"].items():
+        lines.append(f"| {description(arm)} | {a['mean']:.2f} | [{a['ci_low']:.2f}, {a['ci_high']:.2f}] | "
+                     f"{a['n']} | {', '.join(map(str, a['seeds']))} |")
+    lines += ["", "| paired difference | mean | 95 % CI | pairs | a better |", "|---|---|---|---|---|"]
+    for name, p in res["pairs"].items():
+        lines.append(f"| {name.replace(' - ', ' − ')} | {p['diff_mean']:+.2f} | [{p['diff_ci_low']:+.2f}, "
+                     f"{p['diff_ci_high']:+.2f}] | {p['n_pairs']} | {p['share_a_better']:.0%} |")
+    return "\n".join(lines + ["", res["sentence"], ""])
+
+
+def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(res["arms"])
+    means = [res["arms"][a]["mean"] for a in names]
+    err = [[m - res["arms"][a]["ci_low"] for a, m in zip(names, means, strict=True)],
+           [res["arms"][a]["ci_high"] - m for a, m in zip(names, means, strict=True)]]
+    colors = {"no_finetune": "#999999", "base_prompter": "#6baed6", "alignpro": "#2171b5", "rlhf": "#cb181d"}
+    ax.bar(range(len(names)), means, yerr=err, capsize=6, color=[colors.get(a, "#777777") for a in names])
+    ax.set_xticks(range(len(names)), [description(a).split(" (")[0] for a in names], rotation=15)
+    ax.set_ylabel("held-out reward r(x, y), mean ± 95 % CI")
+    ax.set_title("Arms on the same held-out prompts")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax3 = ax2.twinx()
+    for seed, run in sorted(runs.get("alignpro", {}).items()):
+        rows = [r for r in run["curve"] if "reward" in r]
+        steps = [r["step"] for r in rows]
+        ax2.plot(steps, [r["reward"] for r in rows], "-o", color="#2171b5", label=f"reward, seed {seed}")
+        ax3.plot(steps, [r.get("kl_seq", float("nan")) for r in rows], "--", color="#fd8d3c",
+                 label=f"KL(ρ‖ρ_ref), seed {seed}")
+    ax2.set_xlabel("RL step")
+    ax2.set_ylabel("training reward (mean over rewrites)")
+    ax3.set_ylabel("sequence KL(ρ‖ρ_ref), nats")
+    ax2.set_title("Align-Pro training")
+    handles = ax2.get_legend_handles_labels()[0] + ax3.get_legend_handles_labels()[0]
+    if handles:
+        ax2.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = out / "comparison.png"
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def log_wandb(res: dict, image: Path, out: Path, name: str) -> str | None:
+    import wandb
+
+    from alignpro.run.tracking import wandb_mode
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = wandb.init(project="alignpro", job_type="comparison", name=name, group=f"sweep-{out.name}", dir=str(out),
+                     mode=wandb_mode(), reinit="finish_previous")
+    run.log({"comparison/arms": wandb.Table(columns=["arm", "mean", "ci_low", "ci_high", "n"],
+                                            data=[[k, a["mean"], a["ci_low"], a["ci_high"], a["n"]]
+                                                  for k, a in res["arms"].items()]),
+             "comparison/pairs": wandb.Table(columns=["pair", "diff_mean", "ci_low", "ci_high", "n_pairs"],
+                                             data=[[k, p["diff_mean"], p["diff_ci_low"], p["diff_ci_high"],
+                                                    p["n_pairs"]] for k, p in res["pairs"].items()]),
+             "comparison/plot": wandb.Image(str(image))})
+    run.summary.update({f"comparison/{k.replace(' - ', '_minus_')}": p["diff_mean"] for k, p in res["pairs"].items()})
+    where = str(Path(run.dir).parent) if run.settings.mode == "offline" else run.url
+    run.finish()
+    return where
+
+
+def compare(sweep_dir: str | Path, out: str | Path | None = None, wandb_log: bool = True) -> dict:
+    """Read the sweep's runs, write comparison.{json,md,png} into ``out`` (default: the sweep dir), log to W&B."""
+    runs = load_runs(sweep_dir)
+    out = Path(out or sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    res = comparison(runs)
+    res["runs"] = {arm: {seed: r["dir"] for seed, r in by_seed.items()} for arm, by_seed in runs.items()}
+    write_atomic(out / "comparison.json", json.dumps(res, indent=2, ensure_ascii=False))
+    write_atomic(out / "comparison.md", markdown(res, str(sweep_dir)))
+    res["plot"] = str(plot(res, runs, out))
+    if wandb_log:
+        res["wandb"] = log_wandb(res, Path(res["plot"]), out, name=f"comparison:{Path(sweep_dir).name}")
+    return res
+
+
+class ComparisonCallback(Callback):
+    """``hydra.callbacks.comparison._target_: alignpro.report.compare.ComparisonCallback``: after the sweep's last job,
+    compare its arms and print the table and the sentence."""
+
+    def __init__(self, wandb_log: bool = True) -> None:
+        self.wandb_log = wandb_log
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = config.hydra.sweep.dir
+        try:
+            res = compare(sweep_dir, wandb_log=self.wandb_log and config.get("logger", {}).get("backend") == "wandb")
+        except BadInput as err:  # no finished runs to compare: the sweep's own jobs said why
+            print(f"alignpro: {err}")
+            return
+        print("\n" + (Path(sweep_dir) / "comparison.md").read_text(encoding="utf-8"))
+        print(f"written: {Path(sweep_dir) / 'comparison.json'}, {res['plot']}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = ArgumentParser(prog="python -m alignpro.report.compare", description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", help="a multirun dir of the arms (e.g. outputs/demo/<time>)")
+    ap.add_argument("--out", default=None, help="where comparison.{json,md,png} go (default: the runs dir)")
+    ap.add_argument("--no-wandb", action="store_true", help="do not log the comparison to W&B")
+    args = ap.parse_args(argv)
+    res = compare(args.runs, args.out, wandb_log=not args.no_wandb)
+    print((Path(args.out or args.runs) / "comparison.md").read_text(encoding="utf-8"))
+    return res
+
+
+if __name__ == "__main__":
+    run_cli(main)

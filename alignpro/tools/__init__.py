@@ -1,0 +1,2 @@
+"""Side tools over the pipeline: the job plan of a sweep (``plan``), the prompt-lever probe (``lever``) and the
+theory lab (``theory``)."""
