@@ -27,8 +27,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rsfE $(ARGS)  # -rsfE: name every skip, failure and error
 
-lint: $(STAMP)
+lint: $(STAMP)  # style, then the import contract of the layers (pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) outputs

@@ -10,7 +10,7 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 # The Hydra config tree, absolute, so `python -m alignpro.train`, the `alignpro-train` console script and the other
-# CLIs (alignpro.data.preferences, alignpro.report) find the same conf/ directory from any working directory. Defined
+# CLIs (alignpro.data, alignpro.report) find the same conf/ directory from any working directory. Defined
 # here, in
 # the import-free package root, so a CLI that only inspects data does not import torch to find it.
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")

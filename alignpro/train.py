@@ -26,14 +26,11 @@ from alignpro import CONF_DIR
 from alignpro.config.schema import Config
 from alignpro.config.validate import ConfigError, validate
 from alignpro.data.preferences import load_splits
-from alignpro.methods.registry import METHODS, Job
-from alignpro.methods.rl import check_trainer_extra, quiet_library_noise, resolve_max_steps
-from alignpro.methods.sft import menu_rate
+from alignpro.methods.base import Job
+from alignpro.methods.registry import build_method
+from alignpro.methods.rl import check_trainer_extra, resolve_max_steps
 from alignpro.models.api import ChatClient
-from alignpro.models.frozen import build_frozen
-from alignpro.models.generation import GenerationEngine
-from alignpro.models.reward import build_reward
-from alignpro.report.evaluate import eval_samplings, evaluate, heldout_prompts
+from alignpro.models.assets import pick_device
 from alignpro.run import tracking
 from alignpro.run.directory import Metrics, RunDir, flatten, process_rank, world_size
 from alignpro.run.errors import JobFailed, describe, run_cli
@@ -41,16 +38,6 @@ from alignpro.run.secrets import redact_text
 from alignpro.run.timing import StageTimer
 
 log = logging.getLogger("alignpro")
-
-
-def pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' is invalid: no CUDA device is visible; use device=cpu or device=auto")
-    return device
 
 
 def run_context() -> dict:
@@ -71,8 +58,6 @@ def run_context() -> dict:
 
 def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run") -> Metrics:
     """Run one job; returns the evaluation summary (also written to ``run_dir/metrics.json``)."""
-    from transformers import set_seed
-
     cfg = validate(cfg)  # typed by the schema and checked, before anything loads
     files = RunDir(run_dir)
     # Cheap, and catches empty data / missing fields before models load; trainer.max_steps=paper counts its rows.
@@ -83,10 +68,21 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         log.info("%s is finished: its metrics.json is read back, the job is not run again", run_dir)
         return files.read_metrics()
     files.clear_error()
+    # The model stack loads here, once the config is checked: `--cfg job`, a refused override and the
+    # sweep preflight never wait for torch.
+    from transformers import set_seed
+
+    from alignpro.methods.rl import quiet_library_noise
+    from alignpro.models.frozen import build_frozen
+    from alignpro.models.generation import GenerationEngine
+    from alignpro.models.reward import build_reward
+    from alignpro.report.evaluate import eval_samplings, evaluate, heldout_prompts
+    from alignpro.report.summary import complete_metrics, record
+
     device = pick_device(cfg.device)
-    method = METHODS[cfg.method.name]
-    check_outside_parts(cfg, files, method.needs_frozen)
-    if method.trains:
+    facts, method = cfg.method, build_method(cfg.method)
+    check_outside_parts(cfg, files, facts.needs_frozen)
+    if facts.trains:
         check_trainer_extra(cfg.trainer)
     quiet_library_noise()
     set_seed(cfg.seed)
@@ -94,7 +90,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     t0 = time.perf_counter()
     log.info("run dir: %s", run_dir)
     main_process = process_rank() == 0  # accelerate launch: one run dir, one W&B run, one evaluation (rank 0)
-    tracking_run = tracking.start(cfg, files, group=group, name=name, job_type=method.name) if main_process \
+    tracking_run = tracking.start(cfg, files, group=group, name=name, job_type=facts.name) if main_process \
         else tracking.Tracker(files.root)
     with tracking_run as tracker:
         # r(x, y): the embedded BT reward is trained on the train split's pairs (cached) and checked on held-out.
@@ -106,7 +102,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
 
         # π_F, unless the arm trains its own copy of it (``needs_frozen`` false).
         engine = GenerationEngine.from_config(cfg.generation)
-        frozen = build_frozen(cfg.frozen, device, engine=engine) if method.needs_frozen else None
+        frozen = build_frozen(cfg.frozen, device, engine=engine) if facts.needs_frozen else None
 
         # The method trains what it trains and returns the arm to evaluate. Re-seeded here and before the
         # evaluation so a stage's random draws never depend on what ran before it (a reward fitted now or read
@@ -125,25 +121,10 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
             summary, samples = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
                                         cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift,
                                         run_dir=files)
-        summary.update(lam=cfg.lam, seed=cfg.seed, dataset=splits.info, reward_model=rm_stats)
-        menu = cfg.sft.instructions
-        if arm.prompter is not None and menu:  # how often the prompter wrote x + a menu instruction
-            summary["menu_rate"] = menu_rate([s.x for s in samples], [s.x_prime for s in samples], list(menu))
-        client = getattr(frozen, "client", None)
-        if client is not None:  # a frozen model behind an API: its requests, retries and failures, counted
-            summary["frozen_api"] = client.stats.as_dict()
-        summary["timing_s"] = {k: round(v, 3) for k, v in timer.seconds.items()}
-        summary["timing_s"]["job_total"] = round(time.perf_counter() - t0, 3)
-        if method.trains:
-            summary["timing_s"]["per_step"] = round(timer.seconds["train_total"] / cfg.trainer.max_steps, 3)
-        files.write_eval_samples(samples)
-        files.write_metrics(summary)
-        tracker.table("eval/samples", [s.row() for s in samples])
-        flat = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
-        flat.update({f"frozen_api/{k}": v for k, v in summary.get("frozen_api", {}).items()})
-        flat.update({f"time/{k}": v for k, v in summary["timing_s"].items()})
-        tracker.log(flat)
-        tracker.set_summary(flat)
+        # metrics.json: the evaluation's summary and the job's facts (data, reward model, API counts, timings)
+        summary = complete_metrics(summary, cfg, arm, samples, dataset=splits.info, reward_model=rm_stats,
+                                   frozen=frozen, timer=timer, started=t0)
+        record(files, tracker, summary, samples)
         log.info("eval %s: reward %.4f [%.4f, %.4f] var %.4f (n=%d) -> %s", arm.name, summary["reward_mean"],
                  summary["reward_ci_low"], summary["reward_ci_high"], summary["reward_var"], summary["n"],
                  files.metrics)

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback, set_seed
 
-from alignpro.data.preferences import compose_config, load_splits
+from alignpro.config.compose import compose_config
+from alignpro.data.preferences import load_splits
 from alignpro.methods.alignpro import AlignProReward
 from alignpro.methods.rl import fit, quiet_library_noise
 from alignpro.methods.sft import sft_prompter_path

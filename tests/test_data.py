@@ -11,7 +11,9 @@ import pytest
 from datasets import Dataset, Features, List, Value
 from omegaconf import OmegaConf
 
-from alignpro.data.preferences import DataError, adapt_embedded, load_splits, prompt_hash, seeded_split
+from alignpro.data import DataError
+from alignpro.data.adapters import adapt_embedded, prompt_hash
+from alignpro.data.preferences import load_splits, seeded_split
 from tests.conftest import ROOT, compose
 
 MSG = {"content": Value("string"), "role": Value("string")}
@@ -438,7 +440,7 @@ def test_bad_options_are_named(hub, override, match):
 # ---- inspection CLI ------------------------------------------------------------------------------------------------
 def run_cli(hub, *args):
     env = dict(os.environ, HF_DATASETS_CACHE=str(hub["cache"]), HF_HUB_OFFLINE="1", PYTHONIOENCODING="utf-8")
-    return subprocess.run([sys.executable, "-m", "alignpro.data.preferences", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "alignpro.data", *args], capture_output=True, text=True,
                           encoding="utf-8", cwd=ROOT, env=env, timeout=120)
 
 

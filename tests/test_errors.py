@@ -73,9 +73,89 @@ def test_run_cli_leaves_the_environment_as_it_found_it(monkeypatch):
 
 
 def test_a_real_command_hides_its_traceback_unless_asked():
-    cmd = [sys.executable, "-m", "alignpro.data.preferences", "--n", "-1"]
+    cmd = [sys.executable, "-m", "alignpro.data", "--n", "-1"]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     plain = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert plain.returncode == 2 and plain.stderr == "alignpro: --n -1 is invalid: it must be ≥ 0\n"
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+
+
+# -- a library's exception is sorted by its family and origin (alignpro/run/errors.py's docstring) ----------------
+
+def cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    """``python -m alignpro.train <args>`` as a user runs it (offline, no HYDRA_FULL_ERROR, no W&B)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "WANDB_SERVICE")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "alignpro.train", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=180)
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("alignpro: "), proc.stderr[-3000:]
+    assert "unexpected" not in lines[0] and "Traceback" not in proc.stdout + proc.stderr
+    return lines[0]
+
+
+def test_hydra_usage_error_before_our_code_is_bad_input(tmp_path):
+    line = one_line(cli("--multirun", "--cfg", "job", cwd=tmp_path))
+    assert line == ("alignpro: Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified "
+                    "(see --help)")
+
+
+def test_run_dir_hydra_cannot_create_is_bad_input(tmp_path):
+    line = one_line(cli("experiment=smoke", "logger.backend=none", "hydra.run.dir=/proc/alignpro_x", cwd=tmp_path))
+    assert line == ("alignpro: cannot write /proc/alignpro_x: No such file or directory; choose a writable place "
+                    "(hydra.run.dir=..., --out ...)")
+
+
+def test_hub_model_not_cached_offline_names_the_model_its_role_and_the_fixes(tmp_path):
+    line = one_line(cli("experiment=smoke", "logger.backend=none", "reward=rm_gemma_2b",
+                        f"hydra.run.dir={tmp_path}/run", cwd=tmp_path))
+    for part in ("reward.model_id='weqweasdas/RM-Gemma-2B'", "HF_HUB_OFFLINE=1", "hf download weqweasdas/RM-Gemma-2B",
+                 "HF_HOME", "reward=bt_minilm"):
+        assert part in line, (part, line)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_library_families_are_found_along_the_mro_and_the_causes():
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError
+
+    try:  # transformers' cached_file: a plain OSError raised from the hub's error
+        try:
+            raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache")
+        except LocalEntryNotFoundError as inner:
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files") from inner
+    except OSError as err:
+        code, line = describe(err)
+    assert code == 2 and "not in the local hub cache" in line and "HF_HOME" in line
+    code, line = describe(GatedRepoError("403 gated", response=_response(403)))  # its own row, not its parent's
+    assert code == 2 and "gated" in line and "hf auth login" in line
+
+
+def _response(status: int):
+    import httpx
+
+    return httpx.Response(status, request=httpx.Request("GET", "https://huggingface.co/org/m/resolve/main/config.json"))
+
+
+def test_a_bug_stays_unexpected_even_when_it_passes_through_hydra(monkeypatch):
+    from hydra._internal.utils import run_and_report
+
+    from alignpro.models.assets import resolve_dtype
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Hydra re-raises as it does under run_cli
+    with pytest.raises(ValueError) as caught:
+        run_and_report(lambda: resolve_dtype("float8", "cpu"))  # a ValueError of our code, called by Hydra
+    code, line = describe(caught.value)
+    assert code == 1 and line.startswith("unexpected ValueError: dtype 'float8' is not supported")
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:  # an exception raised while a hub error was handled, not from it: still a bug
+        try:
+            raise LocalEntryNotFoundError("not cached")
+        except LocalEntryNotFoundError:
+            raise KeyError("boom")  # noqa: B904
+    except KeyError as err:
+        assert describe(err)[0] == 1

@@ -1,6 +1,6 @@
 import pytest
 
-from alignpro.methods.registry import Arm
+from alignpro.methods.base import Arm
 from alignpro.models.frozen import build_frozen
 from alignpro.models.prompter import load_prompter
 from alignpro.report.evaluate import eval_samplings, evaluate

@@ -88,7 +88,7 @@ def test_api_frozen_sends_the_system_turn_then_only_the_prompt():
 
 
 def test_build_api_frozen_checks_the_key_variable_and_refuses_other_weights(monkeypatch):
-    from alignpro.models.api import EndpointError
+    from alignpro.models.api_failures import EndpointError
 
     monkeypatch.delenv("ALIGNPRO_FROZEN_KEY", raising=False)
     cfg = api_frozen_cfg("frozen.api_key_env=ALIGNPRO_FROZEN_KEY")

@@ -114,6 +114,31 @@ def test_compiled_greedy_token_identical_to_generate(lively_lm):
         generate_chat(model, tok, CONVS, greedy, batch_size=5, engine=_compiled())
 
 
+def test_compiled_engine_passes_the_kv_cache_under_the_name_the_forward_takes(lively_lm):
+    """transformers 5.25 renamed forward's ``past_key_values`` to ``cache`` (the old name is a deprecated alias that
+    warns on every call and goes in 5.40); the engine passes the cache under the forward's own name, the base
+    model's under a peft wrapper, so a release before the rename works too and a decode warns nothing."""
+    import inspect
+    import warnings
+    from types import SimpleNamespace
+
+    from alignpro.models.generation import cache_kwarg, decode
+
+    model, tok = lively_lm
+    assert cache_kwarg(model) in inspect.signature(type(model).forward).parameters
+
+    class BeforeTheRename(torch.nn.Module):
+        def forward(self, input_ids=None, past_key_values=None, **kwargs): ...
+
+    assert cache_kwarg(BeforeTheRename()) == "past_key_values"
+    assert cache_kwarg(SimpleNamespace(get_base_model=BeforeTheRename)) == "past_key_values"  # peft-wrapped
+    enc = chat_inputs(tok, CONVS[:2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        decode(model, enc["input_ids"], enc["attention_mask"], Sampling(3, temperature=0), [tok.eos_token_id],
+               tok.pad_token_id)
+
+
 def _compiled(bucket: bool = False):
     from alignpro.models.generation import GenerationEngine
 

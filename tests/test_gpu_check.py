@@ -203,8 +203,8 @@ def test_scripts_parse_and_agree():
 def test_paper_scale_jobs_compose():
     """Every training part's paper-scale config (and its fallback) composes and validates as the GPU will run it,
     so a renamed config or option fails here, not in a device call."""
+    from alignpro.config.compose import compose_config
     from alignpro.config.validate import validate
-    from alignpro.data.preferences import compose_config
 
     for part in (p for p in check.PARTS if p.kind == "job"):
         for engine in (part.spec["engine"], part.spec.get("fallback")):

@@ -6,15 +6,8 @@ import re
 import pytest
 
 from alignpro.models.generation import Sampling
-from alignpro.report.judge import (
-    JUDGE_SYSTEM_PROMPT,
-    Judge,
-    JudgeCache,
-    build_judge,
-    judge_messages,
-    outcome_pairs,
-    parse_scores,
-)
+from alignpro.report.judge import Judge, JudgeCache, build_judge
+from alignpro.report.judge_prompt import JUDGE_SYSTEM_PROMPT, judge_messages, outcome_pairs, parse_scores
 from tests.conftest import compose
 from tests.server import ScriptedServer, chat_completion
 

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from alignpro.report.judge import build_judge, judge_messages, outcome_pairs
+from alignpro.report.judge import build_judge
 from alignpro.report.judge_local import SCORE_LINE_CONSTRAINT, ScoreLineProcessor, ScoreLineVocab
+from alignpro.report.judge_prompt import judge_messages, outcome_pairs
 from tests.conftest import compose
 
 # ---- constrained score line (judge.constrain_scores, backend hf) -----------------------------------------------------

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from alignpro.methods.alignpro import AlignProReward, Objective
+from alignpro.methods.alignpro import AlignProReward
+from alignpro.methods.objective import Objective
 from alignpro.run.directory import SampleLog
 from tests.conftest import RecordingReward
 
@@ -85,7 +86,8 @@ def test_a_trained_prompter_got_beta_equal_to_lambda_and_logged_eq9_each_step(tm
     objective = reward − λ·kl_seq with kl_seq = kl × mean rewrite length."""
     import torch
 
-    from alignpro.methods.registry import METHODS, Job
+    from alignpro.methods.base import Job
+    from alignpro.methods.registry import build_method
     from alignpro.models.frozen import build_frozen
     from alignpro.run.directory import RunDir
     from tests.conftest import compose
@@ -94,7 +96,7 @@ def test_a_trained_prompter_got_beta_equal_to_lambda_and_logged_eq9_each_step(tm
     cfg = compose("experiment=smoke", "method=alignpro", f"lam={lam}", "trainer.learning_rate=1e-2",
                   "trainer.max_steps=3")
     files = RunDir(tmp_path)
-    arm = METHODS["alignpro"].run(Job(cfg, embedded_splits.train, tiny_reward, build_frozen(cfg.frozen), files))
+    arm = build_method(cfg.method).run(Job(cfg, embedded_splits.train, tiny_reward, build_frozen(cfg.frozen), files))
     assert arm.name == "alignpro" and arm.prompter is not None
     args = torch.load(files.model("prompter") / "training_args.bin", weights_only=False)
     assert args.beta == lam

@@ -20,13 +20,14 @@ def test_the_oracle_trains_the_frozen_model_with_beta_lambda_and_answers_x_itsel
                                                                                   embedded_splits):
     import torch
 
-    from alignpro.methods.registry import METHODS, Job
+    from alignpro.methods.base import Job
+    from alignpro.methods.registry import build_method
     from alignpro.run.directory import RunDir
     from tests.conftest import compose
 
     cfg = compose("experiment=smoke", "method=rlhf", "lam=0.6")
     files = RunDir(tmp_path)
-    arm = METHODS["rlhf"].run(Job(cfg, embedded_splits.train, tiny_reward, None, files))  # no π_F is loaded
+    arm = build_method(cfg.method).run(Job(cfg, embedded_splits.train, tiny_reward, None, files))  # no π_F is loaded
     assert arm.prompter is None and arm.name == "rlhf"
     assert torch.load(files.model("oracle") / "training_args.bin", weights_only=False).beta == 0.6
     rows = [row for row in files.read_train_log() if "reward" in row]

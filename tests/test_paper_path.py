@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from alignpro.models import paper_models as pm
+from alignpro.models import paper_tokenizers as pt
 from tests.conftest import ROOT, compose
 
 pytestmark = pytest.mark.integration
@@ -136,7 +137,7 @@ def check_run(run_dir: Path, cell: str, method: str) -> None:
         assert "model.safetensors" in files and "adapter_config.json" not in files
         assert json.loads((saved / "config.json").read_text())["architectures"] == [cls]
     template = (saved / "chat_template.jinja").read_text()
-    assert template == pm._trl_template(family)  # the family's template travelled with the tokenizer
+    assert template == pt._trl_template(family)  # the family's template travelled with the tokenizer
     args = torch.load(saved / "training_args.bin", weights_only=False)
     assert args.gradient_checkpointing and args.beta == 0.2  # the cell's own setting and λ
 

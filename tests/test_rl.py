@@ -204,3 +204,44 @@ def test_micro_batches_must_divide_the_batch():
     with pytest.raises(ConfigError, match=r"trainer.micro_batches=3 is invalid: must divide .* = 4 rollouts"):
         validate(compose("experiment=smoke", "trainer.micro_batches=3"))
     validate(compose("experiment=smoke", "trainer.micro_batches=2"))
+
+
+# ---- TRL's private attributes, behind one door ----------------------------------------------------------------------
+def test_the_installed_trl_has_every_private_attribute_alignpro_uses_and_a_missing_one_is_named(monkeypatch, tmp_path):
+    import trl
+
+    from alignpro.methods.rl import trl_internals
+
+    trl_internals.check_trl_internals()
+    assert ("RLOOTrainer", "_generate") in trl_internals.PRIVATE_TRL_ATTRIBUTES
+    monkeypatch.setattr(trl_internals, "PRIVATE_TRL_ATTRIBUTES",
+                        (*trl_internals.PRIVATE_TRL_ATTRIBUTES, ("GRPOTrainer", "_renamed_in_a_later_trl")))
+    with pytest.raises(RuntimeError, match=rf"TRL {trl.__version__} lacks trl.GRPOTrainer._renamed_in_a_later_trl"):
+        trl_internals.check_trl_internals()
+    with pytest.raises(RuntimeError, match="_renamed_in_a_later_trl"):  # checked before any model loads
+        _tiny_trainer(tmp_path, None, "grpo")
+
+
+def test_only_trl_internals_touches_a_trainers_private_attributes():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    door = root / "alignpro" / "methods" / "rl" / "trl_internals.py"
+    files = [p for folder in ("alignpro", "benchmarks") for p in (root / folder).rglob("*.py") if p != door]
+    found = [f"{p.relative_to(root)}:{n}" for p in files
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if re.search(r"\btrainer\._[A-Za-z]", line)]
+    assert not found, f"private TRL attributes outside alignpro/methods/rl/trl_internals.py: {found}"
+    assert re.search(r"\btrainer\._[A-Za-z]", door.read_text(encoding="utf-8"))
+
+
+def test_the_rl_package_and_its_config_helpers_import_without_torch_or_trl():
+    """Config validation and the plan tool call resolve_max_steps/check_trainer_extra before anything loads."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from alignpro.methods.rl import check_trainer_extra, lora_config, resolve_max_steps; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

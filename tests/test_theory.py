@@ -3,7 +3,8 @@ import shutil
 import numpy as np
 import pytest
 
-from alignpro.tools import theory as T
+from alignpro.tools import theory_trl
+from alignpro.tools import theory_world as T
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_world_validation():
 def test_tolerance_would_catch_a_factor_two_error_in_the_kl_coefficient():
     """The training-path test is a real test: had TRL's coefficient been 2λ or λ/2 (a per-token/per-sequence or
     a ½ slip), its optimum ρ*(cλ) would fail that test's TV bound or its KL match (within 10 %)."""
-    model_dir, w, _, _ = T.token_world(r_max=2.0)
+    model_dir, w, _, _ = theory_trl.token_world(r_max=2.0)
     shutil.rmtree(model_dir)
     for lam in (0.1, 0.5, 2.0):
         star = T.optimal_prompter(w, lam)
@@ -80,7 +81,7 @@ def test_rloo_through_alignpro_reaches_lemma_5_1(lam):
     """The real training path (alignpro.methods.rl + AlignProEpisode, TRL RLOO, beta = lam) converges to the
     closed-form optimum of eq. 9 on a one-token-rewrite world: per-prompt TV ≤ 0.02, and the objective and the
     KL match. If this fails, fix the λ → beta mapping, not the test."""
-    res = T.train_through_trl(lam)  # 1600 steps, k = 64: about a minute on one core
+    res = theory_trl.train_through_trl(lam)  # 1600 steps, k = 64: about a minute on one core
     assert max(res["tv_per_prompt"]) <= 0.02, res
     assert min(res["tv_ref_to_star"]) > 0.02  # training had to move
     assert res["objective_trained"] == pytest.approx(res["objective_star"], abs=2e-3)

@@ -36,7 +36,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from alignpro.config.validate import validate
-from alignpro.methods.registry import METHODS
 from alignpro.run.directory import flatten, write_atomic
 from alignpro.run.errors import BadInput, describe
 
@@ -79,19 +78,18 @@ def job_problem(config: DictConfig, overrides: list[str], job: DictConfig | None
     return None
 
 
-def unread_groups(method: str) -> tuple[str, ...]:
+def unread_groups(method: Any) -> tuple[str, ...]:
     """The config keys an arm never reads: the prompter's (``prompter``, ``sft``) for an arm without one, the
-    training budget (``trainer``, ``lam``) for an arm that trains nothing (alignpro.methods.registry)."""
-    arm = METHODS.get(method)
-    if arm is None:
+    training budget (``trainer``, ``lam``) for an arm that trains nothing (its ``conf/method`` facts)."""
+    if not OmegaConf.is_config(method) or "uses_prompter" not in method or "trains" not in method:
         return ()
-    return (() if arm.uses_prompter else ("prompter", "sft")) + (() if arm.trains else ("trainer", "lam"))
+    return (() if method.uses_prompter else ("prompter", "sft")) + (() if method.trains else ("trainer", "lam"))
 
 
 def job_identity(job: DictConfig) -> str:
     """What decides a job's result: its config without the keys its arm never reads (interpolations as written)."""
     tree = OmegaConf.to_container(job, resolve=False)
-    for key in unread_groups(str(OmegaConf.select(job, "method.name", default=""))):
+    for key in unread_groups(OmegaConf.select(job, "method")):
         tree.pop(key, None)
     return json.dumps(tree, sort_keys=True, default=str)
 

@@ -16,7 +16,7 @@ what was checked. Every message has one form: ``<group>.<key>=<value> is invalid
 | reward       | RewardConfig       | alignpro/models/reward.py         |
 | dataset      | DatasetConfig      | alignpro/data/preferences.py (its adapter options are checked there) |
 | method       | MethodConfig       | alignpro/methods/ (the registry ``METHODS``) |
-| trainer      | TrainerConfig      | alignpro/methods/rl.py             |
+| trainer      | TrainerConfig      | alignpro/methods/rl/             |
 | sft          | SFTConfig          | alignpro/methods/sft.py            |
 | logger       | LoggerConfig       | alignpro/run/tracking.py       |
 | judge        | JudgeConfig        | alignpro/report/judge.py          |
@@ -56,6 +56,8 @@ LOGGER_BACKENDS = ("wandb", "none")
 EXTRA_SAMPLING = ("top_k", "generation_config", "none")  # how an API model gets top_k (alignpro/models/api.py)
 SCORE_LINE_MAX_TOKENS = len("10 10\n")  # the judge's longest score line; every allowed token adds ≥ 1 character
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an environment variable's name
+DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")  # a class by its module path
+TRAINED = ("prompter", "frozen")  # what an arm may fine-tune (method.trains)
 # A config key that holds a secret: never a config value, always an environment variable.
 
 # Defaults for keys a ``lora`` dict leaves out, so ``prompter.lora={r: 8}`` is enough on the command line.
@@ -263,9 +265,16 @@ class DatasetConfig:
 
 @dataclass
 class MethodConfig:
-    """The arm (``conf/method/``); its name is a key of ``alignpro.methods.METHODS`` (checked by
-    alignpro.config.validate)."""
+    """The arm (``conf/method/<name>.yaml``): the class that runs it and the facts the pipeline, the validator, the
+    sweep preflight and the reports read without importing it (alignpro/config/arms.py)."""
     name: str = MISSING
+    _target_: str = key(ok=lambda v: isinstance(v, str) and bool(DOTTED.match(v)),
+                        valid="the dotted path of the arm's class, e.g. alignpro.methods.alignpro.AlignPro")
+    label: str = MISSING  # how the paper-style report names the arm
+    description: str = MISSING  # how the comparison table names it: the arm and what answers x
+    trains: str | None = key(None, choices=(None, *TRAINED))  # the config group of the model it fine-tunes
+    uses_prompter: bool = False  # the pipeline loads a prompter for it
+    needs_frozen: bool = True  # the pipeline loads the frozen model π_F for it
 
 
 @dataclass

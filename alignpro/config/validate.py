@@ -18,11 +18,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from alignpro.config.endpoint import endpoint_rules, require_openai
 from alignpro.config.schema import Config, ConfigError, JudgeConfig, check, lora_options, require, typed
-from alignpro.methods.registry import METHODS
-from alignpro.models.api import ChatClient, require_openai
-from alignpro.models.assets import AssetError, check_available
-from alignpro.run.secrets import SECRET_KEY
+from alignpro.config.sources import AssetError, check_available
+from alignpro.run.secrets import SECRET_KEY, declare_key_env
 
 __all__ = ["ConfigError", "validate", "validate_judge"]
 
@@ -38,11 +37,12 @@ def _no_secrets(node, path: str = "") -> None:
 
 
 def _api_endpoint(node: DictConfig, group: str) -> None:
-    """The keys of an OpenAI-compatible endpoint under ``group``, by the client's own rules (alignpro/models/api.py)."""
+    """The keys of an OpenAI-compatible endpoint under ``group``, by the rules the client applies too."""
     try:
-        ChatClient.from_config(node)
+        endpoint_rules(node)
     except ValueError as err:
         raise ConfigError(f"{group}.{err}") from None
+    declare_key_env(node.api_key_env)  # the key's value is redacted from everything written from now on
     require_openai()
 
 
@@ -81,8 +81,7 @@ def validate(cfg: Any) -> DictConfig:
     cfg = typed(cfg)
     check(cfg, Config)
     m = cfg.method.name
-    require(m in METHODS, "method.name", m, f"valid: {', '.join(METHODS)}")
-    policy = METHODS[m].trains
+    policy = cfg.method.trains
     if policy:  # the trained policy's rollouts must be sampled: RLOO/GRPO estimate gradients from samples
         t = cfg[policy].sampling.temperature
         require(t > 0, f"{policy}.sampling.temperature", t, f"method={m} trains the {policy} from sampled "
@@ -100,7 +99,7 @@ def validate(cfg: Any) -> DictConfig:
     if cfg.judge is not None:
         _judge(cfg.judge)
     # Offline assets: only those this run will load (a frozen model behind an API loads nothing here).
-    needs = {"prompter": METHODS[m].uses_prompter, "frozen": fb == "hf", "reward": True}
+    needs = {"prompter": cfg.method.uses_prompter, "frozen": fb == "hf", "reward": True}
     for role, needed in needs.items():
         if needed:
             _available(cfg[role], role)

@@ -11,14 +11,14 @@ Data flow of :func:`load_splits` (``dataset`` config group, conf/dataset/*.yaml)
 
 1. check the options (``ties``, ``system``, length filters, ...) — a bad value is a :class:`DataError` before any
    data is read;
-2. read rows: ``source: embedded`` reads a JSONL shipped in ``alignpro/assets`` (``dataset.asset``);
-   ``source: file`` reads the user's own JSONL or CSV at ``dataset.path`` (fields named by ``prompt_field``,
-   ``chosen_field``, ``rejected_field``, ``id_field``);
+2. read rows (:mod:`alignpro.data.sources`): ``source: embedded`` reads a JSONL shipped in ``alignpro/data``
+   (``dataset.asset``); ``source: file`` reads the user's own JSONL or CSV at ``dataset.path`` (fields named by
+   ``prompt_field``, ``chosen_field``, ``rejected_field``, ``id_field``);
    ``source: hub`` calls ``datasets.load_dataset`` on ``dataset.path`` (a local copy laid out like the hub repo:
    same files, same split names) or else ``dataset.hub_id``, then checks the split names and the columns the
    adapter reads;
-3. adapt: the adapter named by ``dataset.adapter`` turns hub rows into records (HelpSteer groups its one-response
-   rows by prompt, so prompts are de-duplicated there by construction);
+3. adapt (:mod:`alignpro.data.adapters`): the adapter named by ``dataset.adapter`` turns hub rows into records
+   (HelpSteer groups its one-response rows by prompt, so prompts are de-duplicated there by construction);
 4. split: the hub's own held-out split (``heldout_split``) or, when there is none (Orca, embedded, files), a
    seeded split of the adapted records fixed by ``split_seed`` — never by the run's ``seed`` — and made *before*
    filtering, so a filter only removes rows from each side and never moves a prompt from one side to the other;
@@ -27,45 +27,28 @@ Data flow of :func:`load_splits` (``dataset`` config group, conf/dataset/*.yaml)
    evaluation prompt is trained on) and ``max_train``.
 
 The counts end up in :attr:`Splits.info`, which ``alignpro.train`` writes to ``metrics.json``; ``python -m
-alignpro.data.preferences dataset=<name> [dataset.path=<dir>]`` prints them with the first records (see :func:`main`).
+alignpro.data dataset=<name> [dataset.path=<dir>]`` prints them with the first records (alignpro/data/__main__.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-import sys
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignpro import CONF_DIR
-from alignpro.config.schema import DatasetConfig, typed
-from alignpro.models.assets import ASSETS_DIR, EMBEDDED_PREFS
-from alignpro.run.errors import ArgumentParser, BadInput, run_cli
-
-Record = dict  # keys listed in the module docstring
+from alignpro.config.schema import DatasetConfig
+from alignpro.data import EMBEDDED_PREFS, DataError
+from alignpro.data.adapters import ADAPTERS, Record, option
+from alignpro.data.sources import FILE_SUFFIXES, check_fields, check_rows, read_embedded, read_hub, read_table
 
 TIES = ("unpair", "keep", "drop")
 SYSTEM = ("prepend", "drop")
 SOURCES = ("embedded", "file", "hub")
-FILE_SUFFIXES = (".jsonl", ".csv")
 LENGTH_KEYS = ("min_prompt_chars", "max_prompt_chars", "max_response_chars")
 # Filter rules in the order they run; Splits.info counts the rows each one dropped (first matching rule wins).
 DROP_RULES = ("empty_prompt", "card_filter", "ties", "prompt_length", "response_length", "duplicate", "in_heldout",
               "max_train")
-# Layout of a local copy (dataset.path) per adapter, for error messages: the hub repo's files.
-LAYOUTS = {
-    "ultrafeedback": "data/<split>-00000-of-00001.parquet for train_prefs, test_prefs, ...",
-    "helpsteer": "train.jsonl.gz and validation.jsonl.gz at the top level",
-    "orca": "data/train-00000-of-00001.parquet",
-}
-
-
-class DataError(BadInput, ValueError):
-    """The dataset config or the data itself cannot be used; the message names the bad value."""
 
 
 @dataclass
@@ -75,144 +58,6 @@ class Splits:
     info: dict = field(default_factory=dict)
 
 
-def _opt(cfg: Any, key: str, default: Any = None) -> Any:
-    """``cfg.key`` for a DictConfig or dict (or None: the adapters' defaults), ``default`` when absent or null."""
-    if cfg is None:
-        return default
-    value = cfg.get(key)
-    return default if value is None else value
-
-
-def _record(prompt, chosen=None, rejected=None, system=None, chosen_score=None, rejected_score=None, source_id=""):
-    return {
-        "prompt": prompt,
-        "system": system if system and system.strip() else None,  # "" (most Orca rows) means no system prompt
-        "chosen": chosen,
-        "rejected": rejected,
-        "chosen_score": chosen_score,
-        "rejected_score": rejected_score,
-        "source_id": str(source_id),
-    }
-
-
-def prompt_hash(prompt: str) -> str:
-    """SHA-256 hex of the prompt: UltraFeedback's own ``prompt_id`` convention, reused where the hub has no id."""
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
-
-
-# ---- adapters: hub rows -> records ------------------------------------------------------------------------------
-# Adapters only map fields; they mark ties (``_tie``), the Orca card filter (``_card_ok``), the un-folded user text
-# (``_user``) and merged rows (``_rows``) for the filter stage, which applies the config and strips these keys.
-def adapt_ultrafeedback(rows: Sequence[dict], cfg: Any = None) -> list[Record]:
-    """HuggingFaceH4/ultrafeedback_binarized: the last message of chosen/rejected is the answer; a tie is
-    ``score_chosen == score_rejected`` (the rejected answer was drawn at random and may share the top score)."""
-    pf = _opt(cfg, "prompt_field", "prompt")
-    out = []
-    for i, r in enumerate(rows):
-        sc, sr = r.get("score_chosen"), r.get("score_rejected")
-        rec = _record(r[pf], _last_content(r["chosen"]), _last_content(r["rejected"]), chosen_score=sc,
-                      rejected_score=sr, source_id=r.get("prompt_id") or i)
-        rec["_tie"] = sc is not None and sc == sr
-        out.append(rec)
-    return out
-
-
-def _last_content(messages: list[dict] | None) -> str | None:
-    return messages[-1]["content"] if messages else None
-
-
-def adapt_helpsteer(rows: Sequence[dict], cfg: Any = None) -> list[Record]:
-    """nvidia/HelpSteer: one response per row. Rows sharing a prompt (anywhere in the split, not only consecutive)
-    become one record, in order of first appearance (deterministic de-duplication); the response with the highest
-    mean of ``rank_by`` ratings is chosen, the lowest rejected (first/last row among equals). A single-response
-    prompt has no pair (rejected None); a group whose best and worst score are equal is a tie."""
-    pf = _opt(cfg, "prompt_field", "prompt")
-    rank_by = list(_opt(cfg, "rank_by", ["helpfulness"]))
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r[pf], []).append(r)
-    out = []
-    for prompt, group in groups.items():
-        scores = [sum(float(r[k]) for k in rank_by) / len(rank_by) for r in group]
-        order = sorted(range(len(group)), key=lambda j: -scores[j])  # stable: equal scores keep row order
-        best, worst = order[0], order[-1]
-        paired = len(group) > 1
-        rec = _record(prompt, group[best]["response"], group[worst]["response"] if paired else None,
-                      chosen_score=scores[best], rejected_score=scores[worst] if paired else None,
-                      source_id=prompt_hash(prompt or ""))
-        rec["_tie"] = paired and scores[best] == scores[worst]
-        rec["_rows"] = len(group)
-        out.append(rec)
-    return out
-
-
-def adapt_orca(rows: Sequence[dict], cfg: Any = None) -> list[Record]:
-    """argilla/distilabel-intel-orca-dpo-pairs: ``input`` is the user prompt, ``system`` an optional system prompt.
-
-    ``system: prepend`` folds a non-empty system prompt into the prompt text as ``"{system}\\n\\n{input}"``: the
-    answers were generated and judged under it (e.g. "explain like I'm five", "think step by step"), and neither
-    the RM-Gemma chat template (it rejects system turns) nor the pipeline (it passes only ``prompt``) has another
-    place for it. ``system: drop`` keeps ``input`` alone. The source id is the row index in the hub split; the
-    rejected score is the lower of the judge's two ``rating`` values (chosen_score is the higher one)."""
-    pf = _opt(cfg, "prompt_field", "input")
-    fold = _opt(cfg, "system", "prepend") == "prepend"
-    out = []
-    for i, r in enumerate(rows):
-        user, system = r[pf], r.get("system") or ""
-        prompt = f"{system}\n\n{user}" if fold and system.strip() and user and user.strip() else user
-        rating = [x for x in (r.get("rating") or []) if x is not None]
-        rec = _record(prompt, r["chosen"], r["rejected"], system=system, chosen_score=r.get("chosen_score"),
-                      rejected_score=min(rating) if len(rating) == 2 else None, source_id=i)
-        rec["_user"] = user
-        rec["_tie"] = r.get("status") == "tie"
-        # The dataset card's recommended subset (5,922 rows of 12,859).
-        rec["_card_ok"] = (r.get("status") != "tie" and (r.get("chosen_score") or 0) >= 8
-                           and not r.get("in_gsm8k_train"))
-        out.append(rec)
-    return out
-
-
-def adapt_embedded(rows: Sequence[dict], cfg: Any = None) -> list[Record]:
-    return [_record(r["prompt"], r["chosen"], r["rejected"], source_id=r["id"]) for r in rows]
-
-
-def adapt_file(rows: Sequence[dict], cfg: Any = None) -> list[Record]:
-    """A user's JSONL/CSV rows: the prompt from ``prompt_field``; chosen/rejected (optional: prompts alone train a
-    prompter against a pretrained RM) from ``chosen_field``/``rejected_field``; an empty cell counts as absent."""
-    pf, cf, rf, idf = (_opt(cfg, k) for k in ("prompt_field", "chosen_field", "rejected_field", "id_field"))
-    pf = pf or "prompt"
-
-    def text(r: dict, key: str | None) -> str | None:
-        v = r.get(key) if key else None
-        return v if isinstance(v, str) and v.strip() else None
-
-    return [_record(r[pf] if isinstance(r[pf], str) else "", text(r, cf), text(r, rf),
-                    source_id=r.get(idf, i) if idf else i) for i, r in enumerate(rows)]
-
-
-ADAPTERS: dict[str, Callable[..., list[Record]]] = {
-    "embedded": adapt_embedded,
-    "file": adapt_file,
-    "ultrafeedback": adapt_ultrafeedback,
-    "helpsteer": adapt_helpsteer,
-    "orca": adapt_orca,
-}
-
-
-def required_columns(cfg: Any) -> list[str]:
-    """The hub columns the adapter reads under this config (a copy lacking one is a DataError)."""
-    pf, adapter = cfg.prompt_field, cfg.adapter
-    if adapter == "ultrafeedback":
-        return [pf, "prompt_id", "chosen", "rejected", "score_chosen", "score_rejected"]
-    if adapter == "helpsteer":
-        return [pf, "response", *_opt(cfg, "rank_by", ["helpfulness"])]
-    if adapter == "orca":
-        return [pf, "system", "chosen", "rejected", "rating", "chosen_score", "status"] + (
-            ["in_gsm8k_train"] if _opt(cfg, "card_filter", False) else [])
-    return [pf]
-
-
-# ---- options, filtering and splitting ---------------------------------------------------------------------------
 def check_options(cfg: Any) -> None:
     """Raise DataError on an unknown adapter/source or an invalid filter option, before any data is read."""
     if cfg.adapter not in ADAPTERS:
@@ -264,8 +109,8 @@ def filter_records(records: list[Record], cfg: Any, dropped: dict[str, int]) -> 
     Ties (``dataset.ties``): ``keep`` leaves the pair as labelled, ``unpair`` keeps the prompt but sets rejected
     (and its score) to None so no equal-score pair reaches the Bradley–Terry fit or a pairwise accuracy, ``drop``
     removes the row."""
-    ties, dedup, card = _opt(cfg, "ties", "keep"), _opt(cfg, "dedup", False), _opt(cfg, "card_filter", False)
-    lo, hi, resp = (_opt(cfg, k) for k in LENGTH_KEYS)
+    ties, dedup, card = option(cfg, "ties", "keep"), option(cfg, "dedup", False), option(cfg, "card_filter", False)
+    lo, hi, resp = (option(cfg, k) for k in LENGTH_KEYS)
     seen: set[str] = set()
     kept = []
     for r in records:
@@ -294,104 +139,6 @@ def filter_records(records: list[Record], cfg: Any, dropped: dict[str, int]) -> 
     return kept
 
 
-# ---- loading -----------------------------------------------------------------------------------------------------
-def _check_rows(rows: list[dict], prompt_field: str, where: str) -> None:
-    if not rows:
-        raise DataError(f"dataset {where} is empty: no rows to train or evaluate on.")
-    if prompt_field not in rows[0]:
-        raise DataError(
-            f"dataset {where} has no prompt field '{prompt_field}'; its columns are: {', '.join(sorted(rows[0]))}. "
-            "Set dataset.prompt_field to one of them."
-        )
-
-
-def read_embedded(path: str | Path | None = None, asset: str | None = None) -> list[dict]:
-    """A shipped preference file (``dataset.asset`` in alignpro/assets), or ``path`` in the same layout."""
-    if path:
-        path = Path(path)
-    else:
-        path = ASSETS_DIR / asset if asset else EMBEDDED_PREFS
-        if not path.is_file():
-            shipped = sorted(p.name for p in ASSETS_DIR.glob("*_prefs.jsonl"))
-            raise DataError(f"dataset.asset '{asset}' is not shipped; valid: {', '.join(shipped)}")
-    if not path.is_file():
-        raise DataError(f"dataset.path '{path}' does not exist (expected a JSONL file of preference rows).")
-    return read_table(path)
-
-
-def read_table(path: str | Path) -> list[dict]:
-    """Rows of a JSONL (one object per line) or CSV (header row) file; a bad line is a DataError naming it."""
-    import csv
-
-    path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".csv":
-        return [dict(r) for r in csv.DictReader(text.splitlines())]
-    rows = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"'{path}' line {n} is not valid JSON ({err.msg}); one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise DataError(f"'{path}' line {n} is a JSON {type(row).__name__}, not an object with named fields")
-        rows.append(row)
-    return rows
-
-
-def _check_fields(rows: list[dict], cfg: Any, where: str) -> None:
-    """Every row of a user file has the prompt field; the chosen/rejected fields, when named, exist."""
-    _check_rows(rows, cfg.prompt_field, where)
-    for n, r in enumerate(rows, start=1):
-        if cfg.prompt_field not in r:
-            raise DataError(f"dataset {where} row {n} has no prompt field '{cfg.prompt_field}'; its fields are: "
-                            f"{', '.join(sorted(r))}.")
-    columns = set().union(*rows)
-    for key in ("chosen_field", "rejected_field", "id_field"):
-        field_name = cfg.get(key)
-        if field_name and field_name not in columns:
-            raise DataError(f"dataset {where} has no field '{field_name}' (dataset.{key}); its fields are: "
-                            f"{', '.join(sorted(columns))}. Set dataset.{key}=null if the file has none.")
-
-
-def read_hub(cfg: Any) -> tuple[str, dict[str, list[dict]]]:
-    """``load_dataset`` on ``dataset.path`` (if set) or ``dataset.hub_id``; returns (where, {split: rows}) for the
-    configured splits, restricted to the columns the adapter reads. Bad path/split/column -> DataError."""
-    from datasets import load_dataset
-
-    path = cfg.get("path")
-    where = str(path) if path else cfg.hub_id
-    layout = LAYOUTS.get(cfg.adapter, "the hub repo's files")
-    if path and not Path(path).exists():
-        raise DataError(f"dataset.path '{path}' does not exist; point it at a local copy of {cfg.hub_id} laid out "
-                        f"like the hub repo ({layout}), or set dataset.path=null to use the hub.")
-    try:
-        ds = load_dataset(where)
-    except (OSError, ValueError) as err:  # EmptyDatasetError/DatasetNotFoundError are OSErrors, offline hub too
-        hint = (f"it must hold a copy of {cfg.hub_id} laid out like the hub repo ({layout})" if path else
-                f"no hub access? download it elsewhere and set dataset.path to the copy ({layout})")
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"dataset '{where}' could not be loaded ({first}); {hint}.") from err
-    wanted = [s for s in (cfg.train_split, cfg.get("heldout_split")) if s]
-    for split in wanted:
-        if split not in ds:
-            which = "train_split" if split == cfg.train_split else "heldout_split"
-            raise DataError(f"dataset '{where}' has no split '{split}' (dataset.{which}); its splits are: "
-                            f"{', '.join(ds)}.")
-    need = list(dict.fromkeys(required_columns(cfg)))
-    out = {}
-    for split in wanted:
-        missing = [c for c in need if c not in ds[split].column_names]
-        if missing:
-            raise DataError(f"dataset '{where}' split '{split}' has no column '{missing[0]}' (adapter "
-                            f"'{cfg.adapter}' reads: {', '.join(need)}); its columns are: "
-                            f"{', '.join(ds[split].column_names)}.")
-        out[split] = ds[split].select_columns(need).to_list()
-    return where, out
-
-
 def load_splits(cfg: DatasetConfig) -> Splits:
     """Factory for the ``dataset`` config group: read, adapt, split, filter (see the module docstring)."""
     check_options(cfg)
@@ -399,20 +146,20 @@ def load_splits(cfg: DatasetConfig) -> Splits:
     if cfg.source == "embedded":
         where = str(cfg.get("path") or cfg.get("asset") or EMBEDDED_PREFS.name)
         rows = read_embedded(cfg.get("path"), cfg.get("asset"))
-        _check_rows(rows, cfg.prompt_field, f"'{where}'")
+        check_rows(rows, cfg.prompt_field, f"'{where}'")
         rows = [dict(r, prompt=r[cfg.prompt_field]) for r in rows]
         names = dict.fromkeys(("train", "heldout"), f"seeded (split_seed={cfg.split_seed})")
         train, held = seeded_split(adapt(rows, cfg), cfg.heldout, cfg.split_seed)
     elif cfg.source == "file":
         where = str(cfg.path)
         rows = read_table(cfg.path)
-        _check_fields(rows, cfg, f"'{where}'")
+        check_fields(rows, cfg, f"'{where}'")
         names = dict.fromkeys(("train", "heldout"), f"seeded (split_seed={cfg.split_seed})")
         train, held = seeded_split(adapt(rows, cfg), cfg.heldout, cfg.split_seed)
     else:
         where, rows_by_split = read_hub(cfg)
         train_rows = rows_by_split[cfg.train_split]
-        _check_rows(train_rows, cfg.prompt_field, f"'{where}' split '{cfg.train_split}'")
+        check_rows(train_rows, cfg.prompt_field, f"'{where}' split '{cfg.train_split}'")
         if cfg.get("heldout_split"):
             names = {"train": cfg.train_split, "heldout": cfg.heldout_split}
             train, held = adapt(train_rows, cfg), adapt(rows_by_split[cfg.heldout_split], cfg)
@@ -444,61 +191,3 @@ def load_splits(cfg: DatasetConfig) -> Splits:
     info = {"name": cfg.name, "n_train": len(train), "n_heldout": len(held), "source": cfg.source, "from": where,
             **sides}
     return Splits(train, held, info)
-
-
-# ---- inspection CLI ------------------------------------------------------------------------------------------------
-def compose_config(overrides: Sequence[str]):
-    """The Hydra config ``python -m alignpro.train <overrides>`` would see (without Hydra's runtime block)."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
-
-
-def _short(value: Any, chars: int) -> Any:
-    if isinstance(value, str) and len(value) > chars:
-        return f"{value[:chars]}… [{len(value)} chars]"
-    return value
-
-
-def describe(splits: Splits, n: int = 3, side: str = "train", chars: int = 200) -> str:
-    """Human-readable counts per split and the first ``n`` records of one side (the CLI's output)."""
-    info = splits.info
-    rows = [("split", "split"), ("rows", "rows read"), ("tied", "ties found")]
-    rows += [(k, f"dropped: {k}") for k in DROP_RULES] + [("records", "records kept"), ("pairs", "with a pair")]
-    table = [("", "train", "heldout")]
-    for key, label in rows:
-        table.append((label, *(str(info[s]["dropped"][key] if key in DROP_RULES else info[s][key])
-                               for s in ("train", "heldout"))))
-    w0, w1 = (max(len(row[i]) for row in table) for i in (0, 1))
-    lines = [f"dataset {info['name']} ({info['source']}: {info['from']})"]
-    lines += [f"  {a.ljust(w0)}  {b.ljust(w1)}  {c}".rstrip() for a, b, c in table]
-    records = splits.train if side == "train" else splits.heldout
-    lines.append(f"first {min(n, len(records))} {side} records:")
-    lines += [json.dumps({k: _short(v, chars) for k, v in r.items()}, ensure_ascii=False) for r in records[:n]]
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m alignpro.data dataset=<name> [dataset.path=<dir>] [overrides] [--n 3] [--side heldout]``."""
-    parser = ArgumentParser(prog="python -m alignpro.data", description="Load a dataset the way "
-                                     "alignpro.train does and print row counts per split and filter rule, and the "
-                                     "first normalised records.")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=helpsteer dataset.path=DIR")
-    parser.add_argument("--n", type=int, default=3, help="records to print (default 3)")
-    parser.add_argument("--side", choices=("train", "heldout"), default="train", help="which side to print from")
-    parser.add_argument("--chars", type=int, default=200, help="truncate printed strings to this many characters")
-    args = parser.parse_intermixed_args(argv)
-    from datasets import disable_progress_bars
-
-    for flag in ("n", "chars"):
-        if getattr(args, flag) < 0:
-            raise BadInput(f"--{flag} {getattr(args, flag)} is invalid: it must be ≥ 0")
-    disable_progress_bars()
-    sys.stdout.reconfigure(errors="backslashreplace")  # non-ASCII prompts on a non-UTF-8 terminal
-    cfg = typed(compose_config(args.overrides))
-    print(describe(load_splits(cfg.dataset), args.n, args.side, args.chars))
-
-
-if __name__ == "__main__":
-    run_cli(main)

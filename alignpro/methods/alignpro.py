@@ -6,8 +6,9 @@ This file is the method, top to bottom (``train_prompter``):
 
 1. **rows**: each train prompt x becomes the prompter's input, the meta-prompt around x; x rides along as a column.
 2. **reward function** (:class:`AlignProReward`): TRL samples k rewrites x′ ~ ρ(·|x) per prompt and hands them
-   over; π_F answers each rewrite alone, y ~ π_F(·|x′) (eq. 3), and r(x, y) judges y against the *original* x (D5).
-3. **β = λ**: TRL's RLOO subtracts the KL term from each rewrite's reward, before the leave-one-out baseline.
+   over; π_F answers each rewrite alone, y ~ π_F(·|x′) (eq. 3), and r(x, y) judges y against the *original* x (D5):
+   the chain x → x′ → y → r that evaluation and the oracle share (alignpro/methods/rollout.py).
+3. **β = λ** (D3): TRL's RLOO subtracts the KL term from each rewrite's reward, before the leave-one-out baseline.
    TRL 1.16, ``RLOOTrainer._generate_and_score_completions``::
 
        per_token_kl = old_per_token_logps - ref_per_token_logps
@@ -18,84 +19,56 @@ This file is the method, top to bottom (``train_prompter``):
    sequence-level KL(ρ(·|x) ‖ ρ_ref(·|x)): with β = λ the per-sample objective is eq. 9's (and Lemma 5.1's closed
    form). ``trainer=grpo`` puts a per-token k3 KL in the loss instead, the closest GRPO match, as an ablation.
    ρ_ref is the prompter before RL: with full fine-tuning TRL loads a second copy; with LoRA it disables the
-   adapter (alignpro/methods/rl.py explains both).
-4. **eq. 9's value, logged** (:class:`Objective`): ``objective = reward − λ·kl_seq`` each step, next to its two
-   terms, in W&B, ``train_log.jsonl`` and the progress bar.
+   adapter (alignpro/methods/rl/ explains both).
+4. **eq. 9's value, logged** (:class:`Objective`, alignpro/methods/objective.py, shared with the oracle):
+   ``objective = reward − λ·kl_seq`` each step, next to its two terms, in W&B, ``train_log.jsonl`` and the bar.
 5. **train, save** ρ to ``run_dir/prompter`` (with LoRA, the adapter), and return the arm for evaluation.
 """
 
 from __future__ import annotations
 
-from transformers import TrainerCallback
-
-from alignpro.methods.registry import Arm, Job
+from alignpro.methods.base import Arm, Job, Method
+from alignpro.methods.objective import Objective
 from alignpro.methods.rl import completion_text, fit
+from alignpro.methods.rollout import TrainingReward, roll_out
 from alignpro.methods.sft import reference_prompter
 from alignpro.models.frozen import Responder
-from alignpro.models.generation import GenerationEngine, Sampling, cut_count
+from alignpro.models.generation import GenerationEngine, Sampling
 from alignpro.models.prompter import Prompter, compose_rewrite, rewrite_conversation
 from alignpro.models.reward import Reward
-from alignpro.run.directory import RunDir, Sample, SampleLog
-from alignpro.run.numerics import require_finite_rewards, training_step
+from alignpro.run.directory import RunDir, SampleLog
 from alignpro.run.timing import StageTimer
 
 
-class Objective(TrainerCallback):
-    """Eq. 9 per step. TRL logs ``reward``, the step's mean r(x, y) before the penalty, and ``kl`` as a per-token
-    mean (Σ kl·mask / Σ mask); times ``completions/mean_length`` (Σ mask / n) that is the mean over rewrites of
-    Σ_t log ρ/ρ_ref, the KL estimate that λ weighs: ``kl_seq``. It runs before the other callbacks, which share
-    the ``logs`` dict, so W&B, the JSONL log and the bar all see both numbers."""
-
-    def __init__(self, lam: float):
-        self.lam = lam
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or not isinstance(logs.get("kl"), (int, float)) or "completions/mean_length" not in logs:
-            return
-        logs["kl_seq"] = logs["kl"] * logs["completions/mean_length"]
-        if isinstance(logs.get("reward"), (int, float)):
-            logs["objective"] = logs["reward"] - self.lam * logs["kl_seq"]
-
-
-class AlignProReward:
+class AlignProReward(TrainingReward):
     """The inner expectation of eq. 9 as TRL's reward function: x′ (TRL's completion) → y = π_F(x′) → r(x, y).
-    Every (x, x′, y, r) of a step goes to ``samples.jsonl`` (and, after training, to W&B as ``train/samples``).
+    Every (x, x′, y, r) of a step goes to ``samples.jsonl``; a non-finite reward stops the run (TrainingReward).
 
     An empty x′ is answered and scored like any other rewrite, and counted: the step's row logs
     ``empty_rewrites``, the share of its rewrites that were empty, and ``truncated_rewrites``, the share cut to fit
-    π_F's context. A non-finite reward stops the run before TRL sees it (alignpro/run/numerics.py): TRL would zero the
-    sample's advantage and leave it out of the logged mean."""
+    π_F's context."""
 
     __name__ = "alignpro"  # TRL names the reward column after the function
 
     def __init__(self, frozen: Responder, reward: Reward, reward_prompt: str = "original",
                  samples: SampleLog | None = None, timer: StageTimer | None = None, rewrite: str = "full",
                  run_dir: RunDir | None = None):
-        self.frozen, self.reward, self.reward_prompt, self.rewrite = frozen, reward, reward_prompt, rewrite
-        self.samples = samples or SampleLog(None)
-        self.timer = timer or StageTimer()
-        self.run_dir = run_dir  # where a non-finite reward's samples are saved
+        super().__init__(reward, samples, timer, run_dir)
+        self.frozen, self.reward_prompt, self.rewrite = frozen, reward_prompt, rewrite
 
     def __call__(self, prompts, completions, x, trainer_state=None, log_metric=None, **_) -> list[float]:
         # x′: the completion itself, or x followed by it (prompter.rewrite=append)
         rewrites = [compose_rewrite(xi, completion_text(c), self.rewrite) for xi, c in zip(x, completions, strict=True)]
-        cuts_before = cut_count(self.frozen)
-        with self.timer("frozen_generation"):
-            answers = self.frozen.answer(rewrites)  # eq. 3: π_F sees x′ only
-        judged = list(x) if self.reward_prompt == "original" else rewrites  # D5: r(x, y) unless ablating
-        with self.timer("reward"):
-            rewards = self.reward.score(judged, answers)
-        step, label = training_step(trainer_state)
-        samples = [Sample(xi, xp, yi, ri, step) for xi, xp, yi, ri in zip(x, rewrites, answers, rewards, strict=True)]
-        require_finite_rewards(samples, where=f"{label} (the alignpro reward)", run_dir=self.run_dir, step=step,
-                               consequence="the run stopped before training on them")
-        self.samples.write(samples)
+        # π_F answers x′ alone (eq. 3); r(x, y) judges y against the original x (D5) unless reward.prompt=rewritten
+        out = roll_out(list(x), self.reward, x_prime=rewrites, responder=self.frozen, judge=self.reward_prompt,
+                       timer=self.timer)
+        rewards = self.keep(out, trainer_state)
         if log_metric is not None:  # into the step's logged row
             n = len(rewrites)
             log_metric("rewrite_chars", sum(map(len, rewrites)) / n)
-            log_metric("answer_chars", sum(map(len, answers)) / n)
-            log_metric("empty_rewrites", sum(not r.strip() for r in rewrites) / n)
-            log_metric("truncated_rewrites", (cut_count(self.frozen) - cuts_before) / n)
+            log_metric("answer_chars", sum(map(len, out.y)) / n)
+            log_metric("empty_rewrites", out.empty_rewrites / n)
+            log_metric("truncated_rewrites", out.truncated / n)
         return rewards
 
 
@@ -116,8 +89,15 @@ def train_prompter(job: Job) -> Arm:
                   first_callbacks=[Objective(cfg.lam)], callbacks=job.callbacks)
     # 5. finished work is on disk before evaluation starts
     trainer.save_model(str(job.run_dir.model("prompter")))
-    model = trainer.model.eval()  # with LoRA a PeftModel, evaluated with its adapter unmerged (alignpro/methods/rl.py)
+    model = trainer.model.eval()  # with LoRA a PeftModel, evaluated with its adapter unmerged (alignpro/methods/rl/)
     engine = GenerationEngine.from_config(cfg.generation)
     prompter = Prompter(model, trainer.processing_class, p.meta_prompt, p.system, p.batch_size, engine,
                         p.rewrite)
     return Arm("alignpro", prompter, job.frozen)
+
+
+class AlignPro(Method):
+    """Eq. 9: fine-tune the prompter against r(x, π_F(x′)) with a KL leash to ρ_ref."""
+
+    def run(self, job: Job) -> Arm:
+        return train_prompter(job)

@@ -9,40 +9,23 @@ It is the ceiling the paper compares against: what a model owner who can train t
 
 from __future__ import annotations
 
-from alignpro.methods.alignpro import Objective
-from alignpro.methods.registry import Arm, Job
+from alignpro.methods.base import Arm, Job, Method
+from alignpro.methods.objective import Objective
 from alignpro.methods.rl import completion_text, fit
+from alignpro.methods.rollout import TrainingReward, roll_out
 from alignpro.models.frozen import HFResponder, frozen_path
 from alignpro.models.generation import GenerationEngine, Sampling, chat
-from alignpro.models.reward import Reward
-from alignpro.run.directory import RunDir, Sample, SampleLog
-from alignpro.run.numerics import require_finite_rewards, training_step
-from alignpro.run.timing import StageTimer
 
 
-class OracleReward:
-    """TRL's reward function for the oracle: its completion is y; r = r(x, y). Samples go to ``samples.jsonl``; a
-    non-finite reward stops the run before TRL sees it (alignpro/run/numerics.py)."""
+class OracleReward(TrainingReward):
+    """TRL's reward function for the oracle: Align-Pro's chain (alignpro/methods/rollout.py) with x′ = x and the
+    policy itself answering, so its completion is y and only r(x, y) is left to compute."""
 
     __name__ = "oracle"
 
-    def __init__(self, reward: Reward, samples: SampleLog | None = None, timer: StageTimer | None = None,
-                 run_dir: RunDir | None = None):
-        self.reward = reward
-        self.samples = samples or SampleLog(None)
-        self.timer = timer or StageTimer()
-        self.run_dir = run_dir  # where a non-finite reward's samples are saved
-
     def __call__(self, prompts, completions, x, trainer_state=None, **_) -> list[float]:
-        answers = [completion_text(c) for c in completions]
-        with self.timer("reward"):
-            rewards = self.reward.score(list(x), answers)
-        step, label = training_step(trainer_state)
-        samples = [Sample(xi, None, yi, ri, step) for xi, yi, ri in zip(x, answers, rewards, strict=True)]
-        require_finite_rewards(samples, where=f"{label} (the oracle reward)", run_dir=self.run_dir, step=step,
-                               consequence="the run stopped before training on them")
-        self.samples.write(samples)
-        return rewards
+        out = roll_out(list(x), self.reward, y=[completion_text(c) for c in completions], timer=self.timer)
+        return self.keep(out, trainer_state)
 
 
 def train_oracle(job: Job) -> Arm:
@@ -59,3 +42,10 @@ def train_oracle(job: Job) -> Arm:
     engine = GenerationEngine.from_config(cfg.generation)
     return Arm("rlhf", None, HFResponder(trainer.model.eval(), trainer.processing_class, sampling, f.system,
                                          f.batch_size, engine))
+
+
+class RLHFOracle(Method):
+    """The frozen model itself RL-fine-tuned, same trainer, reward and prompts (D7)."""
+
+    def run(self, job: Job) -> Arm:
+        return train_oracle(job)

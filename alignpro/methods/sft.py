@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alignpro.config.schema import PrompterConfig, SFTConfig
-from alignpro.models.assets import AssetError, build_once, cache_dir, fingerprint
+from alignpro.models.assets import AssetError
+from alignpro.models.cache import build_once, cache_dir, fingerprint
 from alignpro.models.prompter import compose_rewrite, prompter_path, rewrite_conversation
 from alignpro.run.directory import world_size
 
 if TYPE_CHECKING:
-    from alignpro.methods.registry import Job
+    from alignpro.methods.base import Job
 
 log = logging.getLogger("alignpro")
 
@@ -117,7 +118,7 @@ def reference_prompter(job: Job) -> str:
 
 def train_sft(base: str, rows: list[dict], sft_cfg: SFTConfig, device: str, out: Path) -> None:
     """Full fine-tuning of the prompter on the demonstrations, saved into ``out`` with ``stats.json`` and
-    ``sft_log.jsonl`` (:func:`sft_prompter_path` hands it the temp dir of :func:`alignpro.models.assets.build_once`)."""
+    ``sft_log.jsonl`` (:func:`sft_prompter_path` hands it the temp dir of :func:`alignpro.models.cache.build_once`)."""
     import torch
     from datasets import Dataset, disable_progress_bars
     from transformers.trainer_callback import PrinterCallback

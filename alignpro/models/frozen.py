@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alignpro.config.schema import FrozenConfig
-from alignpro.models.api import ChatAPIError, ChatClient
+from alignpro.models.api import ChatClient
+from alignpro.models.api_failures import ChatAPIError
 from alignpro.models.assets import load_causal_lm, resolve_model
 from alignpro.models.generation import GenerationEngine, PromptCuts, Sampling, chat, generate_chat
 
@@ -54,7 +55,8 @@ class HFResponder:
 @dataclass
 class APIResponder:
     """A frozen model behind an OpenAI-compatible endpoint; one request per prompt, ``client.max_concurrency`` at
-    a time. A request that fails for good raises :class:`alignpro.models.api.ChatAPIError`: no answer is made up."""
+    a time. A request that fails for good raises :class:`alignpro.models.api_failures.ChatAPIError`: no answer is
+    made up."""
 
     client: ChatClient
     sampling: Sampling

@@ -36,6 +36,8 @@ see :func:`trl_generation_options` for what TRL 1.16 offers there.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +45,14 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessorList, StaticCache, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers import (
+    GenerationMixin,
+    LogitsProcessorList,
+    StaticCache,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from alignpro.config.schema import GenerationConfig
 from alignpro.run.errors import BadInput
@@ -137,7 +146,7 @@ def trl_generation_options() -> dict:
     """What TRL 1.16's ``RLOOConfig`` offers for the trained policy's own rollouts (``RLOOTrainer._generate``).
 
     This repository does not rewrite TRL's generation; its options go through ``trainer.extra`` (passed verbatim to
-    ``RLOOConfig``; alignpro/methods/rl.py):
+    ``RLOOConfig``; alignpro/methods/rl/options.py):
 
     * ``cache_implementation: static`` – ``generate`` then uses a ``StaticCache`` and transformers compiles the
       decode step itself (the anchors' ``generate(cache_implementation="static")`` rows: 8B 99 → 22.5 ms/step,
@@ -297,12 +306,33 @@ class Decoded:
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def cache_kwarg(model: Any) -> str:
+    """The keyword under which ``model``'s forward takes its KV cache: ``cache`` in transformers 5.25 (tested),
+    whose ``past_key_values`` is a deprecated alias (a FutureWarning on every call, removed in 5.40), and
+    ``past_key_values`` in a release before the rename (pyproject allows 5.23). Read from the model's own forward
+    signature (the base model's under a peft wrapper, whose forward only takes ``**kwargs``); a forward that names
+    neither gets what transformers' own ``prepare_inputs_for_generation`` takes."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _cache_kwarg_of(type(base))
+
+
+@functools.cache
+def _cache_kwarg_of(cls: type) -> str:
+    for params in (inspect.signature(cls.forward).parameters,
+                   inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters):
+        for name in ("cache", "past_key_values"):
+            if name in params:
+                return name
+    return "past_key_values"
+
+
 def _step_fn(model, compiled: bool) -> Callable:
     """One decode forward returning the last position's fp32 logits; compiled once per model object."""
+    cache_name = cache_kwarg(model)
 
     def step(input_ids, position_ids, attention_mask, cache):
         out = model(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+                    use_cache=True, logits_to_keep=1, **{cache_name: cache})
         return out.logits[:, -1].float()
 
     if not compiled:
@@ -338,8 +368,8 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, samplin
     out = torch.full((batch, n_new), pad_id, dtype=torch.long, device=device)
     step = _step_fn(model, compiled)
 
-    logits = model(input_ids=input_ids, position_ids=positions, attention_mask=mask, past_key_values=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1].float()
+    logits = model(input_ids=input_ids, position_ids=positions, attention_mask=mask, use_cache=True,
+                   logits_to_keep=1, **{cache_kwarg(model): cache}).logits[:, -1].float()
     next_pos = positions[:, -1:] + 1
     steps = 0
     for t in range(n_new):

@@ -3,7 +3,7 @@
 The paper drives an off-the-shelf instruct model with a fixed meta-prompt (Appendix C.1, wording and grammar kept
 verbatim) placed in the prompter's user turn; its chat template does the rest. ρ_ref, the anchor of the KL term in
 eq. 9, is this same model before training: TRL keeps a frozen copy (full fine-tuning), or, with ``prompter.lora``
-set, trains a LoRA adapter and computes ρ_ref with the adapter disabled (alignpro/methods/rl.py).
+set, trains a LoRA adapter and computes ρ_ref with the adapter disabled (alignpro/methods/rl/).
 """
 
 from __future__ import annotations

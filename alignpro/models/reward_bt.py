@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from alignpro.config.schema import BTFitConfig, RewardConfig
-from alignpro.models.assets import build_once, cache_dir, fingerprint, resolve_model
+from alignpro.models.assets import resolve_model
+from alignpro.models.cache import build_once, cache_dir, fingerprint
 
 
 class BTHead(nn.Module):

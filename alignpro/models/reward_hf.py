@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alignpro.config.schema import RewardConfig
-from alignpro.models.assets import resolve_model
+from alignpro.models.assets import hub_access, resolve_model
 from alignpro.models.generation import keep_tail  # the project's one left cut (also for generation prompts)
 
 CHAT_TEMPLATE_DIR = ("trl", "chat_templates")  # TRL ships the original templates of the common model families
@@ -147,8 +147,9 @@ def build_hf_classifier_reward(cfg: RewardConfig, device: str = "cpu") -> HFClas
     from alignpro.models.assets import resolve_dtype
 
     path = resolve_model(cfg.source, cfg.model_id, role="reward")
-    require_one_label(AutoConfig.from_pretrained(path).num_labels, path)  # before gigabytes of weights load
-    tok = AutoTokenizer.from_pretrained(path)
+    with hub_access(path, "reward"):  # a file the cache lacks offline: one AssetError naming reward.model_id
+        require_one_label(AutoConfig.from_pretrained(path).num_labels, path)  # before gigabytes of weights load
+        tok = AutoTokenizer.from_pretrained(path)
     template = "tokenizer"
     if tok.chat_template is None:
         name = cfg.fallback_chat_template
@@ -157,7 +158,8 @@ def build_hf_classifier_reward(cfg: RewardConfig, device: str = "cpu") -> HFClas
                              f"null; set it to one of TRL's stored templates: {', '.join(chat_template_names())}")
         tok.chat_template = fallback_chat_template(name)
         template = f"trl:{name}"
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=resolve_dtype(cfg.dtype, device))
+    with hub_access(path, "reward"):
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=resolve_dtype(cfg.dtype, device))
     model = model.to(device).eval().requires_grad_(False)
     rm = HFClassifierReward(model, tok, cfg.max_length, cfg.batch_size)
     rm.stats = {"model": path, "num_parameters": model.num_parameters(), "chat_template": template,

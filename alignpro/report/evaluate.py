@@ -1,4 +1,5 @@
-"""Held-out evaluation, the same for every method: answer each prompt, score r(x, y), summarise (D8, D10).
+"""Held-out evaluation, the same for every method: answer each prompt, score r(x, y), summarise (D8, D10). The
+answering and scoring are the chain x → x′ → y → r(x, y) that training runs too (alignpro/methods/rollout.py).
 
 Answers are sampled with the paper's evaluation settings (temperature 1.5, top_p 0.6, top_k 20; D8) unless
 configured otherwise; the prompter's rewrite uses the same sampling unless ``eval.rewrite_sampling`` overrides it.
@@ -27,7 +28,8 @@ from __future__ import annotations
 import random
 
 from alignpro.config.schema import EvalConfig
-from alignpro.methods.registry import Arm
+from alignpro.methods.base import Arm
+from alignpro.methods.rollout import Rollout, roll_out
 from alignpro.models.generation import Sampling, cut_count
 from alignpro.models.reward import Reward
 from alignpro.report.statistics import mean, summarize
@@ -52,10 +54,9 @@ def eval_samplings(eval_cfg: EvalConfig, answer_tokens: int, rewrite_tokens: int
     return answer, rewrite
 
 
-def direct_answers(arm: Arm, xs: list[str], reward: Reward, answer: Sampling) -> tuple[list[str], list[float]]:
+def direct_answers(arm: Arm, xs: list[str], reward: Reward, answer: Sampling) -> Rollout:
     """π_F's answers to x itself and their rewards, for the answer shift (see the module docstring)."""
-    direct = arm.responder.answer(xs, answer, desc="eval: answer x")
-    return direct, reward.score(xs, direct)
+    return roll_out(xs, reward, responder=arm.responder, sampling=answer, desc="eval: answer x")
 
 
 def answer_shift(direct: list[str], answers: list[str], rewards: list[float], r_direct: list[float],
@@ -77,28 +78,24 @@ def evaluate(arm: Arm, prompts: list[str], reward: Reward, answer: Sampling, rew
     """Per-response rewards of ``arm`` on ``prompts``; returns (summary, the scored samples). ``run_dir`` is where a
     non-finite reward's samples are saved before :class:`alignpro.run.errors.NonFiniteError` is raised."""
     xs = [x for x in prompts for _ in range(samples_per_prompt)]
-    first = arm.prompter if arm.prompter is not None else arm.responder  # the model that reads x
-    cuts_first, cuts_answer = cut_count(first), cut_count(arm.responder)
-    rewrites = arm.prompter.rewrite(xs, rewrite, desc="eval: rewrite") if arm.prompter else list(xs)
-    answers = arm.responder.answer(rewrites, answer, desc="eval: answer")
-    cut_prompts = cut_count(first) - cuts_first  # without a prompter: π_F's inputs, which are x
-    cut_rewrites = cut_count(arm.responder) - cuts_answer
-    rewards = reward.score(xs, answers)
-    direct: list = [None] * len(xs)
-    r_direct: list = [None] * len(xs)
-    measure_shift = shift and arm.prompter is not None
-    if measure_shift:
-        direct, r_direct = direct_answers(arm, xs, reward, answer)
-    samples = [Sample(x, xp if arm.prompter else None, y, r, y_direct=yd, r_direct=rd)
-               for x, xp, y, r, yd, rd in zip(xs, rewrites, answers, rewards, direct, r_direct, strict=True)]
+    if arm.prompter is None:  # π_F answers x: it is the first model to read x
+        out = roll_out(xs, reward, responder=arm.responder, sampling=answer, desc="eval: answer")
+        cut_prompts = out.truncated
+    else:  # the prompter reads x and writes x′, π_F answers x′
+        cuts = cut_count(arm.prompter)
+        rewrites = arm.prompter.rewrite(xs, rewrite, desc="eval: rewrite")
+        cut_prompts = cut_count(arm.prompter) - cuts
+        out = roll_out(xs, reward, x_prime=rewrites, responder=arm.responder, sampling=answer, desc="eval: answer")
+    direct = direct_answers(arm, xs, reward, answer) if shift and arm.prompter is not None else None
+    samples = out.samples(direct=direct)
     # Before any mean: a NaN would make every summary number NaN, an inf would make the mean and CI meaningless.
     require_finite_rewards(samples, where="the held-out evaluation", run_dir=run_dir,
                            consequence="no metrics were computed (no metrics.json)")
-    summary: Metrics = summarize(rewards, n_resamples=n_resamples, seed=seed)
+    summary: Metrics = summarize(out.r, n_resamples=n_resamples, seed=seed)
     summary.update(method=arm.name, n_prompts=len(prompts), samples_per_prompt=samples_per_prompt,
                    truncated_prompts=cut_prompts)
     if arm.prompter is not None:
-        summary.update(empty_rewrites=sum(not xp.strip() for xp in rewrites), truncated_rewrites=cut_rewrites)
-    if measure_shift:
-        summary.update(answer_shift(direct, answers, rewards, r_direct, reward))
+        summary.update(empty_rewrites=out.empty_rewrites, truncated_rewrites=out.truncated)
+    if direct is not None:
+        summary.update(answer_shift(direct.y, out.y, out.r, direct.r, reward))
     return summary, samples

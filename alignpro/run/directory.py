@@ -115,6 +115,21 @@ def _replace(path: Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+def make_dir(path: Path, what: str, fix: str) -> Path:
+    """Create a folder the user chose (the run dir, an ``--out``, the cache): the first place its path meets the disk,
+    so a path that cannot be a folder (under a file, in /proc, read-only) is a BadInput naming it and ``fix`` (the
+    setting that chose it), not the OSError of whatever wrote there next."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BadInput(f"{what} {path} cannot be created ({err.strerror or err}); {fix}") from None
+    return path
+
+
+RUN_DIR_FIX = "choose another with hydra.run.dir=... (hydra.sweep.dir=... for a sweep)"
+
+
 def write_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     return _replace(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -248,16 +263,15 @@ class RunDir:
     def check_writable(self) -> None:
         """Refuse, before any model loads, a run dir that cannot take the job's files (a read-only mount, no
         space): one probe file written, synced and removed."""
+        make_dir(self.root, "run dir", RUN_DIR_FIX)
         probe = self.root / f".write-check.{os.getpid()}"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
             with probe.open("w") as f:
                 f.write("ok")
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as err:
-            raise BadInput(f"run dir {self.root} cannot be written ({err.strerror or err}); choose another with "
-                           "hydra.run.dir=... (hydra.sweep.dir=... for a sweep)") from None
+            raise BadInput(f"run dir {self.root} cannot be written ({err.strerror or err}); {RUN_DIR_FIX}") from None
         finally:
             probe.unlink(missing_ok=True)
 

@@ -9,9 +9,15 @@ Two kinds of failure, told apart by their exit code:
   The run dir keeps what was finished, and ``error.txt`` says what happened.
 
 :func:`run_cli` is the one place that turns an exception into that line, for every command (``alignpro.train``,
-``alignpro.report``, ``alignpro.data.preferences``, ``alignpro.tools.theory``). A traceback is printed only when asked
+``alignpro.report``, ``alignpro.data``, ``alignpro.tools.theory``). A traceback is printed only when asked
 for:
 ``--debug`` on the command line or ``HYDRA_FULL_ERROR=1`` in the environment.
+
+A library's exception is sorted by type and origin, never by its text: (1) code that knows the value behind it says
+so (:func:`alignpro.models.assets.hub_access`: model id and role; :func:`alignpro.run.directory.make_dir`: the folder
+and its setting); (2) :data:`LIBRARY_ERRORS` maps a library's exception family (class path, looked up along the MRO
+and the ``raise ... from`` causes) to an exit code and a fix; (3) a ValueError or OSError raised inside Hydra before it
+calls our code (its flag checks, the run dir it makes) is a usage error. Anything else is a bug: "unexpected", exit 1.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import errno
 import os
 import re
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +112,89 @@ def _hydra_line(err: Exception) -> str:
     return " ".join(text.split())
 
 
+@dataclass(frozen=True)
+class Known:
+    """What an exception family of a library means to a user: exit code, what happened to the thing that failed
+    (said after its name) and the fix; ``{id}``, ``{hub}`` and ``{offline}`` are filled in by :meth:`said`."""
+
+    exit_code: int
+    what: str
+    fix: str
+
+    def said(self, subject: str, model_id: str = "<id>", offline: str | None = None) -> str:
+        """The line: ``subject`` (e.g. ``reward.model_id='org/rm'``), what happened, the fix; ``offline`` names the
+        configs that need no hub (e.g. ``the default configs, e.g. reward=bt_minilm``)."""
+        fill = {"id": model_id, "hub": _hub_state(), "offline": offline or "the default configs"}
+        return f"{subject} {self.what.format(**fill)}; {self.fix.format(**fill)}"
+
+
+HUB_FIX = ("download it first where the hub is reachable (`hf download {id}` with HF_HUB_OFFLINE unset), point HF_HOME "
+           "at a cache that holds it, or pick an offline source ({offline})")
+HUB_LOGIN = "a login that may read it (hf auth login, or HF_TOKEN)"
+
+# Exception families of the libraries underneath, by class path (no import: a library absent is a family never met).
+# Looked up along each class's MRO, most derived first, so a subclass may have its own row (GatedRepoError before
+# RepositoryNotFoundError). A new family of an existing library lands in its parent's row until it gets its own.
+LIBRARY_ERRORS: dict[str, Known] = {
+    # Not cached and the hub cannot be asked: transformers' "We couldn't connect to 'https://huggingface.co'".
+    "huggingface_hub.errors.LocalEntryNotFoundError": Known(2, "is not in the local hub cache and {hub}", HUB_FIX),
+    "huggingface_hub.errors.OfflineModeIsEnabled": Known(2, "is not in the local hub cache and {hub}", HUB_FIX),
+    "huggingface_hub.errors.GatedRepoError": Known(
+        2, "is a gated hub repository", f"accept its terms at https://huggingface.co/{{id}} and use {HUB_LOGIN}"),
+    "huggingface_hub.errors.RepositoryNotFoundError": Known(
+        2, "is neither a local folder nor a repository on the hub",
+        f"check the id (or the folder's path); a private repository needs {HUB_LOGIN}"),
+    "huggingface_hub.errors.RevisionNotFoundError": Known(
+        2, "has no such revision on the hub", "see its branches and tags at https://huggingface.co/{id}"),
+    "huggingface_hub.errors.HFValidationError": Known(
+        2, "is neither an existing local folder nor a valid hub id (owner/name)", "check the path or the id"),
+    # Any other answer of the hub (a 5xx, a rate limit) is a fault of the moment, not of the input: exit 1.
+    "huggingface_hub.errors.HfHubHTTPError": Known(
+        1, "could not be fetched: the hub answered with an error",
+        "retry later, or point HF_HOME at a cache that holds it"),
+}
+
+
+def _hub_state() -> str:
+    """Why the hub was not asked: the variable that turns it off, else the connection."""
+    flags = [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+             if os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")]
+    return f"{flags[0]}={os.environ[flags[0]]} keeps the hub off" if flags else "the hub cannot be reached"
+
+
+def causes(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and its explicit causes (``raise ... from``), outermost first. Implicit contexts are left out: an
+    exception raised while another was being handled need not come from it."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__
+
+
+def known(err: BaseException) -> tuple[BaseException, Known] | None:
+    """The first exception in ``err``'s causes that belongs to a family of :data:`LIBRARY_ERRORS`, and its row."""
+    for e in causes(err):
+        for cls in type(e).__mro__:
+            row = LIBRARY_ERRORS.get(f"{cls.__module__}.{cls.__qualname__}")
+            if row is not None:
+                return e, row
+    return None
+
+
+HYDRA_PACKAGES = ("hydra", "hydra_plugins")  # Hydra and its launcher/sweeper plugins
+
+
+def raised_by_hydra(err: BaseException) -> bool:
+    """Whether ``err`` came out of Hydra's own code (or the standard library it called, e.g. ``os.mkdir``) with no
+    other code between: its flag checks and the folders it makes before it calls the task function. A job's
+    exception passes through Hydra too, but from our frames (or a library's), so it is not counted."""
+    modules = [frame.f_globals.get("__name__", "").split(".")[0] for frame, _ in traceback.walk_tb(err.__traceback__)]
+    first = next((i for i, m in enumerate(modules) if m in HYDRA_PACKAGES), None)
+    own = (*HYDRA_PACKAGES, "omegaconf", *sys.stdlib_module_names)
+    return first is not None and all(m in own for m in modules[first:])
+
+
 def describe(err: BaseException) -> tuple[int, str]:
     """The exit code and the one line for ``err``."""
     from hydra.errors import HydraException
@@ -113,15 +204,23 @@ def describe(err: BaseException) -> tuple[int, str]:
         return err.exit_code, " ".join(str(err).split())
     if isinstance(err, (HydraException, OmegaConfBaseException)):
         return 2, _hydra_line(err)
+    if (hit := known(err)) is not None:  # no loader named the model (alignpro.models.assets.hub_access would)
+        return hit[1].exit_code, hit[1].said(f"a hub model or file ({type(hit[0]).__name__})")
+    # Hydra checks its own flags (--multirun with --cfg) and makes the run dir before any of our code runs: a
+    # ValueError there is a bad command line, an OSError a hydra.run.dir / hydra.sweep.dir that cannot be a folder
+    # (whatever its errno: /proc/x is ENOENT). Other types raised there stay bugs.
+    hydra_made = raised_by_hydra(err)
+    if isinstance(err, ValueError) and hydra_made:
+        return 2, f"{' '.join(str(err).split())} (see --help)"
     cause = err
     while cause is not None and not isinstance(cause, OSError):  # e.g. logging's "Unable to configure handler"
         cause = cause.__cause__ or cause.__context__
-    if cause is not None and cause.errno in WRITE_ERRNOS:
+    if cause is not None and (cause.errno in WRITE_ERRNOS or (cause is err and hydra_made)):
         err = cause
         where = f" {err.filename}" if err.filename else ""
         fix = ("free space there" if err.errno == errno.ENOSPC
                else "choose a writable place (hydra.run.dir=..., --out ...)")
-        return 2, f"cannot write{where}: {err.strerror}; {fix}"
+        return 2, f"cannot write{where}: {err.strerror or err}; {fix}"
     if isinstance(err, ImportError):
         return 2, f"{err}; install what it names (pip install 'alignpro[api]' or 'alignpro[cluster]')"
     return 1, (f"unexpected {type(err).__name__}: {' '.join(str(err).split())} "

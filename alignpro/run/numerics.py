@@ -7,7 +7,7 @@ go on and report clean-looking numbers. Instead, the first non-finite value stop
 produced it is written to ``run_dir/nonfinite_sample.json`` (:meth:`alignpro.run.directory.RunDir.nonfinite`, written
 only through :func:`stop` here). The checks themselves sit where the values are made: the reward functions
 (alignpro/methods/), the held-out evaluation (alignpro/report/evaluate.py) and the trainer's log-prob passes and logged
-rows (alignpro/methods/rl.py).
+rows (alignpro/methods/rl/).
 """
 
 from __future__ import annotations

@@ -22,13 +22,15 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
-from alignpro.config.schema import Config
 from alignpro.run.directory import RunDir, write_atomic
 from alignpro.run.secrets import redact, redact_overrides
+
+if TYPE_CHECKING:
+    from alignpro.config.schema import Config
 
 log = logging.getLogger("alignpro")
 

@@ -36,6 +36,7 @@ def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict
     from transformers import set_seed
 
     from alignpro.data.preferences import load_splits
+    from alignpro.methods.rollout import roll_out
     from alignpro.models.frozen import build_frozen
     from alignpro.models.generation import GenerationEngine
     from alignpro.models.prompter import compose_rewrite
@@ -50,15 +51,15 @@ def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict
     base_r = None
     for instr in (None, *instructions):
         set_seed(cfg.seed)  # the same random stream for every variant
-        prompts = xs if instr is None else [compose_rewrite(x, instr, "append") for x in xs]
-        answers = frozen.answer(prompts, desc=f"answer x + {instr!r}" if instr else "answer x")
-        r = reward.score(xs, answers)
-        row = {"instruction": instr, "reward_mean": mean(r), "words": mean([len(a.split()) for a in answers]),
-               "example": {"x_prime": prompts[0], "y": answers[0]}}
+        rewrites = None if instr is None else [compose_rewrite(x, instr, "append") for x in xs]
+        out = roll_out(xs, reward, x_prime=rewrites, responder=frozen,
+                       desc=f"answer x + {instr!r}" if instr else "answer x")
+        row = {"instruction": instr, "reward_mean": mean(out.r), "words": mean([len(a.split()) for a in out.y]),
+               "example": {"x_prime": out.asked[0], "y": out.y[0]}}
         if instr is None:
-            base_r = r
+            base_r = out.r
         else:
-            row["vs_x"] = paired_difference(r, base_r, seed=cfg.seed)
+            row["vs_x"] = paired_difference(out.r, base_r, seed=cfg.seed)
         rows.append(row)
     return {"n_prompts": len(xs), "split": "train", "frozen": cfg.frozen.name, "reward": cfg.reward.name,
             "dataset": cfg.dataset.name, "max_new_tokens": cfg.frozen.max_new_tokens, "rows": rows,
@@ -85,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=48, help="train prompts to probe (default 48)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_intermixed_args(argv)
+    from alignpro.config.compose import compose_config
     from alignpro.config.validate import validate
-    from alignpro.data.preferences import compose_config
     from alignpro.methods.rl import quiet_library_noise
 
     if args.n < 1:
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cfg = validate(compose_config(args.overrides))
     menu = args.instruction or list(cfg.sft.instructions or default_menu())
     quiet_library_noise()
-    from alignpro.train import pick_device
+    from alignpro.models.assets import pick_device
 
     res = probe(cfg, menu, args.n, pick_device(cfg.device))
     print(table(res))

@@ -362,9 +362,11 @@ def run_job(scale: Scale, spec: dict, generations: int, out: Path) -> dict:
     a per-step clock; the result is rewritten to ``out`` at every step, so a killed job leaves its steps."""
     from transformers import TrainerCallback, set_seed
 
+    from alignpro.config.compose import compose_config
     from alignpro.config.validate import validate
-    from alignpro.data.preferences import compose_config, load_splits
-    from alignpro.methods.registry import METHODS, Job
+    from alignpro.data.preferences import load_splits
+    from alignpro.methods.base import Job
+    from alignpro.methods.registry import build_method
     from alignpro.methods.rl import check_trainer_extra, quiet_library_noise
     from alignpro.models.assets import resolve_model
     from alignpro.models.frozen import build_frozen
@@ -411,7 +413,7 @@ def run_job(scale: Scale, spec: dict, generations: int, out: Path) -> dict:
         result["command"] = train_command(overrides)
         cfg = validate(compose_config(overrides))
         device = cfg.device
-        method = METHODS[cfg.method.name]
+        method = cfg.method
         policy = cfg.prompter if cfg.method.name == "alignpro" else cfg.frozen
         result.update(rollouts_per_step=cfg.trainer.prompts_per_step * cfg.trainer.num_generations,
                       num_iterations=iterations, generations=generations,
@@ -438,7 +440,7 @@ def run_job(scale: Scale, spec: dict, generations: int, out: Path) -> dict:
         save()
         set_seed(cfg.seed)
         with tempfile.TemporaryDirectory(prefix="gpu-check-run-") as tmp, timer("method_total"):
-            method.run(Job(cfg, splits.train, reward, frozen, RunDir(Path(tmp)), device, None, timer,
+            build_method(cfg.method).run(Job(cfg, splits.train, reward, frozen, RunDir(Path(tmp)), device, None, timer,
                            callbacks=(StepClock(),)))
         result["status"] = "ok"
         result.update(plan_peaks(cfg, [r["prompt"] for r in splits.train]))

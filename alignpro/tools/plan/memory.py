@@ -125,11 +125,10 @@ def _head_bytes(s: Shape, completion_tokens: int, value_bytes: int, backward: bo
 
 def plan_arm(cfg: Any, prompt_tokens: int = PROMPT_TOKENS) -> ArmPlan:
     """The memory plan and time estimate of one typed, validated job config."""
-    from alignpro.methods.registry import METHODS
     from alignpro.methods.rl import training_dtype
     from alignpro.models.assets import resolve_dtype
 
-    m = METHODS[cfg.method.name]
+    m = cfg.method
     device = "cpu" if cfg.device == "cpu" else "cuda"
     P, F, R, T = cfg.prompter, cfg.frozen, cfg.reward, cfg.trainer
     policy = m.trains

@@ -1,0 +1,26 @@
+"""The two arms that train nothing (D2): π_F answering x, and the prompter before RL rewriting x for π_F."""
+
+from __future__ import annotations
+
+from alignpro.methods.base import Arm, Job, Method
+
+
+class NoFinetune(Method):
+    """π_F answers x itself: the floor of the comparison."""
+
+    def run(self, job: Job) -> Arm:
+        return Arm(job.cfg.method.name, None, job.frozen)
+
+
+class BasePrompter(Method):
+    """The prompter before RL (ρ_ref; with ``sft=instructions``, ρ_sft) rewrites x, π_F answers x′ (D2)."""
+
+    def run(self, job: Job) -> Arm:
+        from alignpro.methods.sft import reference_prompter
+        from alignpro.models.generation import GenerationEngine
+        from alignpro.models.prompter import load_prompter
+
+        rho_ref = reference_prompter(job)
+        engine = GenerationEngine.from_config(job.cfg.generation)
+        return Arm(job.cfg.method.name, load_prompter(job.cfg.prompter, path=rho_ref, device=job.device, engine=engine),
+                   job.frozen)
