@@ -1,7 +1,6 @@
 """Side-by-side generation benchmark: TRL's default generation path (``model.generate``, dynamic cache, eager) against
-``alignpro.models.generation``'s compiled engine (static KV cache, own decode loop, compiled step on CUDA), same
-process, same
-random-weight models, same inputs.
+``alignpro.models.generation``'s compiled engine (``alignpro.models.decode``: static KV cache, own decode loop,
+compiled step on CUDA), same process, same random-weight models, same inputs.
 
     python benchmarks/generation.py --device cuda         # paper shapes (docs/gpu-anchors.md): 8B frozen, 1.5B prompter
     python benchmarks/generation.py --device cpu --quick          # small shapes, < 1 minute on 2 CPU cores
@@ -26,7 +25,8 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from alignpro.models.generation import Sampling, decode
+from alignpro.models.decode import decode
+from alignpro.models.sampling import Sampling
 
 H100_READ_BW = 1.51e12  # bytes/s, docs/gpu-anchors.md (device-to-device copy 3.02 TB/s read+write)
 

@@ -37,9 +37,10 @@ from alignpro.methods.alignpro import AlignProReward
 from alignpro.methods.rl import fit, quiet_library_noise
 from alignpro.methods.sft import sft_prompter_path
 from alignpro.models.frozen import build_frozen
-from alignpro.models.generation import GenerationEngine, Sampling
+from alignpro.models.generation import GenerationEngine
 from alignpro.models.prompter import rewrite_conversation
 from alignpro.models.reward import build_reward
+from alignpro.models.sampling import Sampling
 from alignpro.run.directory import RunDir, SampleLog
 from alignpro.run.timing import StageTimer
 

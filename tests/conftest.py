@@ -27,10 +27,11 @@ def compose_raw(*overrides: str):
 
 
 def compose(*overrides: str):
-    """The config a run works with: :func:`compose_raw` typed by the schema (alignpro.config.schema.typed)."""
-    from alignpro.config.schema import typed
+    """The config a run works with: :func:`compose_raw` typed by the schema (alignpro.config.rules.typed)."""
+    from alignpro.config.rules import typed
+    from alignpro.config.schema import Config
 
-    return typed(compose_raw(*overrides))
+    return typed(compose_raw(*overrides), Config)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from alignpro.models.api import ChatClient
 from alignpro.models.api_failures import ChatAPIError, EndpointError
-from alignpro.models.generation import Sampling
+from alignpro.models.sampling import Sampling
 from tests.server import ScriptedServer, chat_completion, free_port
 
 GREEDY = Sampling(24, temperature=0.0)

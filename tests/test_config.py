@@ -105,9 +105,10 @@ def test_every_option_composes_through_the_cli_cfg_job(override):
     # Hydra prints the YAML as composed, which the run types by the schema before using it
     from omegaconf import OmegaConf
 
-    from alignpro.config.schema import typed
+    from alignpro.config.rules import typed
+    from alignpro.config.schema import Config
 
-    assert OmegaConf.to_container(typed(cfg)) == OmegaConf.to_container(compose(override), resolve=False)
+    assert OmegaConf.to_container(typed(cfg, Config)) == OmegaConf.to_container(compose(override), resolve=False)
 
 
 def test_console_script_is_installed():

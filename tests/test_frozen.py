@@ -1,7 +1,9 @@
 import pytest
 
+from alignpro.models.chat import chat
 from alignpro.models.frozen import HFResponder, build_frozen
-from alignpro.models.generation import Sampling, chat, generate_chat
+from alignpro.models.generation import generate_chat
+from alignpro.models.sampling import Sampling
 
 
 def test_frozen_sees_only_the_prompt_in_its_user_turn(tiny_lm, monkeypatch):

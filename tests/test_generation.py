@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from alignpro.models.generation import Sampling, chat_inputs, generate_chat
+from alignpro.models.chat import chat_inputs
+from alignpro.models.generation import generate_chat
+from alignpro.models.sampling import Sampling
 
 
 def test_sampling_kwargs_greedy_and_paper():
@@ -75,7 +77,7 @@ def test_generation_engine_from_config_and_when_it_compiles():
 def test_warpers_follow_generate_order_and_no_ops():
     from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    from alignpro.models.generation import TopKTopPLogitsWarper
+    from alignpro.models.decode import TopKTopPLogitsWarper
 
     assert [type(w) for w in Sampling(5, 1.5, 0.6, 20).warpers()] == [TemperatureLogitsWarper, TopKTopPLogitsWarper]
     assert [type(w) for w in Sampling(5, 1.5, 1.0, 20).warpers()] == [TemperatureLogitsWarper, TopKLogitsWarper]
@@ -88,7 +90,7 @@ def test_fused_top_k_top_p_equals_generates_two_warpers(top_k, top_p):
     """Same kept tokens, same logits as TopKLogitsWarper followed by TopPLogitsWarper, on peaked and flat rows."""
     from transformers import TopKLogitsWarper, TopPLogitsWarper
 
-    from alignpro.models.generation import TopKTopPLogitsWarper
+    from alignpro.models.decode import TopKTopPLogitsWarper
 
     gen = torch.Generator().manual_seed(top_k)
     scores = torch.randn(16, 1000, generator=gen) * torch.linspace(0.1, 8, 16)[:, None]
@@ -101,7 +103,7 @@ def test_fused_top_k_top_p_equals_generates_two_warpers(top_k, top_p):
 
 def test_compiled_greedy_token_identical_to_generate(lively_lm):
     """A padded batch of prompts of different lengths: the same tokens as generate(), row by row."""
-    from alignpro.models.generation import decode
+    from alignpro.models.decode import decode
 
     model, tok = lively_lm
     greedy = Sampling(12, temperature=0)
@@ -122,7 +124,7 @@ def test_compiled_engine_passes_the_kv_cache_under_the_name_the_forward_takes(li
     import warnings
     from types import SimpleNamespace
 
-    from alignpro.models.generation import cache_kwarg, decode
+    from alignpro.models.decode import cache_kwarg, decode
 
     model, tok = lively_lm
     assert cache_kwarg(model) in inspect.signature(type(model).forward).parameters
@@ -150,7 +152,7 @@ def test_per_row_eos_and_early_exit(lively_lm):
     Then an EOS every row emits first: the loop runs one step, not max_new_tokens."""
     import copy
 
-    from alignpro.models.generation import decode
+    from alignpro.models.decode import decode
 
     model, tok = lively_lm
     greedy = Sampling(12, temperature=0)
@@ -191,7 +193,7 @@ def test_bucketing_restores_order(lively_lm):
 
 
 def _first_tokens(model, tok, sampling, n, engine, seed):
-    from alignpro.models.generation import decode
+    from alignpro.models.decode import decode
 
     enc = chat_inputs(tok, [[{"role": "user", "content": "Tell me"}]] * n)
     torch.manual_seed(seed)
@@ -228,7 +230,7 @@ def test_sampled_distribution_matches_generate(lively_lm):
 def test_compiled_refuses_generation_config_processors(lively_lm):
     import copy
 
-    from alignpro.models.generation import decode
+    from alignpro.models.decode import decode
 
     model, tok = lively_lm
     saved = copy.deepcopy(model.generation_config)

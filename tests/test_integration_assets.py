@@ -4,9 +4,9 @@
 import pytest
 
 from alignpro.models.assets import export_smollm2, load_causal_lm, minilm_path
-from alignpro.models.generation import Sampling
 from alignpro.models.prompter import PAPER_META_PROMPT, Prompter
 from alignpro.models.reward import build_reward
+from alignpro.models.sampling import Sampling
 from tests.conftest import compose
 
 pytestmark = pytest.mark.integration

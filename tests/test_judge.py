@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from alignpro.models.generation import Sampling
+from alignpro.models.sampling import Sampling
 from alignpro.report.judge import Judge, JudgeCache, build_judge
 from alignpro.report.judge_prompt import JUDGE_SYSTEM_PROMPT, judge_messages, outcome_pairs, parse_scores
 from tests.conftest import compose

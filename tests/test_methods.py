@@ -81,8 +81,8 @@ def check_lora_run(model, saved, r: int, responder: bool = False) -> None:
 def test_alignpro_with_lora_trains_only_the_prompters_adapter(tmp_path, tiny_reward, embedded_splits):
     import torch
 
-    from alignpro.models.generation import Sampling
     from alignpro.models.prompter import load_prompter
+    from alignpro.models.sampling import Sampling
     from alignpro.report.evaluate import evaluate
 
     cfg = compose("experiment=smoke", "method=alignpro", "prompter.lora={r: 4}", "trainer.learning_rate=1e-2")
@@ -102,7 +102,7 @@ def test_alignpro_with_lora_trains_only_the_prompters_adapter(tmp_path, tiny_rew
 def test_rlhf_with_lora_trains_only_the_frozen_models_adapter(tmp_path, tiny_reward, embedded_splits):
     import torch
 
-    from alignpro.models.generation import Sampling
+    from alignpro.models.sampling import Sampling
     from alignpro.report.evaluate import evaluate
 
     cfg = compose("experiment=smoke", "method=rlhf", "frozen.lora={r: 2}", "trainer.learning_rate=1e-2")

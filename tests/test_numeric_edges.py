@@ -13,7 +13,10 @@ import sys
 import pytest
 import torch
 
-from alignpro.models.generation import GenerationEngine, PromptCuts, Sampling, chat, chat_inputs, decode, generate_chat
+from alignpro.models.chat import chat, chat_inputs
+from alignpro.models.decode import decode
+from alignpro.models.generation import GenerationEngine, generate_chat
+from alignpro.models.sampling import PromptCuts, Sampling
 from alignpro.run.directory import RunDir, read_jsonl
 from alignpro.run.errors import NonFiniteError
 from tests.conftest import ROOT, compose

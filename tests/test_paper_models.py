@@ -8,14 +8,15 @@ import json
 
 import pytest
 
+from alignpro.config import sources
 from alignpro.config.sources import check_available
 from alignpro.models import paper_models as pm
 from alignpro.models import paper_tokenizers as pt
 from alignpro.models.assets import AssetError, load_causal_lm, resolve_model
-from alignpro.models.generation import chat, chat_ids, eos_ids
+from alignpro.models.chat import chat, chat_ids, eos_ids
 from tests.conftest import compose
 
-CAUSAL = (*pm.PROMPTERS, *pm.FROZEN)
+CAUSAL = (*sources.PROMPTERS, *sources.FROZEN)
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +25,9 @@ def built():
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     out = {}
-    for model_id in pm.PAPER_MODEL_IDS:
+    for model_id in sources.PAPER_MODEL_IDS:
         path = pm.miniature_dir(model_id)
-        if model_id in pm.REWARDS:
+        if model_id in sources.REWARDS:
             model, tok = AutoModelForSequenceClassification.from_pretrained(path), AutoTokenizer.from_pretrained(path)
         else:
             model, tok = load_causal_lm(str(path), "float32", "cpu")
@@ -34,7 +35,7 @@ def built():
     return out
 
 
-@pytest.mark.parametrize("model_id", pm.PAPER_MODEL_IDS)
+@pytest.mark.parametrize("model_id", sources.PAPER_MODEL_IDS)
 def test_a_miniature_is_the_hub_architecture_shrunk_in_depth_and_width_only(model_id, built):
     path, model, _ = built[model_id]
     hub, cfg = pm.hub_config(model_id), model.config
@@ -158,7 +159,7 @@ def test_sources_resolve_through_assets_and_unknown_ids_are_one_clear_error(tmp_
             resolve_model(source, "Qwen/Qwen2.5-3B-Instruct", role="prompter")
         msg = str(err.value)
         assert "prompter.model_id='Qwen/Qwen2.5-3B-Instruct'" in msg and "\n" not in msg
-        assert all(i in msg for i in pm.PAPER_MODEL_IDS)
+        assert all(i in msg for i in sources.PAPER_MODEL_IDS)
         with pytest.raises(AssetError, match="frozen.model_id='nope'"):
             check_available(source, role="frozen", model_id="nope")
     check_available("miniature", role="reward")  # without an id: the tokenizer packages of every family

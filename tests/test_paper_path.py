@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from alignpro.config import sources
 from alignpro.models import paper_models as pm
 from alignpro.models import paper_tokenizers as pt
 from tests.conftest import ROOT, compose
@@ -82,7 +83,7 @@ def paper_data(tmp_path_factory):
     mp.setattr(datasets.config, "HF_DATASETS_CACHE", root / "cache")
     mp.setenv("HF_DATASETS_CACHE", str(root / "cache"))
     paths = write_datasets(root)
-    for model_id in pm.PAPER_MODEL_IDS:  # built once here, so no single run's timing carries the build
+    for model_id in sources.PAPER_MODEL_IDS:  # built once here, so no single run's timing carries the build
         pm.miniature_dir(model_id)
     yield paths
     mp.undo()
@@ -173,7 +174,7 @@ def test_a_paper_cell_trains_and_evaluates_with_its_model_classes(cell, method, 
     prompter, frozen, _ = split_cell(cell)
     if method == "alignpro":  # the frozen model answers x'; the base prompter (rho_ref) is loaded for evaluation
         frozen_cls = FROZEN[frozen][0]
-        assert ("frozen", frozen_cls, str(pm.miniature_dir(pm.FROZEN[list(FROZEN).index(frozen)]))) in loads
+        assert ("frozen", frozen_cls, str(pm.miniature_dir(sources.FROZEN[list(FROZEN).index(frozen)]))) in loads
         assert {cls for role, cls, _ in loads if role == "prompter"} <= {PROMPTER[prompter][0]}
     else:  # the oracle evaluates its own trained weights: the frozen factory is not asked for a second copy
         assert all(role != "prompter" for role, _, _ in loads)

@@ -1,7 +1,7 @@
 import pytest
 
-from alignpro.models.generation import Sampling
 from alignpro.models.prompter import PAPER_META_PROMPT, Prompter, meta_prompt_text, rewrite_conversation
+from alignpro.models.sampling import Sampling
 
 PAPER = ("Rephrase the given text in detail and precise so that it is fed to another language model. "
          "The given text is 'How do I boil an egg?'")

@@ -1,7 +1,7 @@
 import pytest
 
 from alignpro.methods.rl import RewardKLProgress, completion_text, trainer_args
-from alignpro.models.generation import Sampling
+from alignpro.models.sampling import Sampling
 from tests.conftest import compose
 
 
@@ -168,7 +168,7 @@ def test_checkpoints_hold_what_a_resume_needs_and_vllm_options_pass_through(name
 
 
 def test_trainer_extra_takes_the_trl_configs_fields_only():
-    from alignpro.config.schema import ConfigError
+    from alignpro.config.rules import ConfigError
     from alignpro.methods.rl import check_trainer_extra
 
     check_trainer_extra(compose("experiment=smoke", "+trainer.extra.num_iterations=2").trainer)
@@ -198,7 +198,7 @@ def test_the_paper_budget_is_one_rollout_per_train_prompt_in_batches_trained_fou
 
 
 def test_micro_batches_must_divide_the_batch():
-    from alignpro.config.schema import ConfigError
+    from alignpro.config.rules import ConfigError
     from alignpro.config.validate import validate
 
     with pytest.raises(ConfigError, match=r"trainer.micro_batches=3 is invalid: must divide .* = 4 rollouts"):

@@ -87,7 +87,7 @@ def test_samples_carry_x_x_prime_y_r_the_step_and_the_direct_answers():
 
 
 def test_a_responder_that_cuts_its_inputs_is_counted_per_rollout():
-    from alignpro.models.generation import PromptCuts
+    from alignpro.models.sampling import PromptCuts
 
     class Cutting(EchoResponder):
         cuts = PromptCuts(n=5)  # cuts of earlier batches are not this rollout's

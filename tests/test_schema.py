@@ -4,7 +4,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from alignpro.config import schema
-from alignpro.config.schema import LORA_DEFAULTS, Config, ConfigError, check, lora_options, typed
+from alignpro.config.rules import LORA_DEFAULTS, ConfigError, check, lora_options, typed
+from alignpro.config.schema import Config
 from tests.conftest import CONF, compose_raw
 
 
@@ -43,14 +44,14 @@ def option(group: str, name: str) -> list[str]:
 
 @pytest.mark.parametrize("group, name", OPTIONS, ids=[f"{g}={n}" for g, n in OPTIONS])
 def test_every_shipped_option_types_and_checks(group, name):
-    cfg = typed(compose_raw(*option(group, name)))
+    cfg = typed(compose_raw(*option(group, name)), Config)
     assert OmegaConf.get_type(cfg) is Config
     if (group, name) == ("reward", "hf_classifier"):  # the one option that leaves a key to the user
         with pytest.raises(ConfigError, match=r"reward.model_id='\?\?\?' is invalid: reward=hf_classifier needs"):
-            check(cfg)
-        check(typed(compose_raw("reward=hf_classifier", "reward.model_id=org/rm")))
+            check(cfg, Config)
+        check(typed(compose_raw("reward=hf_classifier", "reward.model_id=org/rm"), Config), Config)
     else:
-        check(cfg)
+        check(cfg, Config)
 
 
 def test_every_schema_key_is_set_by_some_shipped_option():
@@ -70,7 +71,7 @@ def test_every_schema_key_is_set_by_some_shipped_option():
 
 
 def test_typed_fills_the_defaults_and_types_the_values():
-    cfg = typed(compose_raw("lam=1", "trainer=rloo"))
+    cfg = typed(compose_raw("lam=1", "trainer=rloo"), Config)
     assert cfg.lam == 1.0 and isinstance(cfg.lam, float)  # an int given for a float key becomes a float
     assert cfg.trainer.loss_type == "dr_grpo"  # rloo.yaml has no loss_type: the schema's default
     assert cfg.prompter.rewrite == "full" and cfg.judge is None and cfg.eval.rewrite_sampling is None
@@ -87,7 +88,7 @@ def test_typed_fills_the_defaults_and_types_the_values():
 ])
 def test_a_value_of_the_wrong_type_is_named_with_what_is_valid(override, message):
     with pytest.raises(ConfigError) as err:
-        typed(compose_raw(override))
+        typed(compose_raw(override), Config)
     assert str(err.value) == message
 
 
@@ -95,9 +96,9 @@ def test_an_unknown_key_is_refused_with_the_keys_of_its_group():
     with pytest.raises(ConfigError, match=r"^trainer.lerning_rate is not a config key; valid keys here: name, "
                                           r"num_generations, prompts_per_step, max_steps, num_iterations, "
                                           r"micro_batches, learning_rate, "):
-        typed(compose_raw("+trainer.lerning_rate=1e-5"))
+        typed(compose_raw("+trainer.lerning_rate=1e-5"), Config)
     with pytest.raises(ConfigError, match=r"^colour is not a config key; valid keys here: lam, seed, device, "):
-        typed(compose_raw("+colour=red"))
+        typed(compose_raw("+colour=red"), Config)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -114,13 +115,13 @@ def test_an_unknown_key_is_refused_with_the_keys_of_its_group():
                               "budget: one rollout per train prompt)"),
 ])
 def test_check_applies_each_keys_choices_and_range(override, message):
-    cfg = typed(compose_raw(override))
+    cfg = typed(compose_raw(override), Config)
     with pytest.raises(ConfigError) as err:
-        check(cfg)
+        check(cfg, Config)
     assert str(err.value) == message
 
 
 def test_null_passes_an_optional_key_only():
-    check(typed(compose_raw("eval.max_new_tokens=null", "logger.mode=null")))  # both may be null
+    check(typed(compose_raw("eval.max_new_tokens=null", "logger.mode=null"), Config), Config)  # both may be null
     with pytest.raises(ConfigError, match=r"^eval.n_prompts=None is invalid: must be an integer > 0$"):
-        typed(compose_raw("eval.n_prompts=null"))
+        typed(compose_raw("eval.n_prompts=null"), Config)

@@ -84,8 +84,8 @@ def test_rho_sft_of_smollm2_writes_menu_instructions(tmp_path):
     """On the real SmolLM2 prompter: before SFT almost no sampled output is a menu instruction; after the default
     SFT stage most are, and every instruction of the menu is sampled (rho_sft is not collapsed)."""
     from alignpro.data.preferences import load_splits
-    from alignpro.models.generation import Sampling
     from alignpro.models.prompter import load_prompter
+    from alignpro.models.sampling import Sampling
 
     cfg = compose("experiment=steer")
     splits = load_splits(cfg.dataset)

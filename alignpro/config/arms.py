@@ -13,7 +13,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from alignpro import CONF_DIR
-from alignpro.config.schema import MethodConfig, check, typed
+from alignpro.config.rules import check, typed
+from alignpro.config.schema import MethodConfig
 
 # The reports' column order: the floor, the untrained prompter, the method, the ceiling; other arms after them.
 REPORT_ORDER = ("no_finetune", "base_prompter", "alignpro", "rlhf")

@@ -8,7 +8,8 @@ import importlib.util
 from typing import Any
 from urllib.parse import urlparse
 
-from alignpro.config.schema import ENV_NAME, EXTRA_SAMPLING, integer_at_least, number_above
+from alignpro.config.rules import integer_at_least, number_above
+from alignpro.config.schema import ENV_NAME, EXTRA_SAMPLING
 from alignpro.run.errors import BadInput
 
 

@@ -19,7 +19,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from alignpro.config.endpoint import endpoint_rules, require_openai
-from alignpro.config.schema import Config, ConfigError, JudgeConfig, check, lora_options, require, typed
+from alignpro.config.rules import ConfigError, check, lora_options, require, typed
+from alignpro.config.schema import Config, JudgeConfig
 from alignpro.config.sources import AssetError, check_available
 from alignpro.run.secrets import SECRET_KEY, declare_key_env
 
@@ -78,7 +79,7 @@ def validate(cfg: Any) -> DictConfig:
     """The config typed by :class:`alignpro.config.schema.Config`, or :class:`ConfigError` on the first invalid value
     (:class:`alignpro.models.api.EndpointError` when an API backend lacks the ``openai`` package; both are BadInput)."""
     _no_secrets(_plain(cfg))
-    cfg = typed(cfg)
+    cfg = typed(cfg, Config)
     check(cfg, Config)
     m = cfg.method.name
     policy = cfg.method.trains

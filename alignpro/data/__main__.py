@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from alignpro.config.compose import compose_config
-from alignpro.config.schema import typed
+from alignpro.config.rules import typed
+from alignpro.config.schema import Config
 from alignpro.data.preferences import DROP_RULES, Splits, load_splits
 from alignpro.run.errors import ArgumentParser, BadInput, run_cli
 
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise BadInput(f"--{flag} {getattr(args, flag)} is invalid: it must be ≥ 0")
     disable_progress_bars()
     sys.stdout.reconfigure(errors="backslashreplace")  # non-ASCII prompts on a non-UTF-8 terminal
-    cfg = typed(compose_config(args.overrides))
+    cfg = typed(compose_config(args.overrides), Config)
     print(describe(load_splits(cfg.dataset), args.n, args.side, args.chars))
 
 

@@ -33,9 +33,10 @@ from alignpro.methods.rl import completion_text, fit
 from alignpro.methods.rollout import TrainingReward, roll_out
 from alignpro.methods.sft import reference_prompter
 from alignpro.models.frozen import Responder
-from alignpro.models.generation import GenerationEngine, Sampling
+from alignpro.models.generation import GenerationEngine
 from alignpro.models.prompter import Prompter, compose_rewrite, rewrite_conversation
 from alignpro.models.reward import Reward
+from alignpro.models.sampling import Sampling
 from alignpro.run.directory import RunDir, SampleLog
 from alignpro.run.timing import StageTimer
 

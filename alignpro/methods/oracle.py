@@ -13,8 +13,10 @@ from alignpro.methods.base import Arm, Job, Method
 from alignpro.methods.objective import Objective
 from alignpro.methods.rl import completion_text, fit
 from alignpro.methods.rollout import TrainingReward, roll_out
+from alignpro.models.chat import chat
 from alignpro.models.frozen import HFResponder, frozen_path
-from alignpro.models.generation import GenerationEngine, Sampling, chat
+from alignpro.models.generation import GenerationEngine
+from alignpro.models.sampling import Sampling
 
 
 class OracleReward(TrainingReward):

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from alignpro.config.schema import REWARD_PROMPTS
-from alignpro.models.generation import cut_count
+from alignpro.models.sampling import cut_count
 from alignpro.run.directory import RunDir, Sample, SampleLog
 from alignpro.run.numerics import require_finite_rewards, training_step
 from alignpro.run.timing import StageTimer
 
 if TYPE_CHECKING:
     from alignpro.models.frozen import Responder
-    from alignpro.models.generation import Sampling
     from alignpro.models.reward import Reward
+    from alignpro.models.sampling import Sampling
 
 
 @dataclass

@@ -13,7 +13,7 @@ Design:
 * **Never a silent empty answer**: a request that finally fails raises :class:`ChatAPIError` naming the base URL,
   the model and the last error; nothing is ever filled in for it. An answer that *is* an empty string (the model
   stopped at once) is returned as the model's answer, but counted (``stats.empty``) and logged.
-* **Sampling** (:class:`alignpro.models.generation.Sampling`, D8): ``temperature``/``top_p`` map directly and
+* **Sampling** (:class:`alignpro.models.sampling.Sampling`, D8): ``temperature``/``top_p`` map directly and
   ``max_new_tokens`` becomes ``max_tokens``. ``top_k`` is not in the OpenAI schema, so how it travels is the
   ``extra_sampling`` setting, per server: ``top_k`` sends it as an extra body field (vLLM, SGLang, llama.cpp);
   ``generation_config`` sends a ``transformers.GenerationConfig`` as JSON (``transformers serve`` rejects a bare
@@ -56,7 +56,7 @@ from alignpro.models.api_failures import (
 from alignpro.run.secrets import declare_key_env
 
 if TYPE_CHECKING:
-    from alignpro.models.generation import Sampling
+    from alignpro.models.sampling import Sampling
 
 log = logging.getLogger("alignpro.models.api")
 

@@ -229,7 +229,7 @@ def pick_device(device: str) -> str:
     """``device=auto`` is CUDA when one is visible, else the CPU; ``device=cuda`` without one is a bad value."""
     import torch
 
-    from alignpro.config.schema import ConfigError
+    from alignpro.config.rules import ConfigError
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -20,7 +20,9 @@ from alignpro.config.schema import FrozenConfig
 from alignpro.models.api import ChatClient
 from alignpro.models.api_failures import ChatAPIError
 from alignpro.models.assets import load_causal_lm, resolve_model
-from alignpro.models.generation import GenerationEngine, PromptCuts, Sampling, chat, generate_chat
+from alignpro.models.chat import chat
+from alignpro.models.generation import GenerationEngine, generate_chat
+from alignpro.models.sampling import PromptCuts, Sampling
 
 
 class Responder(Protocol):

@@ -13,7 +13,9 @@ from typing import Any
 
 from alignpro.config.schema import PLACEHOLDER, REWRITES, PrompterConfig
 from alignpro.models.assets import load_causal_lm, resolve_model
-from alignpro.models.generation import GenerationEngine, PromptCuts, Sampling, chat, generate_chat
+from alignpro.models.chat import chat
+from alignpro.models.generation import GenerationEngine, generate_chat
+from alignpro.models.sampling import PromptCuts, Sampling
 
 # Paper, Appendix C.1 (exact string; "[PROMPT]" is replaced by the user prompt x).
 PAPER_META_PROMPT = (

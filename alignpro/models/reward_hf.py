@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from alignpro.config.schema import RewardConfig
 from alignpro.models.assets import hub_access, resolve_model
-from alignpro.models.generation import keep_tail  # the project's one left cut (also for generation prompts)
+from alignpro.models.sampling import keep_tail  # the project's one left cut (also for generation prompts)
 
 CHAT_TEMPLATE_DIR = ("trl", "chat_templates")  # TRL ships the original templates of the common model families
 

@@ -30,8 +30,8 @@ import random
 from alignpro.config.schema import EvalConfig
 from alignpro.methods.base import Arm
 from alignpro.methods.rollout import Rollout, roll_out
-from alignpro.models.generation import Sampling, cut_count
 from alignpro.models.reward import Reward
+from alignpro.models.sampling import Sampling, cut_count
 from alignpro.report.statistics import mean, summarize
 from alignpro.run.directory import Metrics, RunDir, Sample
 from alignpro.run.numerics import require_finite_rewards

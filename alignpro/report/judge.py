@@ -41,7 +41,7 @@ from alignpro.config.schema import JudgeConfig
 from alignpro.models.api import ChatClient
 from alignpro.models.assets import load_causal_lm, resolve_model
 from alignpro.models.cache import cache_dir
-from alignpro.models.generation import Sampling
+from alignpro.models.sampling import Sampling
 from alignpro.report.judge_local import HFChat
 from alignpro.report.judge_prompt import judge_messages, outcome, parse_scores
 from alignpro.run.errors import RunFault

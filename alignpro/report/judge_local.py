@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from alignpro.config.schema import SCORE_LINE_MAX_TOKENS
-from alignpro.models.generation import Sampling, eos_ids, generate_chat
+from alignpro.models.chat import eos_ids
+from alignpro.models.generation import generate_chat
+from alignpro.models.sampling import Sampling
 
 log = logging.getLogger("alignpro.report.judge")
 

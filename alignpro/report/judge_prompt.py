@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from alignpro.models.generation import chat
+from alignpro.models.chat import chat
 
 # Verbatim from the paper (Appendix C.2; docs/paper.md §5.2): do not edit, reflow or "fix" it.
 JUDGE_SYSTEM_PROMPT = (

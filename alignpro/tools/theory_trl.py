@@ -103,7 +103,7 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
     from alignpro.config.schema import TrainerConfig
     from alignpro.methods.alignpro import AlignProReward
     from alignpro.methods.rl import build_trainer, trainer_args
-    from alignpro.models.generation import Sampling
+    from alignpro.models.sampling import Sampling
 
     model_dir, w, states, token_state = token_world(seed=world_seed, r_max=r_max)
     prompts, responses = states[: w.n_x], [f"y{i}" for i in range(w.r.shape[1])]

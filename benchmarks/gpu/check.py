@@ -254,7 +254,8 @@ def part_gen(scale: Scale, spec: dict, bandwidth: float, progress: Callable[[dic
     import torch
     from transformers import AutoModelForCausalLM
 
-    from alignpro.models.generation import Sampling, decode
+    from alignpro.models.decode import decode
+    from alignpro.models.sampling import Sampling
 
     device, model_id = scale.device, spec["model_id"]
     dtype = getattr(torch, scale.dtype)

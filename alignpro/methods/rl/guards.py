@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from alignpro.methods.rl import trl_internals
-from alignpro.models.generation import fit_prompts, prompt_budget
+from alignpro.models.sampling import fit_prompts, prompt_budget
 from alignpro.run.directory import RunDir
 from alignpro.run.numerics import shown, stop
 

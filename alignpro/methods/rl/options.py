@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from alignpro.config.schema import PAPER_BUDGET, TrainerConfig, lora_options
+from alignpro.config.rules import lora_options
+from alignpro.config.schema import PAPER_BUDGET, TrainerConfig
 from alignpro.models.assets import resolve_dtype
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from peft import LoraConfig
     from trl import GRPOConfig, RLOOConfig
 
-    from alignpro.models.generation import Sampling
+    from alignpro.models.sampling import Sampling
 
 
 LORA_KEYS = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}
@@ -30,8 +31,8 @@ def lora_config(lora: Any) -> LoraConfig | None:
     """A model config's ``lora`` value → ``peft.LoraConfig`` for a causal LM, or ``None`` for full fine-tuning.
 
     ``lora`` is ``None``/``false`` (full fine-tuning) or a mapping with ``r``, ``alpha`` (default 2r), ``dropout``,
-    ``target_modules`` (defaults in :data:`alignpro.config.schema.LORA_DEFAULTS`, checked by
-    :func:`alignpro.config.schema.lora_options`); any other key is passed to ``LoraConfig`` verbatim (e.g.
+    ``target_modules`` (defaults in :data:`alignpro.config.rules.LORA_DEFAULTS`, checked by
+    :func:`alignpro.config.rules.lora_options`); any other key is passed to ``LoraConfig`` verbatim (e.g.
     ``use_rslora``, ``modules_to_save``). How TRL uses it: :mod:`alignpro.methods.rl`."""
     opts = lora_options(lora)
     if opts is None:
@@ -65,7 +66,7 @@ def check_trainer_extra(cfg: TrainerConfig) -> None:
 
     from trl import GRPOConfig, RLOOConfig
 
-    from alignpro.config.schema import ConfigError
+    from alignpro.config.rules import ConfigError
 
     cls = GRPOConfig if cfg.name == "grpo" else RLOOConfig
     fields = {f.name for f in dataclasses.fields(cls)}

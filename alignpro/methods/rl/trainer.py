@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-    from alignpro.models.generation import Sampling
+    from alignpro.models.sampling import Sampling
     from alignpro.run.tracking import Tracker
 
 log = logging.getLogger("alignpro")

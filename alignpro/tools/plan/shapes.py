@@ -137,7 +137,7 @@ def _shape(source: str, model_id: str | None, role: str, kind: str, lora_json: s
 def model_shape(node: Any, role: str, train: bool = False) -> Shape:
     """Shape of the ``prompter``, ``frozen`` or ``reward`` config node; ``train``: as the trained policy (its
     ``lora`` applied through peft, or every parameter trainable for full fine-tuning)."""
-    from alignpro.config.schema import lora_options
+    from alignpro.config.rules import lora_options
 
     if role == "reward":
         kind = "classifier" if node.kind == "hf_classifier" else "encoder"
