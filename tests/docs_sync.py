@@ -64,20 +64,6 @@ def md_labels(md: str) -> list[str]:
     return [row.split(" | ")[0].removeprefix("| ") for row in rows]
 
 
-def run_config(run_dir: str | Path) -> dict:
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def label(arm: str, shown: str, config: dict) -> str:
-    """comparison.md's label, except that the base prompter is ρ_sft, not the loaded ρ_ref, when SFT ran first."""
-    if arm == "base_prompter" and (config.get("sft") or {}).get("enabled"):
-        return shown.replace("ρ_ref", "ρ_sft")
-    return shown
-
-
 def run_git(comparison: dict) -> dict:
     """The commit the runs recorded (run_info.json): the code that produced the numbers, not today's checkout."""
     for by_seed in comparison.get("runs", {}).values():
@@ -96,11 +82,9 @@ def demo_result(sweep: str | Path, machine_line: str | None = None) -> dict:
     labels = md_labels((sweep / "comparison.md").read_text(encoding="utf-8"))
     if len(labels) != len(comparison["arms"]):
         raise ValueError(f"{sweep}/comparison.md shows {len(labels)} arms, comparison.json {len(comparison['arms'])}")
-    runs = comparison.get("runs", {})
     arms = {}
     for (arm, a), shown in zip(comparison["arms"].items(), labels, strict=True):
-        config = run_config(next(iter(runs.get(arm, {}).values()), ""))
-        arms[arm] = {"label": label(arm, shown, config), "mean": a["mean"], "ci_low": a["ci_low"],
+        arms[arm] = {"label": shown, "mean": a["mean"], "ci_low": a["ci_low"],
                      "ci_high": a["ci_high"], "n": a["n"], "seeds": a["seeds"]}
     pair = comparison["pairs"].get(PAIR)
     if pair is None:

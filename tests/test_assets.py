@@ -13,6 +13,7 @@ import pytest
 
 from alignpro.config import sources
 from alignpro.models import assets, cache
+from alignpro.run.errors import BadInput
 from tests.conftest import ROOT
 
 
@@ -70,7 +71,7 @@ def test_hub_access_leaves_other_errors_alone():
 def test_an_unusable_cache_dir_is_bad_input(tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("")
     monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path / "afile" / "cache"))
-    with pytest.raises(assets.BadInput, match=r"cache dir .*/afile/cache cannot be created \(Not a directory\); "
+    with pytest.raises(BadInput, match=r"cache dir .*/afile/cache cannot be created \(Not a directory\); "
                                               "set ALIGNPRO_CACHE to a writable folder"):
         cache.cache_dir()
 

@@ -164,8 +164,8 @@ def test_the_path_check_catches_a_moved_module():
 
 
 def test_docs_sync_renders_a_sweep_written_by_compare(tmp_path):
-    """docs_sync reads what alignpro/report/compare.py writes (its own markdown, not a hand-made copy), names the base
-    prompter ρ_sft when SFT ran, and keeps the commit the runs recorded."""
+    """docs_sync reads what alignpro/report/compare.py writes (its own markdown, not a hand-made copy), with the arms'
+    labels as the comparison shows them, and keeps the commit the runs recorded."""
     import yaml
 
     from alignpro.report.compare import markdown, sentence
@@ -188,7 +188,7 @@ def test_docs_sync_renders_a_sweep_written_by_compare(tmp_path):
 
     result = docs_sync.demo_result(tmp_path, "2 cores, 24 GiB, no GPU")
     assert result["git"]["sha"] == "a" * 40 and result["command"] == "make demo"
-    assert "ρ_sft" in result["arms"]["base_prompter"]["label"]
+    assert result["arms"]["base_prompter"]["label"] == "base prompter (before RL)"  # conf/method/base_prompter.yaml
     block = docs_sync.demo_block(result)
     assert "| **Align-Pro − no fine-tuning**, paired | **+5.00** | [+4.00, +6.00] | 72 pairs |" in block
     assert result["sentence"] in block
