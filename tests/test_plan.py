@@ -124,12 +124,11 @@ def test_the_paper_grid_lists_every_point_and_runs_each_distinct_job_once(grid):
     assert len(sweep_dir) == 1 and sweep_dir.pop().startswith("outputs/paper/")  # one ${now:...} for the sweep
     assert {j.group for j in jobs} == {f"sweep-{jobs[0].run_dir.split('/')[-2]}"}
     by_num = {j.job: j for j in running}
-    if hasattr(__import__("alignpro.config.preflight").sweep, "grid_points"):
-        assert len(running) == 36  # no_finetune and rlhf run once for both prompters
-        for j in jobs:
-            if not j.runs:
-                assert j.run_dir == by_num[j.job].run_dir and any(m in j.overrides for m in
-                                                                  ("method=no_finetune", "method=rlhf"))
+    assert len(running) == 36  # no_finetune and rlhf run once for both prompters
+    for j in jobs:
+        if not j.runs:
+            assert j.run_dir == by_num[j.job].run_dir and any(m in j.overrides for m in
+                                                              ("method=no_finetune", "method=rlhf"))
     assert [j.job for j in running] == list(range(len(running)))
     assert all(j.run_dir.endswith(f"/{j.job}") for j in jobs)
     for j in running:
