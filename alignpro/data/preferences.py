@@ -11,7 +11,7 @@ Data flow of :func:`load_splits` (``dataset`` config group, conf/dataset/*.yaml)
 
 1. check the options (``ties``, ``system``, length filters, ...) — a bad value is a :class:`DataError` before any
    data is read;
-2. read rows (:mod:`alignpro.data.sources`): ``source: embedded`` reads a JSONL shipped in ``alignpro/data``
+2. read rows (:mod:`alignpro.data.readers`): ``source: embedded`` reads a JSONL shipped in ``alignpro/data``
    (``dataset.asset``); ``source: file`` reads the user's own JSONL or CSV at ``dataset.path`` (fields named by
    ``prompt_field``, ``chosen_field``, ``rejected_field``, ``id_field``);
    ``source: hub`` calls ``datasets.load_dataset`` on ``dataset.path`` (a local copy laid out like the hub repo:
@@ -40,7 +40,7 @@ from typing import Any
 from alignpro.config.schema import DatasetConfig
 from alignpro.data import EMBEDDED_PREFS, DataError
 from alignpro.data.adapters import ADAPTERS, Record, option
-from alignpro.data.sources import FILE_SUFFIXES, check_fields, check_rows, read_embedded, read_hub, read_table
+from alignpro.data.readers import FILE_SUFFIXES, check_fields, check_rows, read_embedded, read_hub, read_table
 
 TIES = ("unpair", "keep", "drop")
 SYSTEM = ("prepend", "drop")
