@@ -12,9 +12,38 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.pop("WANDB_API_KEY", None)  # tests never talk to the W&B service
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One thread per test process, set before torch loads: `make test` runs two pytest workers (pytest-xdist) on the
+# two cores, and the commands the tests start inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+
+
+def unavailable(reason: str) -> None:
+    """A package or asset a test needs is missing: a skip on a developer's machine, a failure in CI (``CI=true``),
+    so CI cannot be green without it."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: a missing package or asset fails)", pytrace=False)
+    pytest.skip(reason)
+
+
+def shared_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(path)`` run once per test session, even across pytest-xdist workers (the first to ask builds, under a
+    file lock; the others wait and reuse), for work several test modules read but none changes."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base temp dirs share this parent
+    path, done = root / "shared" / name, root / "shared" / f"{name}.done"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not done.exists():
+            build(path)
+            done.touch()
+    return path
 
 
 def compose_raw(*overrides: str):
@@ -83,13 +112,31 @@ def smollm2_server(tmp_path_factory):
 
     missing = missing_serve_packages()
     if missing:
-        pytest.skip(f"transformers serve needs {', '.join(missing)}: pip install -e '.[dev]' (transformers[serving])")
+        unavailable(f"transformers serve needs {', '.join(missing)}: pip install -e '.[dev]' (transformers[serving])")
     try:
         model_dir = export_smollm2()
     except AssetError as err:
-        pytest.skip(f"SmolLM2 asset unavailable: {err}")
+        unavailable(f"SmolLM2 asset unavailable: {err}")
     with transformers_serve(model_dir, tmp_path_factory.mktemp("transformers-serve")) as server:
         yield server
+
+
+ARMS = ["no_finetune", "base_prompter", "alignpro", "rlhf"]
+
+
+@pytest.fixture(scope="session")
+def arms_sweep(tmp_path_factory):
+    """A real multirun of the four arms on tiny models, two seeds: the paper's comparison in miniature. Built once per
+    session and read (never changed) by the report and the fault tests."""
+    from tests import cli
+
+    def build(sweep: Path) -> None:
+        proc = cli.run("alignpro.train", "--multirun", "experiment=smoke", "logger=none", "trainer.max_steps=1",
+                       "eval.n_prompts=6", "eval.answer_shift=false", f"method={','.join(ARMS)}", "seed=0,1",
+                       f"hydra.sweep.dir={sweep}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return shared_once(tmp_path_factory, "arms_sweep", build)
 
 
 class RecordingReward:

@@ -26,6 +26,7 @@ def served(server, **kw) -> ChatClient:
     return ChatClient(server.base_url, kw.pop("model", server.model), **kw)
 
 
+@pytest.mark.integration
 def test_real_server_answers_every_prompt_in_order_under_concurrency(smollm2_server):
     client = served(smollm2_server, max_concurrency=3)
     capitals = {"France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Germany": "Berlin"}
@@ -39,6 +40,7 @@ def test_real_server_answers_every_prompt_in_order_under_concurrency(smollm2_ser
     assert time.perf_counter() - t0 < 60
 
 
+@pytest.mark.integration
 def test_real_server_samples_with_top_k_through_generation_config(smollm2_server):
     client = served(smollm2_server, max_concurrency=2)
     # transformers serve decodes greedily unless told do_sample: distinct samples prove the sampling fields arrive
@@ -46,6 +48,7 @@ def test_real_server_samples_with_top_k_through_generation_config(smollm2_server
     assert len(out) == 3 and len(set(out)) > 1
 
 
+@pytest.mark.integration
 def test_wrong_model_fails_fast_with_a_clear_error(smollm2_server):
     client = served(smollm2_server, model="no-such-model", max_retries=3)
     with pytest.raises(ChatAPIError, match=r"127\.0\.0\.1.*model=no-such-model.*failed after 1 attempt: HTTP 400"):
@@ -53,6 +56,7 @@ def test_wrong_model_fails_fast_with_a_clear_error(smollm2_server):
     assert (client.stats.requests, client.stats.retries, client.stats.failures, client.stats.gave_up) == (1, 0, 1, 1)
 
 
+@pytest.mark.integration
 def test_bare_top_k_is_rejected_by_transformers_serve_with_a_hint(smollm2_server):
     client = served(smollm2_server, extra_sampling="top_k", max_retries=2)
     with pytest.raises(ChatAPIError, match="HTTP 422.*extra_sampling=generation_config"):
@@ -60,6 +64,7 @@ def test_bare_top_k_is_rejected_by_transformers_serve_with_a_hint(smollm2_server
     assert client.stats.requests == 1  # a 4xx is not retried
 
 
+@pytest.mark.integration
 def test_timeouts_are_retried_counted_then_raised(smollm2_server, caplog):
     client = served(smollm2_server, timeout_s=0.02, max_retries=2)
     with caplog.at_level(logging.WARNING, logger="alignpro.models.api"), pytest.raises(ChatAPIError, match="timed out"):

@@ -1,4 +1,5 @@
-"""Every bad input a user can type, through the real commands in subprocesses: one line, the right exit code.
+"""Every bad input a user can type, through the real commands in their own processes (tests/cli.py): one line, the
+right exit code.
 
 Each :class:`Case` runs ``python -m <command> <args>`` and asserts: the exit code (2: bad input, 1: a fault), stderr
 is exactly one line starting with ``alignpro:`` (the sweep preflight adds one indented line per bad job), no
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import cli
 from tests.server import ScriptedServer, chat_completion, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,7 +265,9 @@ def run_case(case: Case, tmp: Path, servers: Servers) -> tuple[subprocess.Comple
     case_env = {k: v.format(nosbatch=nosbatch) for k, v in case.env.items()}
     env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **case_env)  # this checkout's code, whatever the cwd
     env.pop("ALIGNPRO_UNSET_KEY", None)
-    return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=120), inputs
+    if case.hide:  # the missing package must be missing at start-up: a cold process
+        return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=120), inputs
+    return cli.run(cmd, *args, cwd=tmp, env=env, timeout=120), inputs
 
 
 def shown(message: str, tmp: Path) -> str:

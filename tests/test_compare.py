@@ -2,8 +2,6 @@
 comparison written from real runs of a real multirun with the Hydra callback."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -11,7 +9,7 @@ from alignpro.report.compare import compare, comparison, paired, sentence
 from alignpro.report.runs import load_runs
 from alignpro.report.statistics import paired_difference
 from alignpro.run.errors import BadInput
-from tests.conftest import ROOT
+from tests import cli
 
 
 def test_paired_difference_on_a_hand_computed_case():
@@ -76,10 +74,9 @@ def test_comparison_pools_per_arm_and_pairs_every_pair():
 def demo_sweep(tmp_path_factory):
     """`experiment=demo` itself (its sweep of the arms, its Hydra callback), on tiny models: a real multirun."""
     sweep = tmp_path_factory.mktemp("demo") / "sweep"
-    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=demo", "prompter=tiny", "frozen=tiny",
-           "reward=tiny", "trainer.max_steps=2", "eval.n_prompts=6", "sft.n_examples=8", "prompter.lora={r: 4}",
-           "eval.bootstrap_resamples=200", "logger.mode=offline", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    proc = cli.run("alignpro.train", "--multirun", "experiment=demo", "prompter=tiny", "frozen=tiny", "reward=tiny",
+                   "trainer.max_steps=2", "eval.n_prompts=6", "sft.n_examples=8", "prompter.lora={r: 4}",
+                   "eval.bootstrap_resamples=200", "logger.mode=offline", f"hydra.sweep.dir={sweep}", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep, proc.stdout
 
@@ -98,7 +95,19 @@ def test_demo_sweep_ends_with_the_table_the_sentence_and_comparison_json(demo_sw
     assert pair["diff_mean"] == pytest.approx(sum(diffs) / len(diffs))
     assert res["sentence"] in stdout and "| paired difference |" in stdout
     assert (sweep / "comparison.png").stat().st_size > 10_000 and (sweep / "comparison.md").exists()
-    assert res["arms"]["base_prompter"]["menu_rate"] >= 0  # the rate of usable rewrites is recorded
+    # the share of usable rewrites (x + an instruction of the run's menu) of each prompter arm, counted here
+    from alignpro.run.directory import RunDir
+
+    def norm(text: str) -> str:
+        return " ".join(text.split()).lower()
+
+    for arm in ("base_prompter", "alignpro"):
+        run = RunDir(res["runs"][arm]["0"])
+        menu = {norm(i) for i in run.read_config()["sft"]["instructions"]}
+        usable = [norm(s.x_prime).startswith(norm(s.x)) and norm(s.x_prime)[len(norm(s.x)):].strip() in menu
+                  for s in run.read_eval_samples()]
+        assert len(usable) == 6 and res["arms"][arm]["menu_rate"] == pytest.approx(sum(usable) / 6), arm
+    assert "menu_rate" not in res["arms"]["no_finetune"]  # no prompter, no rewrites to count
 
 
 def test_demo_comparison_reaches_wandb(demo_sweep):
@@ -113,14 +122,19 @@ def test_demo_comparison_reaches_wandb(demo_sweep):
 
 
 def test_compare_cli_rewrites_the_same_numbers(demo_sweep, tmp_path):
+    """`python -m alignpro.report.compare <sweep> --out <dir>` on a finished sweep: the callback's numbers again, the
+    table on stdout; a dir without runs is one line, exit 2."""
     sweep, _ = demo_sweep
-    res = compare(sweep, tmp_path, wandb_log=False)
     before = json.loads((sweep / "comparison.json").read_text())
-    assert res["pairs"] == before["pairs"]
-    proc = subprocess.run([sys.executable, "-m", "alignpro.report.compare", str(tmp_path / "nothing")],
-                          capture_output=True,
-                          text=True, cwd=ROOT)
-    assert proc.returncode != 0 and proc.stderr.strip().startswith("alignpro: ")
+    proc = cli.run("alignpro.report.compare", sweep, "--out", tmp_path / "again", "--no-wandb", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((tmp_path / "again" / "comparison.json").read_text())
+    assert again["pairs"] == before["pairs"] and again["arms"] == before["arms"] and again["runs"] == before["runs"]
+    assert before["sentence"] in proc.stdout and "| paired difference |" in proc.stdout
+    assert (tmp_path / "again" / "comparison.png").stat().st_size > 10_000
+    assert compare(sweep, tmp_path / "in-process", wandb_log=False)["pairs"] == before["pairs"]
+    proc = cli.run("alignpro.report.compare", tmp_path / "nothing", timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("alignpro: ") and proc.stderr.count("\n") == 1, proc.stderr
 
 
 def test_two_runs_of_one_arm_and_seed_are_refused(demo_sweep, tmp_path):

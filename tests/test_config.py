@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from alignpro.config.validate import ConfigError, validate
+from tests import cli
 from tests.conftest import CONF, ROOT, compose, compose_raw
 
 GROUPS = {g: sorted(str(p.relative_to(CONF / g).with_suffix("")) for p in (CONF / g).rglob("*.yaml"))
@@ -96,8 +97,7 @@ def test_meta_prompt_default_is_the_papers_verbatim_and_none_is_bare_x():
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g, opts in GROUPS.items() for o in opts])
 def test_every_option_composes_through_the_cli_cfg_job(override):
-    out = subprocess.run([sys.executable, "-m", "alignpro.train", override, "--cfg", "job"], capture_output=True,
-                         text=True, cwd=ROOT, timeout=120, check=True).stdout
+    out = cli.run("alignpro.train", override, "--cfg", "job", timeout=120, check=True).stdout
     cfg = yaml.safe_load(out)
     assert "hydra" not in cfg
     assert_applied(cfg, override)
@@ -127,9 +127,8 @@ def test_every_config_file_documents_itself():
 
 
 def test_cli_cfg_job_prints_the_composed_config():
-    out = subprocess.run([sys.executable, "-m", "alignpro.train", "prompter=qwen25_1_5b", "frozen=llama31_8b",
-                          "dataset=helpsteer", "lam=0.1", "--cfg", "job"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120, check=True).stdout
+    out = cli.run("alignpro.train", "prompter=qwen25_1_5b", "frozen=llama31_8b", "dataset=helpsteer", "lam=0.1",
+                  "--cfg", "job", timeout=120, check=True).stdout
     cfg = yaml.safe_load(out)
     assert cfg["lam"] == 0.1
     assert cfg["prompter"]["model_id"] == "Qwen/Qwen2.5-1.5B-Instruct"
@@ -179,8 +178,7 @@ def test_missing_offline_asset_names_the_package(monkeypatch):
 
 
 def test_bad_value_fails_fast_from_the_cli_before_anything_loads(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "alignpro.train", "experiment=smoke", "lam=-0.5",
-                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = cli.run("alignpro.train", "experiment=smoke", "lam=-0.5", f"hydra.run.dir={tmp_path}", timeout=120)
     assert proc.returncode != 0
     assert "alignpro: lam=-0.5 is invalid" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -188,8 +186,7 @@ def test_bad_value_fails_fast_from_the_cli_before_anything_loads(tmp_path):
 
 
 def test_unknown_group_option_lists_the_valid_ones():
-    proc = subprocess.run([sys.executable, "-m", "alignpro.train", "prompter=gpt5"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    proc = cli.run("alignpro.train", "prompter=gpt5", timeout=120)
     assert proc.returncode != 0
     assert "Could not find 'prompter/gpt5'" in proc.stderr
     assert all(o in proc.stderr for o in GROUPS["prompter"])

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from alignpro.run.errors import ArgumentParser, BadInput, JobFailed, NonFiniteError, RunFault, describe, run_cli
+from tests import cli
 from tests.conftest import ROOT
 
 
@@ -73,22 +74,21 @@ def test_run_cli_leaves_the_environment_as_it_found_it(monkeypatch):
 
 
 def test_a_real_command_hides_its_traceback_unless_asked():
-    cmd = [sys.executable, "-m", "alignpro.data", "--n", "-1"]
+    cmd = ["alignpro.data", "--n", "-1"]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    plain = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
-    debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    plain = cli.run(*cmd, env=env, timeout=120)
+    debug = cli.run(*cmd, "--debug", env=env, timeout=120)
     assert plain.returncode == 2 and plain.stderr == "alignpro: --n -1 is invalid: it must be ≥ 0\n"
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
 
 
 # -- a library's exception is sorted by its family and origin (alignpro/run/errors.py's docstring) ----------------
 
-def cli(*args: str, cwd) -> subprocess.CompletedProcess:
+def train(*args: str, cwd) -> subprocess.CompletedProcess:
     """``python -m alignpro.train <args>`` as a user runs it (offline, no HYDRA_FULL_ERROR, no W&B)."""
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "WANDB_SERVICE")}
     env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "alignpro.train", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=180)
+    return cli.run("alignpro.train", *args, cwd=cwd, env=env, timeout=180)
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:
@@ -99,19 +99,19 @@ def one_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def test_hydra_usage_error_before_our_code_is_bad_input(tmp_path):
-    line = one_line(cli("--multirun", "--cfg", "job", cwd=tmp_path))
+    line = one_line(train("--multirun", "--cfg", "job", cwd=tmp_path))
     assert line == ("alignpro: Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified "
                     "(see --help)")
 
 
 def test_run_dir_hydra_cannot_create_is_bad_input(tmp_path):
-    line = one_line(cli("experiment=smoke", "logger.backend=none", "hydra.run.dir=/proc/alignpro_x", cwd=tmp_path))
+    line = one_line(train("experiment=smoke", "logger.backend=none", "hydra.run.dir=/proc/alignpro_x", cwd=tmp_path))
     assert line == ("alignpro: cannot write /proc/alignpro_x: No such file or directory; choose a writable place "
                     "(hydra.run.dir=..., --out ...)")
 
 
 def test_hub_model_not_cached_offline_names_the_model_its_role_and_the_fixes(tmp_path):
-    line = one_line(cli("experiment=smoke", "logger.backend=none", "reward=rm_gemma_2b",
+    line = one_line(train("experiment=smoke", "logger.backend=none", "reward=rm_gemma_2b",
                         f"hydra.run.dir={tmp_path}/run", cwd=tmp_path))
     for part in ("reward.model_id='weqweasdas/RM-Gemma-2B'", "HF_HUB_OFFLINE=1", "hf download weqweasdas/RM-Gemma-2B",
                  "HF_HOME", "reward=bt_minilm"):

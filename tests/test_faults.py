@@ -17,7 +17,8 @@ import time
 import pytest
 
 from alignpro.run.directory import RunDir, read_jsonl
-from tests.conftest import ROOT
+from tests import cli
+from tests.conftest import ROOT, unavailable
 from tests.server import ScriptedServer, chat_completion, free_port
 
 TRACEBACK_MARKS = ("Traceback (most recent call last)", "During handling of the above exception",
@@ -58,13 +59,14 @@ def smollm2_dir():
 
     missing = missing_serve_packages()
     if missing:
-        pytest.skip(f"transformers serve needs {', '.join(missing)}: pip install -e '.[dev]' (transformers[serving])")
+        unavailable(f"transformers serve needs {', '.join(missing)}: pip install -e '.[dev]' (transformers[serving])")
     try:
         return export_smollm2()
     except AssetError as err:
-        pytest.skip(f"SmolLM2 asset unavailable: {err}")
+        unavailable(f"SmolLM2 asset unavailable: {err}")
 
 
+@pytest.mark.integration
 def test_a_frozen_api_server_killed_mid_training_fails_the_run_in_one_line_and_the_same_command_resumes(
         smollm2_dir, tmp_path):
     from tests.server import transformers_serve
@@ -118,7 +120,7 @@ def test_a_frozen_api_server_killed_mid_training_fails_the_run_in_one_line_and_t
 
     # The server back at the same URL, the same command: resumed from the checkpoint (resume=auto), finished.
     with transformers_serve(smollm2_dir, tmp_path / "serve-2", port=port):
-        again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=fresh_env())
+        again = cli.run(*cmd[2:], timeout=300, env=fresh_env())
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"step {step} of {STEPS}" in again.stdout and "resuming from" in again.stdout
     assert logged_steps(files) == list(range(1, STEPS + 1))  # each step once
@@ -187,14 +189,20 @@ def numbers(spans: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def two_arm_sweep(tmp_path_factory):
-    """A real multirun of Align-Pro and no fine-tuning on tiny models: what a Table 1 cell judges."""
+def two_arm_sweep(arms_sweep, tmp_path_factory):
+    """What a Table 1 cell judges: Align-Pro and no fine-tuning, seed 0, of the session's real multirun of the arms
+    on tiny models (tests/conftest.py), copied into a sweep of their own."""
+    import shutil
+
+    from alignpro.run.directory import RunDir
+
     sweep = tmp_path_factory.mktemp("faults") / "sweep"
-    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=smoke", "logger=none",
-           "trainer.max_steps=1", f"eval.n_prompts={N_PAIRS}", "eval.answer_shift=false",
-           "eval.bootstrap_resamples=50", "method=alignpro,no_finetune", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, env=fresh_env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in sorted(p for p in arms_sweep.iterdir() if p.is_dir() and p.name.isdigit()):
+        config = RunDir(job).read_config()
+        if config["method"]["name"] in ("alignpro", "no_finetune") and config["seed"] == 0:
+            shutil.copytree(job, sweep / job.name)
+    assert len(list(sweep.iterdir())) == 2
+    assert all(len(RunDir(d).read_eval_samples()) == N_PAIRS for d in sweep.iterdir())
     return sweep
 
 
@@ -204,14 +212,14 @@ def test_a_judge_server_that_dies_mid_report_leaves_a_report_of_the_judged_pairs
 
     port, out = free_port(), tmp_path / "report"
     base_url = f"http://127.0.0.1:{port}/v1"  # one port for both servers: the same command, the same URL
-    cmd = [sys.executable, "-m", "alignpro.report", str(two_arm_sweep), "--out", str(out), "--no-wandb",
+    cmd = ["alignpro.report", str(two_arm_sweep), "--out", str(out), "--no-wandb",
            "--judge", "openai_api", "--judge-set", f"base_url={base_url}", "model=scripted-judge", "api_key_env=null",
            "max_concurrency=2", "max_retries=1", "backoff_s=0.01", "timeout_s=10", f"n_prompts={N_PAIRS}"]
     env = fresh_env(ALIGNPRO_CACHE=str(tmp_path / "cache"))  # this test's own judge cache (the report loads no model)
     dying = DyingJudge(ANSWERED)
     with ScriptedServer(dying, port=port) as srv:
         dying.server = srv
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+        proc = cli.run(*cmd, timeout=120, env=env)
     assert proc.returncode == 1, proc.stderr[-3000:]
     # It died with verdicts still to give.
     assert len(dying.given) == ANSWERED and sum(map(judging, srv.bodies)) > ANSWERED
@@ -247,7 +255,7 @@ def test_a_judge_server_that_dies_mid_report_leaves_a_report_of_the_judged_pairs
 
     # The server back, the same command: only the missing verdicts are asked for, and the table completes.
     with ScriptedServer(verdict, port=port) as back:
-        again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+        again = cli.run(*cmd, timeout=120, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     (row,) = json.loads((out / "report.json").read_text())["rows"]
     verdicts = [json.loads(line) for line in open(row["judge"]["verdicts"])]

@@ -61,6 +61,7 @@ def api_frozen_cfg(*overrides: str):
     return compose("frozen=openai_api", *overrides).frozen
 
 
+@pytest.mark.integration
 def test_api_frozen_answers_through_a_real_transformers_server(smollm2_server):
     from alignpro.models.frozen import APIResponder
 

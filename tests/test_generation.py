@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from alignpro.models.chat import chat_inputs
-from alignpro.models.generation import generate_chat
+from alignpro.models.generation import GenerationEngine, generate_chat
 from alignpro.models.sampling import Sampling
 
 
@@ -29,13 +29,26 @@ def test_chat_inputs_left_pads(tiny_lm):
     assert enc["attention_mask"][0, 0] == 0 and enc["attention_mask"][0, -1] == 1
 
 
-def test_sampling_is_seeded(tiny_lm):
-    model, tok = tiny_lm
+@pytest.mark.parametrize("engine", [GenerationEngine("hf"), GenerationEngine("compiled", compile=False)],
+                         ids=["hf", "compiled"])
+def test_sampling_is_seeded(lively_lm, engine):
+    """The same seed draws the same answers; another seed draws others, and none of it is greedy decoding (lively_lm:
+    tiny_lm's greedy answer is empty, and its near-uniform next-token distribution is no test of a sampler)."""
+    model, tok = lively_lm
     conv = [[{"role": "user", "content": "Tell me"}]] * 2
-    torch.manual_seed(0)
-    a = generate_chat(model, tok, conv, Sampling(6, 1.5, 0.6, 20))
-    torch.manual_seed(0)
-    assert generate_chat(model, tok, conv, Sampling(6, 1.5, 0.6, 20)) == a
+    paper = Sampling(6, 1.5, 0.6, 20)
+
+    def draw(seed: int, sampling: Sampling = paper) -> list[str]:
+        torch.manual_seed(seed)
+        return generate_chat(model, tok, conv, sampling, engine=engine)
+
+    a = draw(0)
+    assert draw(0) == a
+    assert len({tuple(a), tuple(draw(1)), tuple(draw(2))}) == 3  # other seeds, other samples
+    greedy = generate_chat(model, tok, conv, Sampling(6, temperature=0), engine=engine)
+    assert greedy[0] == greedy[1] and greedy[0].strip()  # greedy: one non-empty answer for the two equal rows
+    assert a[0] != a[1] and greedy[0] not in a  # sampled: the two equal rows differ, and neither is the greedy answer
+    assert draw(0, Sampling(6, 0.5, 0.6, 20)) != a  # the temperature is used: the same seed draws other tokens
 
 
 def test_tokenizer_without_chat_template_is_a_clear_error(tiny_lm):

@@ -238,6 +238,7 @@ def test_hf_backend_on_the_tiny_model_runs_end_to_end_and_counts_garbage_invalid
     assert again.backend.generated == 0  # the re-run generated nothing
 
 
+@pytest.mark.integration
 def test_judge_through_real_smollm2_server(smollm2_server, tmp_path):
     overrides = [f"judge.base_url={smollm2_server.base_url}", f"judge.model={smollm2_server.model}",
                  "judge.api_key_env=null", "judge.extra_sampling=generation_config", "judge.max_new_tokens=8",

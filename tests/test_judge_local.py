@@ -10,7 +10,7 @@ import pytest
 from alignpro.report.judge import build_judge
 from alignpro.report.judge_local import SCORE_LINE_CONSTRAINT, ScoreLineProcessor, ScoreLineVocab
 from alignpro.report.judge_prompt import judge_messages, outcome_pairs
-from tests.conftest import compose
+from tests.conftest import compose, unavailable
 
 # ---- constrained score line (judge.constrain_scores, backend hf) -----------------------------------------------------
 
@@ -25,7 +25,7 @@ def smollm2_dir():
     try:
         return export_smollm2()
     except AssetError as err:
-        pytest.skip(f"SmolLM2 asset unavailable: {err}")
+        unavailable(f"SmolLM2 asset unavailable: {err}")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,7 @@ def allowed_texts(vocab: ScoreLineVocab, prefix: str) -> set[str]:
     return {vocab.pieces[i] for i in vocab.allowed(prefix) if i in vocab.pieces}
 
 
+@pytest.mark.integration
 def test_score_line_vocab_allows_exactly_the_valid_continuations_on_smollm2(smollm2_vocab):
     vocab, tok = smollm2_vocab
     have = set(vocab.pieces.values())
@@ -96,6 +97,7 @@ def test_constrained_tiny_judge_always_parses_even_with_random_weights(tmp_path)
     assert all(SCORE_LINE.fullmatch(t) for t in texts), texts
 
 
+@pytest.mark.integration
 def test_constrained_smollm2_judge_gives_valid_verdicts_in_both_orders(smollm2_dir, tmp_path):
     from alignpro.report.statistics import win_tie_loss
 

@@ -250,6 +250,31 @@ def test_a_nan_loss_or_a_kl_trl_dropped_stops_at_the_logged_row(tmp_path):
     FiniteLogs(files).on_log(args, state, None, logs={"loss": 0.0, "kl": 0.0, "reward": -1.0})  # finite: passes
 
 
+def test_an_inf_grad_norm_under_fp16_is_a_skipped_step_not_a_stop(tmp_path):
+    """fp16's loss scaler (trainer.extra={fp16: true}) finds an inf/NaN gradient, skips the optimizer step and
+    lowers its scale, and transformers logs that step's non-finite gradient norm: the run goes on. The same row
+    without fp16, or a non-finite loss under fp16, still stops it."""
+    from transformers import TrainerState
+
+    from alignpro.methods.rl import FiniteLogs, trainer_args
+
+    def args(*overrides):
+        return trainer_args(compose("experiment=smoke", *overrides).trainer, beta=0.1, seed=0,
+                            output_dir=str(tmp_path / "o"), sampling=Sampling(4), device="cpu")
+
+    fp16, fp32 = args("+trainer.extra={fp16: true}"), args()
+    assert fp16.fp16 and not fp32.fp16
+    files = RunDir(tmp_path)
+    state = TrainerState(global_step=3, max_steps=5)
+    for norm in (math.inf, math.nan):
+        FiniteLogs(files).on_log(fp16, state, None, logs={"loss": 0.1, "grad_norm": norm, "kl": 0.0, "reward": 0.1})
+    assert not files.nonfinite.exists()  # nothing stopped, nothing saved
+    with pytest.raises(NonFiniteError, match="grad_norm=inf logged at training step 3"):
+        FiniteLogs(files).on_log(fp32, state, None, logs={"loss": 0.1, "grad_norm": math.inf, "kl": 0.0})
+    with pytest.raises(NonFiniteError, match="loss=inf logged at training step 3"):  # only the norm is exempt
+        FiniteLogs(files).on_log(fp16, state, None, logs={"loss": math.inf, "grad_norm": math.inf, "kl": 0.0})
+
+
 # ---- 2. an empty rewrite is answered, scored and counted --------------------------------------------------------
 def test_an_empty_rewrite_is_answered_scored_and_counted_in_the_step(tmp_path, lively_lm, tiny_reward):
     from alignpro.methods.alignpro import AlignProReward

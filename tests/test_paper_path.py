@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,8 @@ import pytest
 from alignpro.config import sources
 from alignpro.models import paper_models as pm
 from alignpro.models import paper_tokenizers as pt
-from tests.conftest import ROOT, compose
+from tests import cli
+from tests.conftest import compose
 
 pytestmark = pytest.mark.integration
 
@@ -185,9 +184,7 @@ def test_a_paper_cell_runs_through_the_cli(paper_data, tmp_path):
     cell, method = CLI_RUN
     run_dir = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "alignpro.train", *overrides(cell, method, paper_data),
-                           f"hydra.run.dir={run_dir}"], capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env=env)
+    proc = cli.run("alignpro.train", *overrides(cell, method, paper_data), f"hydra.run.dir={run_dir}", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (run_dir / "error.txt").exists()
     check_run(run_dir, cell, method)

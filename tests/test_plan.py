@@ -8,12 +8,12 @@ import json
 import math
 import re
 import subprocess
-import sys
 
 import pytest
 from omegaconf import OmegaConf
 
 from alignpro.tools import plan
+from tests import cli
 from tests.conftest import ROOT, compose_raw
 
 TABLE_DOC = ROOT / "docs" / "memory-plan.md"  # where the memory table is shown (README links it)
@@ -181,9 +181,7 @@ def test_the_docs_memory_table_is_the_commands_output(grid):
 
 
 def run_plan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alignpro.tools.plan", *args], capture_output=True, text=True,
-                          cwd=ROOT,
-                          timeout=300)
+    return cli.run("alignpro.tools.plan", *args, timeout=300)
 
 
 def test_the_command_lists_a_sweep_without_launching_it(tmp_path):

@@ -1,25 +1,22 @@
 """Reports from real run dirs: a real (tiny) λ-ablation multirun, then the report on it."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from alignpro.report.ablation import ablation_report
 from alignpro.report.runs import factors
 from alignpro.run.directory import flatten
-from tests.conftest import ROOT
+from tests import cli
+from tests.conftest import ARMS
 
 
 @pytest.fixture(scope="module")
 def lam_sweep(tmp_path_factory):
     sweep = tmp_path_factory.mktemp("ablation") / "lam"
-    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=ablation/lam", "prompter=tiny",
-           "frozen=tiny", "reward=tiny", "device=cpu", "logger=none", "trainer.max_steps=1",
-           "trainer.prompts_per_step=2", "eval.n_prompts=4", "eval.bootstrap_resamples=100",
-           f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = cli.run("alignpro.train", "--multirun", "experiment=ablation/lam", "prompter=tiny", "frozen=tiny",
+                   "reward=tiny", "device=cpu", "logger=none", "trainer.max_steps=1", "trainer.prompts_per_step=2",
+                   "eval.n_prompts=4", "eval.bootstrap_resamples=100", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep
 
@@ -71,15 +68,13 @@ def test_factors_collapse_keys_that_vary_together():
 
 
 def test_report_cli_errors_clearly(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "alignpro.report", str(tmp_path / "nope"), "--out", str(tmp_path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = cli.run("alignpro.report", tmp_path / "nope", "--out", tmp_path, timeout=120)
     assert proc.returncode != 0 and "is not a directory of runs" in proc.stderr
 
 
 def test_judging_an_ablation_is_refused_not_ignored(lam_sweep, tmp_path):
     """An ablation sweep has one arm, so there is nothing to judge: --judge says so instead of being dropped."""
-    proc = subprocess.run([sys.executable, "-m", "alignpro.report", str(lam_sweep), "--out", str(tmp_path),
-                           "--judge", "tiny"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = cli.run("alignpro.report", lam_sweep, "--out", tmp_path, "--judge", "tiny", timeout=300)
     assert proc.returncode != 0
     assert "--judge tiny judges Align-Pro against no fine-tuning" in proc.stderr and "is an ablation" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "report.md").exists()
@@ -94,11 +89,10 @@ def test_judging_an_ablation_is_refused_not_ignored(lam_sweep, tmp_path):
 def test_every_ablation_sweep_runs_and_reports(ablation, factor, levels, tmp_path):
     """Each ablation config is a real sweep (tiny models here): it runs, and its report finds its factor."""
     sweep = tmp_path / ablation
-    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", f"experiment=ablation/{ablation}", "prompter=tiny",
-           "frozen=tiny", "reward=tiny", "device=cpu", "logger=none", "trainer.max_steps=1",
-           "trainer.prompts_per_step=2", "eval.n_prompts=3", "eval.bootstrap_resamples=50",
-           "eval.answer_shift=false", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = cli.run("alignpro.train", "--multirun", f"experiment=ablation/{ablation}", "prompter=tiny", "frozen=tiny",
+                   "reward=tiny", "device=cpu", "logger=none", "trainer.max_steps=1", "trainer.prompts_per_step=2",
+                   "eval.n_prompts=3", "eval.bootstrap_resamples=50", "eval.answer_shift=false",
+                   f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = ablation_report(sweep, tmp_path / "report")
     assert res["by"] == [factor] and res["missing"] == []
@@ -107,20 +101,7 @@ def test_every_ablation_sweep_runs_and_reports(ablation, factor, levels, tmp_pat
     assert (tmp_path / "report" / "reward_vs_factor.png").exists()
 
 
-# ---- the paper's comparison: Table 1 and Figures 2–3 --------------------------------------------------------------
-ARMS = ["no_finetune", "base_prompter", "alignpro", "rlhf"]
-
-
-@pytest.fixture(scope="module")
-def arms_sweep(tmp_path_factory):
-    """A real multirun of the four arms on tiny models, two seeds: the paper's comparison in miniature."""
-    sweep = tmp_path_factory.mktemp("arms") / "sweep"
-    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=smoke", "logger=none",
-           "trainer.max_steps=1", "eval.n_prompts=6", "eval.answer_shift=false", f"method={','.join(ARMS)}",
-           "seed=0,1", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return sweep
+# ---- the paper's comparison: Table 1 and Figures 2–3 (the arms sweep: tests/conftest.py) ----------------------------
 
 
 def test_paper_values_reproduce_the_papers_headline(tmp_path):
@@ -142,8 +123,7 @@ def test_paper_values_reproduce_the_papers_headline(tmp_path):
 
 
 def test_paper_mode_renders_the_papers_tables_and_figures(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "alignpro.report", "--paper", "--out", str(tmp_path), "--no-wandb"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = cli.run("alignpro.report", "--paper", "--out", tmp_path, "--no-wandb", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     md = (tmp_path / "report.md").read_text()
     assert "| helpsteer: P2-F1 | 67 | 10 | 23 |" in md  # Table 1's best cell, verbatim
@@ -198,10 +178,9 @@ def test_a_failed_job_leaves_the_others_and_the_report_names_it(tmp_path):
     from alignpro.report.comparison import comparison_report
 
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=smoke", "logger=none",
-           "eval.n_prompts=3", "eval.answer_shift=false", "method=alignpro,no_finetune",
-           "+trainer.extra.no_such_trl_option=1", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = cli.run("alignpro.train", "--multirun", "experiment=smoke", "logger=none", "eval.n_prompts=3",
+                   "eval.answer_shift=false", "method=alignpro,no_finetune", "+trainer.extra.no_such_trl_option=1",
+                   f"hydra.sweep.dir={sweep}")
     assert proc.returncode != 0
     assert (sweep / "1" / "metrics.json").exists()  # no_finetune ran after alignpro failed
     assert "no_such_trl_option" in (sweep / "0" / "error.txt").read_text()
@@ -230,16 +209,13 @@ def test_comparison_report_logs_tables_and_figures_to_offline_wandb(arms_sweep, 
 
 
 def test_report_cli_picks_the_comparison_for_a_sweep_over_arms(arms_sweep, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path),
-                           "--no-wandb"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = cli.run("alignpro.report", arms_sweep, "--out", tmp_path, "--no-wandb", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "## Table 1" in proc.stdout and (tmp_path / "figure3_variance.pdf").exists()
-    bad = subprocess.run([sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path),
-                          "--judge", "nope", "--no-wandb"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    bad = cli.run("alignpro.report", arms_sweep, "--out", tmp_path, "--judge", "nope", "--no-wandb", timeout=300)
     assert bad.returncode != 0 and "--judge nope is unknown; valid:" in bad.stderr
-    bad_value = subprocess.run([sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path),
-                                "--judge", "tiny", "--judge-set", "max_attempts=0", "--no-wandb"],
-                               capture_output=True, text=True, cwd=ROOT, timeout=300)
+    bad_value = cli.run("alignpro.report", arms_sweep, "--out", tmp_path, "--judge", "tiny", "--judge-set",
+                        "max_attempts=0", "--no-wandb", timeout=300)
     assert bad_value.returncode != 0 and "judge.max_attempts=0 is invalid" in bad_value.stderr
 
 
@@ -247,9 +223,9 @@ def test_report_judges_align_pro_against_no_finetune_in_both_orders(arms_sweep, 
     """Table 1 through the CLI with a real (tiny, local) judge: every pair judged in both orders, verdicts on disk,
     win + tie + loss = 1; a second report is served entirely from the judge's disk cache."""
     monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path / "cache"))
-    cmd = [sys.executable, "-m", "alignpro.report", str(arms_sweep), "--out", str(tmp_path / "r1"), "--no-wandb",
+    cmd = ["alignpro.report", str(arms_sweep), "--out", str(tmp_path / "r1"), "--no-wandb",
            "--judge", "tiny", "--judge-set", "constrain_scores=true", "max_new_tokens=8", "n_prompts=5"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = cli.run(*cmd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "r1" / "report.json").read_text())
     (row,) = report["rows"]
@@ -266,6 +242,5 @@ def test_report_judges_align_pro_against_no_finetune_in_both_orders(arms_sweep, 
     first = json.loads(open(row["arms"]["alignpro"]["runs"][0]["dir"] + "/eval_samples.jsonl").readline())
     assert verdicts[0]["a"] == first["y"]  # A is Align-Pro
     assert "10 orders, 0 from the cache" in proc.stdout
-    again = subprocess.run([*cmd[:5], str(tmp_path / "r2"), *cmd[6:]], capture_output=True, text=True, cwd=ROOT,
-                           timeout=600)
+    again = cli.run(*cmd[:3], str(tmp_path / "r2"), *cmd[4:])
     assert again.returncode == 0 and "10 orders, 10 from the cache" in again.stdout

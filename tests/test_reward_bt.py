@@ -43,6 +43,14 @@ def test_tiny_bt_reward_scores_and_learns(tiny_reward):
     assert tiny_reward.score([], []) == []
 
 
+def test_empty_answers_are_scored_not_a_crash(tiny_reward):
+    """A frozen model may answer nothing; the tiny tokenizer adds no special tokens, so a batch of empty answers has no
+    token at all: it scores as the zero embedding, the same as when it shares a batch with a non-empty answer."""
+    alone = tiny_reward.score(["What is a river?"], [""])
+    mixed = tiny_reward.score(["What is a river?", "What is a lake?"], ["", "Water."])
+    assert alone[0] == mixed[0] and all(map(math.isfinite, alone + mixed))
+
+
 def test_bt_reward_head_is_cached(tmp_path, monkeypatch, embedded_splits):
     monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path))
     cfg = compose("reward=tiny").reward

@@ -2,10 +2,10 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from alignpro.run.secrets import declare_key_env, redact, redact_text
+from tests import cli
 from tests.server import ScriptedServer, chat_completion
 
 
@@ -70,8 +70,7 @@ def leaks(*roots, text: str = "") -> list[str]:
 def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_SERVICE", "HYDRA_FULL_ERROR")}
     env.update(MARKERS, HF_HUB_OFFLINE="1", ALIGNPRO_CACHE=str(cwd / "cache"), PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", *argv], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return cli.run(*argv, cwd=cwd, env=env)
 
 
 def test_no_key_reaches_the_run_dir_wandb_the_judge_cache_error_txt_or_a_traceback(tmp_path):

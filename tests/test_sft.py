@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from alignpro.config.sources import AssetError
 from alignpro.methods.sft import demonstrations, menu_rate, sft_prompter_path
+from alignpro.run.errors import BadInput, describe
 from tests.conftest import compose
 
 MENU = ["Answer in one short sentence.", "Be brief.", "Use a numbered list."]
@@ -113,10 +115,16 @@ def test_a_multi_process_job_reads_rho_sft_from_the_cache_but_does_not_train_it(
                   "sft.batch_size=4")
     records = [{"prompt": f"question {i}?"} for i in range(4)]
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(RuntimeError, match="not in the cache yet.*single process"):
+    with pytest.raises(AssetError) as refused:
         sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu")
+    assert isinstance(refused.value, BadInput)
+    code, line = describe(refused.value)  # what the CLI prints (alignpro.run.errors.run_cli) and exits with
+    assert code == 2  # a bad input, not a fault of the run
+    assert "not in the cache yet" in line and str(tmp_path / "cache" / "sft") in line
+    assert "single process" in line and "launch again" in line  # what to do
     assert not (tmp_path / "cache" / "sft").exists() or not any((tmp_path / "cache" / "sft").iterdir())
     monkeypatch.setenv("WORLD_SIZE", "1")
     path = sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu")
+    assert f"({path})" in line  # the refusal named the very cache entry the single-process run then wrote
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert sft_prompter_path(cfg.prompter, cfg.sft, records, "cpu") == path

@@ -3,17 +3,15 @@ starts."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
+from tests import cli
 from tests.conftest import ROOT
 
 
 def multirun(sweep_dir, *overrides, experiment=("experiment=smoke",)):
-    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", *experiment, "logger=none", *overrides,
-           f"hydra.sweep.dir={sweep_dir}"]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return cli.run("alignpro.train", "--multirun", *experiment, "logger=none", *overrides,
+                   f"hydra.sweep.dir={sweep_dir}", timeout=300)
 
 
 def test_a_sweep_with_one_bad_job_names_it_and_runs_nothing(tmp_path):

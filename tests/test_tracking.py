@@ -3,6 +3,7 @@ import json
 import yaml
 
 from alignpro.run import tracking
+from tests import cli
 from tests.conftest import compose
 
 
@@ -53,14 +54,11 @@ def test_no_logger_backend_writes_the_run_files_only(tmp_path):
 
 
 def test_secrets_typed_on_the_command_line_are_scrubbed_from_hydra_files(tmp_path):
-    import subprocess
-    import sys
 
-    from tests.conftest import ROOT
 
     secret = "sk-live-abcdef0123456789"
-    proc = subprocess.run([sys.executable, "-m", "alignpro.train", "experiment=smoke", f"+logger.api_key={secret}",
-                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = cli.run("alignpro.train", "experiment=smoke", f"+logger.api_key={secret}", f"hydra.run.dir={tmp_path}",
+                   timeout=120)
     assert proc.returncode != 0 and "holds a secret" in proc.stderr
     assert secret not in proc.stderr + proc.stdout
     assert (tmp_path / ".hydra" / "overrides.yaml").exists()

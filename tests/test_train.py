@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from alignpro.train import train
+from tests import cli
 from tests.conftest import ROOT, compose
 from tests.wandb_offline import read_run
 
@@ -71,8 +72,7 @@ def test_smoke_runs_with_grpo_and_real_offline_wandb(tmp_path):
 def test_the_single_run_cli_trains_evaluates_and_writes_its_run_dir(tmp_path):
     """``python -m alignpro.train <overrides>`` as a user types it: exit 0, the run dir complete, the log naming it."""
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "alignpro.train", "experiment=smoke", "logger=none", "lam=0.4",
-                           f"hydra.run.dir={run_dir}"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = cli.run("alignpro.train", "experiment=smoke", "logger=none", "lam=0.4", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "run_info.json", "samples.jsonl", "train_log.jsonl", "eval_samples.jsonl", "metrics.json",
@@ -101,9 +101,8 @@ def test_trained_prompter_differs_from_reference(tmp_path):
 
 def test_multirun_gives_one_wandb_run_per_job_with_its_own_config(tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "experiment=smoke", "trainer.max_steps=1",
-           "eval.n_prompts=2", "lam=0.05,0.5", "logger.mode=offline", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = cli.run("alignpro.train", "--multirun", "experiment=smoke", "trainer.max_steps=1", "eval.n_prompts=2",
+                   "lam=0.05,0.5", "logger.mode=offline", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [j.name for j in jobs] == ["0", "1"]
@@ -117,6 +116,7 @@ def test_multirun_gives_one_wandb_run_per_job_with_its_own_config(tmp_path):
         assert json.loads((job / "metrics.json").read_text())["lam"] == lam
 
 
+@pytest.mark.integration
 def test_align_pro_trains_against_a_frozen_model_behind_a_real_api(smollm2_server, tmp_path):
     """The paper's motivating case: the frozen model is only reachable over HTTP (a real `transformers serve`).
     Align-Pro trains the tiny prompter against it; every answer is a counted request, none failed."""
@@ -197,16 +197,14 @@ def test_a_fifth_method_is_one_class_and_one_yaml(tmp_path):
     it end to end, π_F answering x + the instruction."""
     from tests.fifth_method import INSTRUCTION
 
-    cli = [sys.executable, "-m", "alignpro.train"]
     common = ["experiment=smoke", f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]", "logger=none",
               "eval.n_prompts=2"]
-    sweep = subprocess.run([*cli, "--multirun", *common, "method=fixed_instruction,nope",
-                            f"hydra.sweep.dir={tmp_path}/s"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    sweep = cli.run("alignpro.train", "--multirun", *common, "method=fixed_instruction,nope",
+                    f"hydra.sweep.dir={tmp_path}/s", timeout=300)
     assert sweep.returncode == 2 and "1 of 2 jobs are invalid" in sweep.stderr, sweep.stderr[-3000:]
     assert "job 1 (" in sweep.stderr and "job 0 (" not in sweep.stderr
     run_dir = tmp_path / "run"
-    proc = subprocess.run([*cli, *common, "method=fixed_instruction", f"hydra.run.dir={run_dir}"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600)
+    proc = cli.run("alignpro.train", *common, "method=fixed_instruction", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["method"] == "fixed_instruction" and metrics["n"] == 2 and metrics["empty_rewrites"] == 0

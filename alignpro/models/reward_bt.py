@@ -54,6 +54,9 @@ class SentenceEncoder:
         for i in range(0, len(texts), self.batch_size):
             b = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True,
                                max_length=self.max_length, return_tensors="pt").to(self.device)
+            if b["input_ids"].shape[1] == 0:  # only empty texts, and a tokenizer that adds no special tokens
+                chunks.append(torch.zeros(b["input_ids"].shape[0], self.dim))
+                continue
             h = self.model(**b).last_hidden_state
             m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
             chunks.append(nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1).float().cpu())

@@ -8,7 +8,7 @@ model answers x itself and x followed by each instruction (the ``sft.instruction
 is given); the reward scores every answer against x. Printed per instruction: mean reward, the paired difference
 to answering x (same prompts; bootstrap 95 % interval over prompts) and the answers' mean length in words. Theorem
 6.1 bounds what any prompter can gain by how far π_F(·|x′) can move from π_F(·|x): a lever near 0 means no prompter
-can help, whatever RL does. ``--out`` writes the numbers as JSON.
+can help, whatever RL does. ``--out`` writes the numbers as JSON, with every prompt's x, x′, answer and reward.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def default_menu() -> list[str]:
 
 
 def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict:
-    """Answers to x and to x + instruction for the first ``n`` train prompts, scored r(x, y), paired per prompt."""
+    """Answers to x and to x + instruction for the first ``n`` train prompts, scored r(x, y), paired per prompt.
+
+    Each row keeps its per-prompt records, ``samples`` (in prompt order): x, what the frozen model answered
+    (``x_prime``: x itself in the row of x, x + " " + instruction in the others), its answer y and r(x, y)."""
     from transformers import set_seed
 
     from alignpro.data.preferences import load_splits
@@ -55,7 +58,9 @@ def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict
         out = roll_out(xs, reward, x_prime=rewrites, responder=frozen,
                        desc=f"answer x + {instr!r}" if instr else "answer x")
         row = {"instruction": instr, "reward_mean": mean(out.r), "words": mean([len(a.split()) for a in out.y]),
-               "example": {"x_prime": out.asked[0], "y": out.y[0]}}
+               "example": {"x_prime": out.asked[0], "y": out.y[0]},
+               "samples": [{"x": x, "x_prime": xp, "y": y, "r": r}
+                           for x, xp, y, r in zip(out.x, out.asked, out.y, out.r, strict=True)]}
         if instr is None:
             base_r = out.r
         else:
