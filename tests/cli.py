@@ -3,7 +3,7 @@
 ``run("alignpro.train", "lam=0.3")`` is ``subprocess.run([python, "-m", "alignpro.train", "lam=0.3"])``: a new
 process with its own pid, argv, working directory, environment and file descriptors, whose exit code, stdout and
 stderr come back as a :class:`subprocess.CompletedProcess`. What differs is where it starts. The standard library's
-fork server (``multiprocessing``'s ``forkserver``) imports torch, transformers, TRL, W&B, Hydra and alignpro once
+fork server (``multiprocessing``'s ``forkserver``) imports torch, transformers, TRL, Hydra and alignpro once
 per test process, runs no torch operation there (so no thread pool exists to be forked), and forks each command from
 that state: a command pays for its own work, not for the ≈ 5 s of imports every ``python -m alignpro.train`` pays.
 Its end is the interpreter's: non-daemon threads joined, ``atexit`` handlers run, streams flushed, the exit code of
@@ -26,8 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Imported once in the fork server; each is what a command would import anyway.
-PRELOAD = ["torch", "transformers", "trl", "peft", "wandb", "datasets", "hydra", "omegaconf", "matplotlib.pyplot",
+# Imported once in the fork server; each is what a command would import anyway. Not W&B: importing it makes a
+# temporary folder for its media that the first command to exit would delete for all the others.
+PRELOAD = ["torch", "transformers", "trl", "peft", "datasets", "hydra", "omegaconf", "matplotlib.pyplot",
            "alignpro.train", "alignpro.methods.registry", "alignpro.methods.rl", "alignpro.models.frozen",
            "alignpro.models.reward", "alignpro.report.evaluate", "alignpro.report.summary", "alignpro.report.cli",
            "alignpro.report.compare"]

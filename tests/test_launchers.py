@@ -5,14 +5,17 @@ import json
 import os
 import pickle
 import re
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests import cli
 from tests.conftest import CONF, ROOT
 from tests.wandb_offline import read_run
 
@@ -20,10 +23,16 @@ from tests.wandb_offline import read_run
 SMOKE = ("experiment=smoke", "trainer.max_steps=1", "eval.n_prompts=2")
 
 
+def multirun_env(env: dict | None = None) -> dict:
+    """This process's environment for a multirun: jobs run side by side on 2 cores, and each job process starts its
+    own W&B service, as on a cluster node (WANDB_SERVICE, set once this process has used W&B, would make them share
+    this process's: a requeued job's resumed run would then be "in use")."""
+    base = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**base, "OMP_NUM_THREADS": "1", **(env or {})}
+
+
 def multirun(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", *overrides]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}  # jobs run side by side on 2 cores
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=290, env=env)
+    return cli.run("alignpro.train", "--multirun", *overrides, timeout=290, env=multirun_env(env))
 
 
 def wandb_pid(run_dir: Path) -> int | None:
@@ -74,20 +83,44 @@ def test_slurm_launcher_config_holds_the_sbatch_parameters():
     assert launcher["submitit_folder"] == "${hydra.sweep.dir}/.submitit/%j"
 
 
-# SLURM without a cluster: stand-ins for its two commands on PATH. submitit writes the sbatch script and the job
-# pickles and calls `sbatch` as it would on a login node; this sbatch starts the array's tasks at once, in the
-# background (a real one returns before they start too), and each task runs the script submitit wrote.
+# SLURM without a cluster: stand-ins for its commands on PATH, keeping their state in $FAKE_SLURM. submitit writes
+# the sbatch script and the job pickles and calls `sbatch` as it would on a login node; this sbatch starts the
+# array's tasks at once, in the background (a real one returns before they start too), and each task runs the script
+# submitit wrote, each attempt with its own log. `scontrol requeue <job>_<task>` (what submitit runs on USR2) records
+# the requeue, and the task runs the script again once its attempt has exited, as SLURM requeues a running job.
+# srun records the pid of the task's process: the one SLURM's `--signal=USR2@<s>` signals.
 SBATCH = r"""#!/bin/bash
 last=$(sed -n 's/^#SBATCH --array=0-\([0-9]*\)%.*/\1/p' "$1")
 for task in $(seq 0 "${last:-0}"); do
-  SLURM_JOB_ID=4242 SLURM_ARRAY_JOB_ID=4242 SLURM_ARRAY_TASK_ID=$task bash "$1" </dev/null >"$1.task$task.log" 2>&1 &
+  (attempt=0
+   while :; do
+     SLURM_JOB_ID=4242 SLURM_ARRAY_JOB_ID=4242 SLURM_ARRAY_TASK_ID=$task SLURM_RESTART_COUNT=$attempt \
+       bash "$1" </dev/null >"$FAKE_SLURM/4242_$task.attempt$attempt.log" 2>&1
+     rm "$FAKE_SLURM/requeued.4242_$task" 2>/dev/null || break
+     attempt=$((attempt + 1))
+   done) </dev/null >/dev/null 2>&1 &
 done
 echo "Submitted batch job 4242"
 """
 SRUN = r"""#!/bin/bash
 while [[ $1 == --* ]]; do case $1 in --output|--error) shift 2;; *) shift;; esac; done  # srun's options
+echo $$ >"$FAKE_SLURM/task.${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.pid"
 exec "$@"
 """
+SCONTROL = r"""#!/bin/bash
+echo "$*" >>"$FAKE_SLURM/scontrol.log"
+if [[ $1 == requeue ]]; then touch "$FAKE_SLURM/requeued.$2"; fi
+"""
+
+
+def fake_slurm(tmp_path: Path) -> dict:
+    """The environment under which `launcher=slurm` submits to the stand-ins above: PATH and FAKE_SLURM."""
+    state = tmp_path / "slurm"
+    (state / "bin").mkdir(parents=True)
+    for name, text in (("sbatch", SBATCH), ("srun", SRUN), ("scontrol", SCONTROL)):
+        (state / "bin" / name).write_text(text)
+        (state / "bin" / name).chmod(stat.S_IRWXU)
+    return {"PATH": f"{state / 'bin'}:{os.environ['PATH']}", "FAKE_SLURM": str(state)}
 
 
 def test_slurm_multirun_submits_one_array_that_runs_the_real_jobs_and_a_requeue_reruns_in_place(tmp_path):
@@ -95,19 +128,14 @@ def test_slurm_multirun_submits_one_array_that_runs_the_real_jobs_and_a_requeue_
 
     from alignpro.train import main
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in (("sbatch", SBATCH), ("srun", SRUN)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(stat.S_IRWXU)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = fake_slurm(tmp_path)
     # a ${now:} sweep dir, as by default: a requeued job must find the dir its first run resolved, not a new one
     proc = multirun("launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.array_parallelism=1",
                     '+hydra.launcher.srun_args=["--cpu-bind=none"]',  # a submitit option the plugin has no field for
                     *SMOKE, "lam=0.1,0.3", "logger.mode=offline", f"hydra.sweep.dir={tmp_path}/sweep-${{now:%H%M%S%f}}",
                     env=env)
     (sweep,) = tmp_path.glob("sweep-*")
-    logs = "\n".join(p.read_text() for p in sweep.rglob("*log*") if p.is_file())
+    logs = "\n".join(p.read_text() for p in Path(env["FAKE_SLURM"]).glob("*.log"))
     assert proc.returncode == 0, proc.stderr[-3000:] + logs[-3000:]
 
     script = (sweep / ".submitit" / "4242" / "4242_submission.sh").read_text()
@@ -142,6 +170,95 @@ def test_slurm_multirun_submits_one_array_that_runs_the_real_jobs_and_a_requeue_
     assert len(list((sweep / "0" / "wandb").glob("offline-run-*"))) == 1
     outcome, ret = pickle.loads((sweep / ".submitit" / "4242_0" / "4242_0_0_result.pkl").read_bytes())
     assert outcome == "success" and ret.return_value == json.loads(metrics)["reward_mean"]
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    """Training steps in the run dir's train_log.jsonl so far (a line being written is not read)."""
+    path = run_dir / "train_log.jsonl"
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    return [json.loads(line)["step"] for line in lines if line.endswith("\n") and '"reward"' in line]
+
+
+def bar_steps(log: Path) -> list[int]:
+    """The steps the training progress bar showed in a job's log (tqdm redraws it in place: one line, many \\r)."""
+    return sorted({int(n) for n in re.findall(r"align-pro:\s+\d+%\|[^|]*\|\s*(\d+)/\d+", log.read_text())})
+
+
+def test_a_slurm_job_preempted_mid_training_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    """USR2 (SLURM's warning before a time limit or a preemption, `--signal=USR2@<signal_delay_s>`) reaches a job of
+    the array after its checkpoint of step 2 and before step 4: submitit saves the job, runs `scontrol requeue` and
+    exits; the requeued job runs the same overrides in the same run dir, and resume=auto continues from step 2, in
+    the same W&B run. The array's other job is the same job with W&B disabled, left alone: the requeued job ends where
+    it did."""
+    from submitit.core.utils import DelayedSubmission
+
+    from alignpro.run.directory import RunDir, read_jsonl
+    from tests.wandb_offline import read_run_segments
+
+    env = fake_slurm(tmp_path)
+    state, sweep = Path(env["FAKE_SLURM"]), tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "alignpro.train", "--multirun", "launcher=slurm", "hydra.launcher.partition=gpu",
+           "experiment=smoke", "trainer.max_steps=4", "trainer.save_steps=2", "eval.n_prompts=2",
+           "logger.mode=offline,disabled", f"hydra.sweep.dir={sweep}"]
+    with open(tmp_path / "sweep.out", "w") as out, open(tmp_path / "sweep.err", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, env=multirun_env(env))
+
+    def logs() -> str:
+        return "\n".join(p.read_text() for p in (*tmp_path.glob("sweep.*"), *state.glob("*.log")))
+
+    try:
+        job, whole = sweep / "0", sweep / "1"
+        deadline = time.monotonic() + 240
+        while 3 not in logged_steps(job):  # after the checkpoint of step 2, a step before that of step 4
+            assert proc.poll() is None, logs()[-4000:]
+            assert time.monotonic() < deadline, "step 3 not logged after 240 s\n" + logs()[-4000:]
+            time.sleep(0.02)
+        assert RunDir(job).newest_checkpoint()[0] == 2 and not RunDir(job).is_finished()
+        os.kill(int((state / "task.4242_0.pid").read_text()), signal.SIGUSR2)
+        proc.wait(timeout=290)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, logs()[-4000:]
+
+    # submitit caught USR2, saved the job (a preemption: its requeue budget is untouched) and requeued it, once
+    submitit = sweep / ".submitit"
+    first, second = (state / f"4242_0.attempt{n}.log" for n in (0, 1))
+    assert "Caught signal SIGUSR2" in first.read_text() and "this job is preempted" in first.read_text()
+    assert "Requeued job 4242_0 (3 remaining timeouts)" in first.read_text()
+    assert (state / "scontrol.log").read_text() == "requeue 4242_0\n"
+    assert sorted(p.name for p in state.glob("*.log")) == ["4242_0.attempt0.log", "4242_0.attempt1.log",
+                                                           "4242_1.attempt0.log", "scontrol.log"]
+    assert DelayedSubmission.load(submitit / "4242_0" / "4242_0_submitted.pkl")._timeout_countdown == 3
+
+    # The first attempt trained steps 1-3; the second resumed from checkpoint-2 and trained steps 3 and 4 only (its
+    # progress bar starts at 2 of 4). The logs hold each step once, the W&B run is the same one, and the job finished.
+    files, ref = RunDir(job), RunDir(whole)
+    assert "resuming from" not in first.read_text()
+    assert "resuming from" in second.read_text() and "checkpoint-2 (step 2 of 4)" in second.read_text()
+    assert max(bar_steps(first)) == 3 and bar_steps(second) == [2, 3, 4]
+    assert [r["step"] for r in files.read_train_log() if "reward" in r] == [1, 2, 3, 4]
+    samples = read_jsonl(files.samples)
+    assert [r["step"] for r in samples] == [s for s in range(4) for _ in range(4)]
+    segments = read_run_segments(job / "wandb")
+    assert len(segments) == 2 and {s["id"] for s in segments} == {files.read_wandb_id()}
+    curves = [[row["train/global_step"] for row in s["history"] if "train/reward" in row] for s in segments]
+    # the first attempt's run was finished on its way out (step 3 unless USR2 fell between its file row and its W&B
+    # row); the second attempt's holds the whole curve
+    assert curves[0] in ([1, 2], [1, 2, 3]) and curves[1] == [1, 2, 3, 4]
+    assert files.is_finished() and not files.error.exists() and not files.checkpoints.exists()
+    outcome, ret = pickle.loads((submitit / "4242_0" / "4242_0_0_result.pkl").read_bytes())
+    assert outcome == "success" and ret.return_value == files.read_metrics()["reward_mean"]
+
+    # ... and ended where the uninterrupted job did, sample for sample
+    assert "resuming from" not in (state / "4242_1.attempt0.log").read_text()
+    assert [r["reward"] for r in files.read_train_log() if "reward" in r] == \
+        [r["reward"] for r in ref.read_train_log() if "reward" in r]
+    assert samples == read_jsonl(ref.samples)
+    assert files.read_eval_samples() == ref.read_eval_samples()
+    got, want = files.read_metrics(), ref.read_metrics()
+    for key in ("reward_mean", "reward_var", "reward_ci_low", "reward_ci_high", "n"):
+        assert got[key] == want[key], key
 
 
 # The search on the smoke models: a second experiment appended to the experiment group (search/lam fixes no model).
