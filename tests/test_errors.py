@@ -33,6 +33,25 @@ def test_an_oserror_behind_another_error_is_named():
                                     "(hydra.run.dir=..., --out ...)")
 
 
+def test_a_submitit_requeue_is_named_as_a_preemption_not_a_bug():
+    """submitit's handler of SLURM's signal requeues the job, then exits it with SystemExit(-1) from its own code: the
+    job's error.txt says it was preempted and will resume, until the requeued job clears it."""
+    import logging
+
+    from submitit.core.job_environment import SignalHandler
+
+    handler = SignalHandler.__new__(SignalHandler)
+    handler._logger = logging.getLogger("submitit-test")
+    with pytest.raises(SystemExit) as requeued:
+        handler._exit()  # the exit submitit's signal handler makes once it has requeued the job
+    code, line = describe(requeued.value)
+    assert code == 1 and line.startswith("preempted:") and "resumes from its newest checkpoint" in line
+    try:
+        sys.exit(-1)  # the same exit from other code stays unexpected
+    except SystemExit as other:
+        assert describe(other)[1].startswith("unexpected SystemExit")
+
+
 def test_argparse_errors_are_bad_input():
     ap = ArgumentParser(prog="python -m alignpro.x")
     ap.add_argument("--kind", choices=("a", "b"))

@@ -195,6 +195,12 @@ def raised_by_hydra(err: BaseException) -> bool:
     return first is not None and all(m in own for m in modules[first:])
 
 
+def raised_in(err: BaseException, package: str) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is ``package``'s code."""
+    frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]
+    return bool(frames) and frames[-1].f_globals.get("__name__", "").split(".")[0] == package
+
+
 def describe(err: BaseException) -> tuple[int, str]:
     """The exit code and the one line for ``err``."""
     from hydra.errors import HydraException
@@ -202,6 +208,9 @@ def describe(err: BaseException) -> tuple[int, str]:
 
     if isinstance(err, (BadInput, RunFault, JobFailed)):
         return err.exit_code, " ".join(str(err).split())
+    if isinstance(err, SystemExit) and raised_in(err, "submitit"):  # its handler of SLURM's --signal requeued us
+        return 1, ("preempted: SLURM signalled the job and the submitit launcher requeued it; the requeued job resumes "
+                   "from its newest checkpoint (resume=auto)")
     if isinstance(err, (HydraException, OmegaConfBaseException)):
         return 2, _hydra_line(err)
     if (hit := known(err)) is not None:  # no loader named the model (alignpro.models.assets.hub_access would)
