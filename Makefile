@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint setup clean
+.PHONY: demo verify test lint setup clean
 setup: $(STAMP)
 
 $(STAMP):
@@ -24,8 +24,15 @@ $(STAMP):
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m alignpro.train --multirun experiment=demo $(ARGS)
 
+verify: $(STAMP)  # rerun the full demo into a fresh sweep dir; exit non-zero naming each README number it does not give
+	d=outputs/verify/$$(date +%Y-%m-%d_%H-%M-%S); HF_HUB_OFFLINE=1 $(PY) -m alignpro.train --multirun experiment=demo \
+	  hydra.sweep.dir=$$d && $(PY) -m tests.verify_demo $$d
+
+# -n: pytest-xdist workers, one thread each (tests/conftest.py); --dist loadfile keeps a file's tests, and the models
+# and sweeps its fixtures build, on one worker. -rsfE: name every skip, failure and error.
+WORKERS ?= 2
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rsfE $(ARGS)  # -rsfE: name every skip, failure and error
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rsfE -n $(WORKERS) --dist loadfile $(ARGS)
 
 lint: $(STAMP)  # style, then the import contract of the layers (pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check .
