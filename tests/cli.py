@@ -33,7 +33,8 @@ PRELOAD = ["torch", "transformers", "trl", "peft", "datasets", "hydra", "omegaco
            "alignpro.models.reward", "alignpro.report.evaluate", "alignpro.report.summary", "alignpro.report.cli",
            "alignpro.report.compare"]
 # Variables read when those modules are imported: a command that changes one runs cold.
-IMPORT_TIME_ENV = ("PYTHON", "HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "OMP_", "MKL_", "KMP_", "CUDA",
+# (Not KMP_*: scikit-learn sets KMP_DUPLICATE_LIB_OK when a test imports it, and torch's CPU wheel uses GNU OpenMP.)
+IMPORT_TIME_ENV = ("PYTHON", "HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "OMP_", "MKL_", "CUDA",
                    "TOKENIZERS", "LD_", "XDG_", "MPLBACKEND", "MPLCONFIGDIR")
 
 _server: dict = {}

@@ -50,6 +50,17 @@ def test_a_submitit_requeue_is_named_as_a_preemption_not_a_bug():
         sys.exit(-1)  # the same exit from other code stays unexpected
     except SystemExit as other:
         assert describe(other)[1].startswith("unexpected SystemExit")
+    # in a run, W&B's exit hook wraps sys.exit: its frame is then the innermost, submitit's still in the traceback
+    import wandb.sdk.lib.exit_hooks as exit_hooks
+
+    hooks, excepthook = exit_hooks.ExitHooks(), sys.excepthook
+    hooks.hook()
+    try:
+        with pytest.raises(SystemExit) as hooked:
+            handler._exit()
+    finally:
+        sys.exit, sys.excepthook = hooks._orig_exit, excepthook
+    assert describe(hooked.value)[1].startswith("preempted:")
 
 
 def test_argparse_errors_are_bad_input():

@@ -65,8 +65,8 @@ def test_a_warm_command_times_out_and_is_killed(probe_module):
 
 
 def test_an_environment_the_imports_read_runs_cold():
-    assert cli.warm_env_differs({**os.environ, "HF_HOME": "/elsewhere"}) == ["HF_HOME"]
-    assert cli.warm_env_differs({**os.environ, "PYTHONIOENCODING": "latin-1"}) == ["PYTHONIOENCODING"]
+    assert "HF_HOME" in cli.warm_env_differs({**os.environ, "HF_HOME": "/elsewhere"})
+    assert "PYTHONIOENCODING" in cli.warm_env_differs({**os.environ, "PYTHONIOENCODING": "latin-1"})
     assert cli.warm_env_differs({**os.environ, "ALIGNPRO_CACHE": "/x", "WANDB_MODE": "offline"}) == []
     assert cli.warm_env_differs({**os.environ, "PYTHONPATH": sys.path[-1]}) == []  # already on the server's path
     # a module the server imported is still imported cold when the environment says so

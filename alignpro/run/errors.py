@@ -195,10 +195,12 @@ def raised_by_hydra(err: BaseException) -> bool:
     return first is not None and all(m in own for m in modules[first:])
 
 
-def raised_in(err: BaseException, package: str) -> bool:
-    """Whether the innermost frame of ``err``'s traceback is ``package``'s code."""
-    frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]
-    return bool(frames) and frames[-1].f_globals.get("__name__", "").split(".")[0] == package
+def requeued_by_submitit(err: SystemExit) -> bool:
+    """Whether ``err`` is the exit submitit's handler of SLURM's ``--signal`` makes once it has requeued the job (its
+    frame is in the traceback; W&B's exit hook, which wraps ``sys.exit`` in a run, may sit below it)."""
+    return any(frame.f_globals.get("__name__", "").startswith("submitit.")
+               and frame.f_code.co_name in ("checkpoint_and_try_requeue", "_exit")
+               for frame, _ in traceback.walk_tb(err.__traceback__))
 
 
 def describe(err: BaseException) -> tuple[int, str]:
@@ -208,7 +210,7 @@ def describe(err: BaseException) -> tuple[int, str]:
 
     if isinstance(err, (BadInput, RunFault, JobFailed)):
         return err.exit_code, " ".join(str(err).split())
-    if isinstance(err, SystemExit) and raised_in(err, "submitit"):  # its handler of SLURM's --signal requeued us
+    if isinstance(err, SystemExit) and requeued_by_submitit(err):
         return 1, ("preempted: SLURM signalled the job and the submitit launcher requeued it; the requeued job resumes "
                    "from its newest checkpoint (resume=auto)")
     if isinstance(err, (HydraException, OmegaConfBaseException)):
