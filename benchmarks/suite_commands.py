@@ -18,7 +18,7 @@ import platform
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,10 +60,10 @@ def main() -> None:
                       for m, v in times.items()}
         rows[name]["ratio_warm_over_cold_median_of_pairs"] = statistics.median(
             w / c for c, w in zip(times["cold"], times["warm"], strict=True))
-    res = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or
+    res = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.processor() or
            platform.machine(), "cpus": os.cpu_count(), "runs": args.runs, "fork_server_start_s": server_start,
            "commands": rows}
-    out = ROOT / "benchmarks" / "results" / f"suite-commands-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.json"
+    out = ROOT / "benchmarks" / "results" / f"suite-commands-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
     out.write_text(json.dumps(res, indent=2))
     print(f"fork server start (once per test process): {server_start:.1f} s")
     print("| command | cold, median (min–max) | warm, median (min–max) | warm / cold, median of pairs |")

@@ -1,16 +1,27 @@
 """The theory lab's world through the real training path: the prompter is a tiny causal LM whose rewrite x′ is one
 token; the frozen model and the reward are the world's tables behind the Responder/Reward interfaces; training is
-alignpro.methods.rl (TRL RLOO, beta = λ) driven by alignpro.methods.alignpro.AlignProReward, the objects
-``method=alignpro`` uses with only the models swapped. :func:`train_through_trl` compares the trained prompter with
-Lemma 5.1's closed form (:mod:`alignpro.tools.theory_world`)."""
+alignpro.methods.rl (TRL RLOO or GRPO, beta = λ) driven by alignpro.methods.alignpro.AlignProReward with eq. 9's
+value logged by alignpro.methods.objective.Objective, the objects ``method=alignpro`` uses with only the models
+swapped. :func:`train_through_trl` compares the trained prompter with Lemma 5.1's closed form and with GRPO's own
+fixed point (:mod:`alignpro.tools.theory_world`), and the logged objective with the exact one;
+:func:`train_many` runs several trainings in parallel processes, one CPU thread each."""
 
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 
-from alignpro.tools.theory_world import World, expected_reward, kl, objective, optimal_prompter, tv
+from alignpro.tools.theory_world import (
+    World,
+    expected_reward,
+    grpo_fixed_point,
+    kl,
+    objective,
+    optimal_prompter,
+    tv,
+)
 
 EMPTY = ""  # what a special token (pad/eos) decodes to: the "empty rewrite"
 
@@ -93,43 +104,170 @@ def prompter_state_probs(model, tok, prompts: list[str], token_state: np.ndarray
     return np.array(rows)
 
 
+LOGGED = ("objective", "reward", "kl", "kl_seq", "completions/mean_length")  # per-step values train_through_trl keeps
+
+
+def _log_recorder(rows: list[dict], probe, start: int):
+    """A TrainerCallback appending each training step's :data:`LOGGED` values to ``rows``, and from step ``start``
+    on the exact ρ(x′|x) that the step samples from (``probe(model)``, taken at the step's beginning, before TRL
+    generates its rewrites). It runs after :class:`~alignpro.methods.objective.Objective`, which adds ``objective``
+    and ``kl_seq`` to the shared ``logs`` (``state.log_history`` holds a copy taken before any callback ran)."""
+    from transformers import TrainerCallback
+
+    class LogRecorder(TrainerCallback):
+        def __init__(self):
+            self.rho = None
+
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            self.rho = probe(model) if state.global_step >= start else None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "objective" in logs:
+                rows.append({**{k: float(logs[k]) for k in LOGGED}, "rho": self.rho})
+
+    return LogRecorder()
+
+
+def _recording_reward(frozen: TableFrozen, reward: TableReward, calls: list[list[str]]):
+    """alignpro's AlignProReward, also noting the prompts x of each call (one call per training step): a step's
+    prompts are drawn from the shuffled train rows, so the exact value its logged numbers estimate is the average of
+    the per-prompt values over *its* prompts, not over P(x)."""
+    from alignpro.methods.alignpro import AlignProReward
+
+    class RecordingReward(AlignProReward):
+        def __call__(self, prompts, completions, x, **kwargs):
+            calls.append(list(x))
+            return super().__call__(prompts, completions, x, **kwargs)
+
+    return RecordingReward(frozen, reward)
+
+
+def fixed_point(w: World, lam: float, trainer: str, k: int, extra: dict | None = None) -> np.ndarray:
+    """Where the trainer should stop: Lemma 5.1's ρ*(λ) for RLOO (KL in the reward), GRPO's
+    :func:`~alignpro.tools.theory_world.grpo_fixed_point` (``use_bias_correction_kl`` as in ``extra``, TRL's
+    default True) for GRPO."""
+    if trainer == "rloo":
+        return optimal_prompter(w, lam)
+    return grpo_fixed_point(w, lam, k, bias_correction=bool((extra or {}).get("use_bias_correction_kl", True)))
+
+
 def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e-3, seed: int = 0,
-                      world_seed: int = 0, r_max: float = 2.0, max_grad_norm: float | None = None) -> dict:
-    """Train the token-world prompter with alignpro's RLOO path; compare with Lemma 5.1's ρ* (per-prompt TV)."""
+                      world_seed: int = 0, r_max: float = 2.0, max_grad_norm: float | None = None,
+                      trainer: str = "rloo", extra: dict | None = None, tail: float = 0.25) -> dict:
+    """Train the token-world prompter with alignpro's ``trainer`` path (``rloo`` or ``grpo``, configured as
+    conf/trainer/*.yaml does, through alignpro.methods.rl.trainer_args; ``extra`` goes to TRL verbatim) with
+    beta = λ and eq. 9's value logged by alignpro's Objective callback. Returns the trained prompter's per-prompt TV
+    from Lemma 5.1's ρ*(λ), from the trainer's predicted :func:`fixed_point` and from ρ_G (GRPO without its KL
+    correction), eq. 9's terms for each, and under ``logged`` the last ``tail`` of the steps: the mean logged
+    ``objective``, ``reward``, ``penalty`` (= reward − objective, the logged λ·kl_seq) against their exact values
+    for the trained prompter on each step's own prompts (``*_exact``), with the standard error of the per-step
+    differences (``*_se``), and the range of ``completions/mean_length``; ``seconds`` and ``cpu_seconds`` time the
+    training itself."""
     import tempfile
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from alignpro.config.schema import TrainerConfig
-    from alignpro.methods.alignpro import AlignProReward
+    from alignpro.methods.objective import Objective
     from alignpro.methods.rl import build_trainer, trainer_args
     from alignpro.models.sampling import Sampling
 
+    if trainer not in ("rloo", "grpo"):
+        raise ValueError(f"trainer must be rloo or grpo, got {trainer!r}")
     model_dir, w, states, token_state = token_world(seed=world_seed, r_max=r_max)
     prompts, responses = states[: w.n_x], [f"y{i}" for i in range(w.r.shape[1])]
-    reward_fn = AlignProReward(TableFrozen(states, responses, w.pi_f, seed), TableReward(prompts, responses, w.r))
-    tcfg = TrainerConfig(name="rloo", num_generations=k, prompts_per_step=w.n_x, max_steps=steps, learning_rate=lr,
+    calls: list[list[str]] = []
+    reward_fn = _recording_reward(TableFrozen(states, responses, w.pi_f, seed), TableReward(prompts, responses, w.r),
+                                  calls)
+    tcfg = TrainerConfig(name=trainer, num_generations=k, prompts_per_step=w.n_x, max_steps=steps, learning_rate=lr,
                          lr_scheduler_type="linear", bf16=False,
                          # Clipping rescales large-norm gradients only, which biases the expected update away from
                          # ∇ of eq. 9; the optimiser's choice, not the objective's, so off here.
-                         extra={"max_grad_norm": max_grad_norm or 1e9})
+                         extra={"max_grad_norm": max_grad_norm or 1e9, **(extra or {})})
     out_dir = tempfile.mkdtemp(prefix="alignpro-theory-out-")
     args = trainer_args(tcfg, beta=lam, seed=seed, output_dir=out_dir, sampling=Sampling(1, 1.0, 1.0, 0), device="cpu")
     rows = [{"prompt": [{"role": "user", "content": x}], "x": x} for x in prompts] * 64
-    trainer = build_trainer(tcfg, model_path=model_dir, model_dtype="float32", train_rows=rows, reward_fn=reward_fn,
-                            args=args, callbacks=[])
-    trainer.train()
-    model = trainer.model.eval()
+    logged: list[dict] = []
     tok = AutoTokenizer.from_pretrained(model_dir)
-    rho = prompter_state_probs(model, tok, prompts, token_state, len(states))
+
+    def probe(model):
+        return prompter_state_probs(model, tok, prompts, token_state, len(states))
+
+    n_tail = max(2, int(round(tail * steps)))
+    # As alignpro.methods.alignpro does: Objective first, so every later callback sees eq. 9's logged value.
+    run = build_trainer(tcfg, model_path=model_dir, model_dtype="float32", train_rows=rows, reward_fn=reward_fn,
+                        args=args, callbacks=[_log_recorder(logged, probe, steps - n_tail)],
+                        first_callbacks=[Objective(lam)])
+    clock, cpu = time.perf_counter(), time.process_time()
+    run.train()
+    seconds, cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
+    rho = probe(run.model.eval())
     rho_ref = prompter_state_probs(AutoModelForCausalLM.from_pretrained(model_dir), tok, prompts, token_state,
                                    len(states))
-    rho_star = optimal_prompter(w, lam)
     for d in (model_dir, out_dir):
         shutil.rmtree(d, ignore_errors=True)
-    return {"lam": lam, "tv_per_prompt": tv(rho, rho_star).tolist(), "tv_ref_to_star": tv(rho_ref, rho_star).tolist(),
+    rho_star, rho_fixed = optimal_prompter(w, lam), fixed_point(w, lam, trainer, k, extra)
+    rho_swapped = grpo_fixed_point(w, lam, k, bias_correction=False)
+    if len(calls) != len(logged):
+        raise RuntimeError(f"{len(calls)} reward calls but {len(logged)} logged steps")
+
+    def reward_of(p):
+        return float(w.p_x @ (p * expected_reward(w)).sum(-1))
+
+    def kl_of(p):
+        return float(w.p_x @ kl(p, w.rho_ref))
+
+    # Each step's exact eq. 9 terms: those of the prompter it sampled from, averaged over its own prompts.
+    index = {x: i for i, x in enumerate(prompts)}
+    tail_rows = logged[-n_tail:]
+    exact: dict = {"reward": [], "penalty": []}
+    for row, xs in zip(tail_rows, calls[-n_tail:], strict=True):
+        i = np.array([index[x] for x in xs])
+        exact["reward"].append((row["rho"] * expected_reward(w)).sum(-1)[i].mean())
+        exact["penalty"].append(lam * kl(row["rho"], w.rho_ref)[i].mean())
+    exact = {key: np.array(v) for key, v in exact.items()}
+    exact["objective"] = exact["reward"] - exact["penalty"]
+    got = {key: np.array([row[key] for row in tail_rows]) for key in LOGGED}
+    got["penalty"] = got["reward"] - got["objective"]
+    summary: dict = {"steps": n_tail, "mean_length_min": float(got["completions/mean_length"].min()),
+                     "mean_length_max": float(got["completions/mean_length"].max())}
+    for key in ("objective", "reward", "penalty"):
+        diff = got[key] - exact[key]
+        summary.update({key: float(got[key].mean()), f"{key}_exact": float(exact[key].mean()),
+                        f"{key}_se": float(diff.std(ddof=1) / np.sqrt(n_tail))})
+    return {"lam": lam, "trainer": trainer, "k": k, "steps": steps, "extra": extra or {}, "rho": rho.tolist(),
+            "seconds": seconds, "cpu_seconds": cpu_seconds,
+            "tv_per_prompt": tv(rho, rho_star).tolist(), "tv_ref_to_star": tv(rho_ref, rho_star).tolist(),
+            "tv_to_fixed_point": tv(rho, rho_fixed).tolist(), "tv_to_swapped": tv(rho, rho_swapped).tolist(),
+            "tv_star_to_swapped": tv(rho_star, rho_swapped).tolist(),
             "objective_trained": objective(w, rho, lam), "objective_star": objective(w, rho_star, lam),
-            "reward_trained": float(w.p_x @ (rho * expected_reward(w)).sum(-1)),
-            "kl_trained": float(w.p_x @ kl(rho, w.rho_ref)),
-            "reward_star": float(w.p_x @ (rho_star * expected_reward(w)).sum(-1)),
-            "kl_star": float(w.p_x @ kl(rho_star, w.rho_ref))}
+            "objective_fixed_point": objective(w, rho_fixed, lam),
+            "reward_trained": reward_of(rho), "kl_trained": kl_of(rho),
+            "reward_star": reward_of(rho_star), "kl_star": kl_of(rho_star),
+            "reward_fixed_point": reward_of(rho_fixed), "kl_fixed_point": kl_of(rho_fixed),
+            "reward_swapped": reward_of(rho_swapped), "kl_swapped": kl_of(rho_swapped),
+            "logged": summary}
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _train(kwargs: dict) -> dict:
+    return train_through_trl(**kwargs)
+
+
+def train_many(runs: list[dict], workers: int = 2) -> list[dict]:
+    """:func:`train_through_trl` for each keyword dict in ``runs``, ``workers`` at a time in fresh (spawned)
+    processes with one torch thread each: the runs are independent and each is too small to use two cores well.
+    Results come back in the order of ``runs``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers <= 1 or len(runs) <= 1:
+        return [_train(r) for r in runs]
+    with ProcessPoolExecutor(max_workers=min(workers, len(runs)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_one_thread) as pool:
+        return list(pool.map(_train, runs))

@@ -10,6 +10,7 @@ Everything of the paper is then a finite sum:
 
     R(x, x′)  = Σ_y π_F(y|x′) r(x, y)                                        (Lemma 5.1's R)
     ρ*(x′|x) ∝ ρ_ref(x′|x) exp(R(x, x′)/λ)                                    (Lemma 5.1, maximiser of eq. 9)
+    ρ_G(x′|x) = λ ρ_ref(x′|x) / (μ_x − c R(x, x′))         (max c·E R − λ KL(ρ_ref‖ρ); GRPO without its correction)
     π*(y|x)  ∝ π_F(y|x) exp(r(x, y)/β)                                       (eq. 4, the RLHF oracle)
     π̃_ρ(y|x) = Σ_x′ ρ(x′|x) π_F(y|x′)                                        (eq. 3, prompter + frozen model)
     J(π)      = Σ_x P(x) Σ_y π(y|x) r(x, y)
@@ -20,6 +21,30 @@ Theorem 6.1:  J(π*) − J(π̃_ρ*) ≤ r_max E_x TV(π*(·|x), π_F(·|x)) + r
 TV convention (ambiguity A13): TV(p, q) = ½ Σ |p − q| (the largest difference in probability of an event), with
 rewards in [0, r_max]. Then |E_p r − E_q r| ≤ r_max·TV(p, q) — the step the proof needs (shift r by r_max/2 and
 use Hölder). With the ½-less convention, or rewards in [−r_max, r_max], the constant would change by 2.
+
+Where TRL GRPO stops (:func:`grpo_fixed_point`). alignpro's ``trainer=grpo`` (conf/trainer/grpo.yaml,
+alignpro.methods.rl.options) is TRL GRPO with beta = λ, ``scale_rewards="none"``, ``loss_type="dr_grpo"``, one
+update per generated batch, and TRL's default ``use_bias_correction_kl=True``. For a one-token rewrite a ∼ ρ(·|x)
+in a group of k its per-sample loss is −(r_a − r̄)·w_a + λ·k3(a)·w_a, with w_a = ρ(a)/ρ_old(a) (value 1, gradient
+∇log ρ(a)), k3(a) = ρ_ref(a)/ρ(a) − log(ρ_ref(a)/ρ(a)) − 1 and r̄ the group mean, the sample itself included.
+Its expected gradient:
+
+* reward: E[(r_a − r̄) ∇log ρ(a)] = (1 − 1/k)·∇ E_ρ R (r̄ holds r_a with weight 1/k; the others are independent);
+* KL with the correction: E_a∼ρ[∇k3(a) + k3(a) ∇log ρ(a)] = Σ_a ρ(a) log(ρ(a)/ρ_ref(a)) ∇log ρ(a) = ∇ KL(ρ‖ρ_ref);
+* KL without it (``use_bias_correction_kl=False``, the k3-in-the-loss of DeepSeekMath's GRPO): k3 is an unbiased
+  *value* of KL(ρ‖ρ_ref), but it is then differentiated through the sampled a only:
+  E_a∼ρ[∇k3(a)] = Σ_a (ρ(a) − ρ_ref(a)) ∇log ρ(a) = ∇[−Σ_a ρ_ref(a) log ρ(a)] = ∇ KL(ρ_ref‖ρ), the arguments swapped.
+
+So alignpro's GRPO ascends (1 − 1/k)·E_ρ R − λ KL(ρ‖ρ_ref), which is eq. 9 with λ·k/(k − 1): its fixed point is
+Lemma 5.1's ρ* at that λ (k = 64: 1.6 % above λ; in the token world at most 0.006 TV from ρ*(λ)). Without the
+correction it ascends (1 − 1/k)·E_ρ R − λ KL(ρ_ref‖ρ), whose maximiser is the ρ_G above (:func:`swapped_kl_optimum`;
+Lagrange: c R(a) + λ ρ_ref(a)/ρ(a) = μ_x, μ_x > c max R fixed by Σ_a ρ_G = 1). ρ_G tilts ρ_ref by a pole
+1/(μ_x − cR) instead of exp(R/λ): to first order in 1/λ the two agree, but as λ → 0 ρ_G keeps O(λ) mass on every
+rewrite where ρ* keeps exp(−ΔR/λ), so it stays closer to ρ_ref (lower KL, lower reward; token world, λ = 0.1: TV
+0.07–0.11 from ρ*, KL 0.62 against 0.86). tests/test_theory.py trains both through TRL and finds each fixed point.
+(With ``scale_rewards="group"``, TRL's default, the reward gradient would also be divided by the group's reward
+std, which depends on ρ: yet another fixed point. Rewrites of several tokens: k3 is per token, and the correction
+weighs each token by its own ratio, so the gradient is not that of the sequence KL; not modelled here.)
 """
 
 from __future__ import annotations
@@ -82,6 +107,30 @@ def optimal_prompter(w: World, lam: float) -> np.ndarray:
     logits -= logits.max(-1, keepdims=True)
     p = np.exp(logits)
     return p / p.sum(-1, keepdims=True)
+
+
+def swapped_kl_optimum(w: World, lam: float, c: float = 1.0) -> np.ndarray:
+    """The maximiser of c·E_ρ R − λ KL(ρ_ref‖ρ) (the KL's arguments swapped): ρ_G(x′|x) = λ ρ_ref / (μ_x − c R),
+    μ_x found by bisection in (c·max R, c·max R + λ] (the sum is > 1 at the left end and ≤ 1 at the right)."""
+    if lam <= 0:
+        raise ValueError(f"lam must be > 0, got {lam}")
+    cr = c * expected_reward(w)
+    top = np.where(w.rho_ref > 0, cr, -np.inf).max(-1, keepdims=True)  # the pole: max over the support of ρ_ref
+    lo, hi = top.copy(), top + lam
+    for _ in range(200):  # float64 bisection: the bracket shrinks below machine precision long before 200 halvings
+        mid = 0.5 * (lo + hi)
+        with np.errstate(divide="ignore"):
+            total = (lam * w.rho_ref / np.maximum(mid - cr, 1e-300)).sum(-1, keepdims=True)
+        lo, hi = np.where(total > 1, mid, lo), np.where(total > 1, hi, mid)
+    p = np.where(w.rho_ref > 0, lam * w.rho_ref / (hi - cr), 0.0)
+    return p / p.sum(-1, keepdims=True)
+
+
+def grpo_fixed_point(w: World, lam: float, k: int, bias_correction: bool = True) -> np.ndarray:
+    """Where TRL GRPO with beta = λ, k rewrites per prompt, dr_grpo and ``scale_rewards="none"`` stops (module
+    docstring): ρ*(λ·k/(k − 1)) with ``use_bias_correction_kl`` (TRL's default), else ρ_G with c = 1 − 1/k."""
+    c = 1.0 - 1.0 / k
+    return optimal_prompter(w, lam / c) if bias_correction else swapped_kl_optimum(w, lam, c)
 
 
 def rlhf_optimum(w: World, beta: float) -> np.ndarray:
