@@ -117,20 +117,34 @@ def tiny_reward(embedded_splits):
 
 
 @pytest.fixture(scope="session")
-def smollm2_server(tmp_path_factory):
-    """A real OpenAI-compatible server: ``transformers serve`` on SmolLM2-135M-Instruct (CPU, one thread), started
-    once per session on a free localhost port (tests/server.py)."""
+def smollm2_dir():
+    """SmolLM2-135M-Instruct as a transformers folder, exported from its wheel (alignpro.models.assets)."""
     from alignpro.models.assets import AssetError, export_smollm2
-    from tests.server import missing_serve_packages, transformers_serve
+
+    try:
+        return export_smollm2()
+    except AssetError as err:
+        unavailable(f"SmolLM2 asset unavailable: {err}")
+
+
+@pytest.fixture(scope="session")
+def servable_smollm2(smollm2_dir):
+    """:func:`smollm2_dir`, once the packages ``transformers serve`` needs are known to be installed."""
+    from tests.server import missing_serve_packages
 
     missing = missing_serve_packages()
     if missing:
         unavailable(f"transformers serve needs {', '.join(missing)}: pip install -e '.[dev]' (transformers[serving])")
-    try:
-        model_dir = export_smollm2()
-    except AssetError as err:
-        unavailable(f"SmolLM2 asset unavailable: {err}")
-    with transformers_serve(model_dir, tmp_path_factory.mktemp("transformers-serve")) as server:
+    return smollm2_dir
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(servable_smollm2, tmp_path_factory):
+    """A real OpenAI-compatible server: ``transformers serve`` on SmolLM2-135M-Instruct (CPU, one thread), started
+    once per session on a free localhost port (tests/server.py)."""
+    from tests.server import transformers_serve
+
+    with transformers_serve(servable_smollm2, tmp_path_factory.mktemp("transformers-serve")) as server:
         yield server
 
 

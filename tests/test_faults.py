@@ -18,7 +18,7 @@ import pytest
 
 from alignpro.run.directory import RunDir, read_jsonl
 from tests import cli
-from tests.conftest import ROOT, unavailable
+from tests.conftest import ROOT
 from tests.server import ScriptedServer, chat_completion, free_port
 
 TRACEBACK_MARKS = ("Traceback (most recent call last)", "During handling of the above exception",
@@ -52,29 +52,14 @@ def logged_steps(files: RunDir) -> list[int]:
     return [json.loads(line)["step"] for line in lines if line.endswith("\n") and '"reward"' in line]
 
 
-@pytest.fixture(scope="module")
-def smollm2_dir():
-    from alignpro.models.assets import AssetError, export_smollm2
-    from tests.server import missing_serve_packages
-
-    missing = missing_serve_packages()
-    if missing:
-        unavailable(f"transformers serve needs {', '.join(missing)}: pip install -e '.[dev]' (transformers[serving])")
-    try:
-        return export_smollm2()
-    except AssetError as err:
-        unavailable(f"SmolLM2 asset unavailable: {err}")
-
-
-@pytest.mark.integration
 def test_a_frozen_api_server_killed_mid_training_fails_the_run_in_one_line_and_the_same_command_resumes(
-        smollm2_dir, tmp_path):
+        servable_smollm2, tmp_path):
     from tests.server import transformers_serve
 
     port, run = free_port(), tmp_path / "run"  # one port for both servers: the config names the URL
     files = RunDir(run)
     err_path = tmp_path / "stderr.txt"
-    with transformers_serve(smollm2_dir, tmp_path / "serve-1", port=port) as server:
+    with transformers_serve(servable_smollm2, tmp_path / "serve-1", port=port) as server:
         cmd = [sys.executable, "-m", "alignpro.train", "experiment=smoke", "logger=none", f"trainer.max_steps={STEPS}",
                "trainer.save_steps=1", "eval.n_prompts=2", "eval.answer_shift=false", "frozen=openai_api",
                f"frozen.base_url={server.base_url}", f"frozen.model={server.model}", "frozen.api_key_env=null",
@@ -119,7 +104,7 @@ def test_a_frozen_api_server_killed_mid_training_fails_the_run_in_one_line_and_t
     assert not files.metrics.exists()
 
     # The server back at the same URL, the same command: resumed from the checkpoint (resume=auto), finished.
-    with transformers_serve(smollm2_dir, tmp_path / "serve-2", port=port):
+    with transformers_serve(servable_smollm2, tmp_path / "serve-2", port=port):
         again = cli.run(*cmd[2:], timeout=300, env=fresh_env())
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"step {step} of {STEPS}" in again.stdout and "resuming from" in again.stdout

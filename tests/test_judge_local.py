@@ -10,22 +10,12 @@ import pytest
 from alignpro.report.judge import build_judge
 from alignpro.report.judge_local import SCORE_LINE_CONSTRAINT, ScoreLineProcessor, ScoreLineVocab
 from alignpro.report.judge_prompt import judge_messages, outcome_pairs
-from tests.conftest import compose, unavailable
+from tests.conftest import compose
 
 # ---- constrained score line (judge.constrain_scores, backend hf) -----------------------------------------------------
 
 SCORE_LINE = re.compile(r"(10|[1-9]) (10|[1-9])")  # a constrained answer, stripped: the line and nothing else
 DIGITS = {str(d) for d in range(1, 10)}
-
-
-@pytest.fixture(scope="module")
-def smollm2_dir():
-    from alignpro.models.assets import AssetError, export_smollm2
-
-    try:
-        return export_smollm2()
-    except AssetError as err:
-        unavailable(f"SmolLM2 asset unavailable: {err}")
 
 
 @pytest.fixture(scope="module")
