@@ -84,18 +84,20 @@ def test_slurm_launcher_config_holds_the_sbatch_parameters():
 
 
 # SLURM without a cluster: stand-ins for its commands on PATH, keeping their state in $FAKE_SLURM. submitit writes
-# the sbatch script and the job pickles and calls `sbatch` as it would on a login node; this sbatch starts the
-# array's tasks at once, in the background (a real one returns before they start too), and each task runs the script
-# submitit wrote, each attempt with its own log. `scontrol requeue <job>_<task>` (what submitit runs on USR2) records
-# the requeue, and the task runs the script again once its attempt has exited, as SLURM requeues a running job.
-# srun records the pid of the task's process: the one SLURM's `--signal=USR2@<s>` signals.
+# the sbatch script and the job pickles and calls `sbatch` as it would on a login node; this sbatch keeps a copy of
+# the script, as SLURM does, and starts the array's tasks at once, in the background (a real one returns before they
+# start too). Each task runs the script, each attempt with its own log. `scontrol requeue <job>_<task>` (what
+# submitit runs on USR2) records the requeue, and the task runs the script again once its attempt has exited, as
+# SLURM requeues a running job. srun records the pid of the task's process: the one `--signal=USR2@<s>` signals.
 SBATCH = r"""#!/bin/bash
-last=$(sed -n 's/^#SBATCH --array=0-\([0-9]*\)%.*/\1/p' "$1")
+script="$FAKE_SLURM/4242.sbatch.sh"
+cp "$1" "$script"  # SLURM keeps the script it was given: submitit moves its file away once sbatch has returned
+last=$(sed -n 's/^#SBATCH --array=0-\([0-9]*\)%.*/\1/p' "$script")
 for task in $(seq 0 "${last:-0}"); do
   (attempt=0
    while :; do
      SLURM_JOB_ID=4242 SLURM_ARRAY_JOB_ID=4242 SLURM_ARRAY_TASK_ID=$task SLURM_RESTART_COUNT=$attempt \
-       bash "$1" </dev/null >"$FAKE_SLURM/4242_$task.attempt$attempt.log" 2>&1
+       bash "$script" </dev/null >"$FAKE_SLURM/4242_$task.attempt$attempt.log" 2>&1
      rm "$FAKE_SLURM/requeued.4242_$task" 2>/dev/null || break
      attempt=$((attempt + 1))
    done) </dev/null >/dev/null 2>&1 &
