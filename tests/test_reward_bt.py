@@ -51,6 +51,31 @@ def test_empty_answers_are_scored_not_a_crash(tiny_reward):
     assert alone[0] == mixed[0] and all(map(math.isfinite, alone + mixed))
 
 
+def test_encode_runs_each_distinct_text_once_in_batches_of_similar_length(tiny_reward):
+    """What a reward fit relies on for speed: a text repeated across pairs is encoded once, and a batch holds texts of
+    similar token length (a batch is padded to its longest). The embeddings come back in the caller's order and equal
+    each text encoded alone."""
+    enc = tiny_reward.encoder
+    words = "the river runs down to the sea and the sea is wide".split()
+    texts = [" ".join(words[: n]) for n in (1, 11, 2, 10, 3, 9, 1, 11)]  # lengths mixed, two texts repeated
+    seen: list[tuple[int, ...]] = []
+    hook = enc.model.register_forward_hook(lambda m, args, kwargs, out: seen.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)
+    old_batch, enc.batch_size = enc.batch_size, 2
+    try:
+        together = enc.encode(texts)
+        seen_together = list(seen)
+        alone = torch.cat([enc.encode([t]) for t in texts])
+    finally:
+        enc.batch_size = old_batch
+        hook.remove()
+    assert sum(rows for rows, _ in seen_together) == len(set(texts)) == 6
+    lengths = sorted((len(enc.tokenizer(t)["input_ids"]) for t in set(texts)), reverse=True)
+    assert [width for _, width in seen_together] == lengths[::2]  # the longest of each pair of neighbours
+    assert torch.allclose(together, alone, atol=1e-6)
+    assert torch.equal(together[0], together[6]) and torch.equal(together[1], together[7])
+
+
 def test_bt_reward_head_is_cached(tmp_path, monkeypatch, embedded_splits):
     monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path))
     cfg = compose("reward=tiny").reward

@@ -50,17 +50,26 @@ class SentenceEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> torch.Tensor:
-        chunks = []
-        for i in range(0, len(texts), self.batch_size):
-            b = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True,
-                               max_length=self.max_length, return_tensors="pt").to(self.device)
+        """One unit-norm embedding per text, in order. Each distinct text is encoded once, in batches of similar
+        token length: a batch is padded to its longest text, so mixing a 20-token prompt with a 250-token answer
+        would spend most of the encoder's work on padding (a reward fit repeats every prompt and answer, and
+        answers vary ten-fold in length)."""
+        unique = list(dict.fromkeys(texts))
+        if not unique:
+            return torch.zeros(0, self.dim)
+        ids = self.tokenizer(unique, truncation=True, max_length=self.max_length)["input_ids"]
+        order = sorted(range(len(unique)), key=lambda i: -len(ids[i]))
+        out = torch.zeros(len(unique), self.dim)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            b = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(self.device)
             if b["input_ids"].shape[1] == 0:  # only empty texts, and a tokenizer that adds no special tokens
-                chunks.append(torch.zeros(b["input_ids"].shape[0], self.dim))
                 continue
             h = self.model(**b).last_hidden_state
             m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
-            chunks.append(nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1).float().cpu())
-        return torch.cat(chunks) if chunks else torch.zeros(0, self.dim)
+            out[rows] = nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1).float().cpu()
+        index = {text: i for i, text in enumerate(unique)}
+        return out[[index[t] for t in texts]]
 
 
 def preference_pairs(records: list[dict], offtopic: bool, seed: int) -> list[tuple[str, str, str]]:
@@ -82,9 +91,8 @@ def preference_pairs(records: list[dict], offtopic: bool, seed: int) -> list[tup
 def train_bt_head(enc: SentenceEncoder, train: list[tuple], heldout: list[tuple],
                   cfg: BTFitConfig) -> tuple[BTHead, dict]:
     """Fit the BT head on cached embeddings (full-batch AdamW); returns the head and its held-out pairwise accuracy."""
-    def embed(pairs):
-        xs, ys, zs = zip(*pairs, strict=True)
-        return enc.encode(list(xs)), enc.encode(list(ys)), enc.encode(list(zs))
+    def embed(pairs):  # one encode call: a text in several pairs or roles is encoded once
+        return enc.encode([text for column in zip(*pairs, strict=True) for text in column]).split(len(pairs))
 
     torch.manual_seed(cfg.seed)
     head = BTHead(enc.dim, cfg.hidden)
