@@ -245,8 +245,8 @@ def test_logged_objective_is_eq_9_of_the_policy(trained, run):
     per-step differences. The test allows 4·se (a chance failure: 6e-5), for the objective and for its two terms,
     the reward and the penalty reward − objective (the logged λ·kl_seq, against λ·KL exact). A slip in the formula,
     λ → 2λ, would shift the logged penalty and objective by λ·KL: beyond 8·se, so rejected, for the penalty at every
-    λ and for the objective itself at λ ≤ 0.5 (at λ = 2, λ·KL ≈ 0.007 is about 6·se of the objective's reward
-    noise). kl_seq → kl (per-token for per-sequence) cannot show here: every rewrite is one token
+    λ and for the objective itself at λ ≤ 0.5 (at λ = 2 the exact penalty measured 6.5·se of the objective's
+    reward noise). kl_seq → kl (per-token for per-sequence) cannot show here: every rewrite is one token
     (mean_length = 1), so the two are equal."""
     res = trained[run]
     lg = res["logged"]
