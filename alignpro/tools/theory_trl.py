@@ -211,8 +211,10 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
     if len(calls) != len(logged):
         raise RuntimeError(f"{len(calls)} reward calls but {len(logged)} logged steps")
 
+    rewrite_reward = expected_reward(w)  # Lemma 5.1's R(x, x′)
+
     def reward_of(p):
-        return float(w.p_x @ (p * expected_reward(w)).sum(-1))
+        return float(w.p_x @ (p * rewrite_reward).sum(-1))
 
     def kl_of(p):
         return float(w.p_x @ kl(p, w.rho_ref))
@@ -223,7 +225,7 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
     exact: dict = {"reward": [], "penalty": []}
     for row, xs in zip(tail_rows, calls[-n_tail:], strict=True):
         i = np.array([index[x] for x in xs])
-        exact["reward"].append((row["rho"] * expected_reward(w)).sum(-1)[i].mean())
+        exact["reward"].append((row["rho"] * rewrite_reward).sum(-1)[i].mean())
         exact["penalty"].append(lam * kl(row["rho"], w.rho_ref)[i].mean())
     exact = {key: np.array(v) for key, v in exact.items()}
     exact["objective"] = exact["reward"] - exact["penalty"]
