@@ -51,6 +51,30 @@ def test_sampling_is_seeded(lively_lm, engine):
     assert draw(0, Sampling(6, 0.5, 0.6, 20)) != a  # the temperature is used: the same seed draws other tokens
 
 
+@pytest.mark.parametrize("sampling", [Sampling(8, 1.5, 0.6, 20), Sampling(8, 0.7, 0.9, 5), Sampling(8, 1.0, 1.0, 0),
+                                      Sampling(8, 1.2, 1.0, 3), Sampling(8, 0.8, 0.5, 0)], ids=str)
+def test_hf_engine_draws_what_generate_draws_without_its_whole_vocabulary_sort(lively_lm, monkeypatch, sampling):
+    """The hf engine hands ``generate`` Sampling.warpers() with its own warpers off: under one seed the same tokens
+    as ``generate`` with the sampling's own keywords, and where top-k leaves k tokens, ``generate``'s
+    TopPLogitsWarper (a sort of the whole vocabulary for every row at every step) never runs."""
+    from transformers import TopPLogitsWarper, set_seed
+
+    model, tok = lively_lm
+    convs = [[{"role": "user", "content": c}] for c in ("Hi", "A much longer prompt about cooking pasta", "Why?")] * 3
+    enc = chat_inputs(tok, convs)
+    set_seed(7)
+    out = model.generate(**enc, **sampling.generate_kwargs(), pad_token_id=tok.pad_token_id)
+    expected = [t.strip() for t in tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+    sorts = []
+    full_sort = TopPLogitsWarper.__call__
+    monkeypatch.setattr(TopPLogitsWarper, "__call__", lambda self, ids, scores: sorts.append(1)
+                        or full_sort(self, ids, scores))
+    set_seed(7)
+    got = generate_chat(model, tok, convs, sampling, batch_size=len(convs), engine=GenerationEngine("hf"))
+    assert got == expected and len(set(got)) > 3  # varied rows: a shifted or repeated row would not pass
+    assert bool(sorts) == (sampling.top_k == 0 and sampling.top_p < 1)  # top-p alone still sorts the vocabulary
+
+
 def test_tokenizer_without_chat_template_is_a_clear_error(tiny_lm):
     _, tok = tiny_lm
     saved, tok.chat_template = tok.chat_template, None
