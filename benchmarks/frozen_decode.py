@@ -1,8 +1,9 @@
 """The frozen model's answers on this CPU: SmolLM2-135M-Instruct (the demo's frozen model) decoding the demo's
 held-out prompts, several ways side by side in one process, same prompts, same seed.
 
-    python benchmarks/frozen_decode.py                 # batch 8 and 72, 64 new tokens, ~6 min on 2 cores
+    python benchmarks/frozen_decode.py                 # batch 8 and 72, 64 new tokens, ~8 min on one thread
     python benchmarks/frozen_decode.py --batches 8     # quicker
+    python benchmarks/frozen_decode.py --no-bf16       # without the bf16 rows (5 of the 8 minutes)
 
 Rows (each timed after one warm-up call; ms per token step = wall time / 64, the prefill amortised in):
 
@@ -50,6 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 72])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 rows (about 5 minutes at batch 72)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -57,8 +59,8 @@ def main() -> None:
     heldout = [r["prompt"] for r in load_splits(demo.dataset).heldout]
     path = export_smollm2()
     tok = AutoTokenizer.from_pretrained(path)
-    models = {dtype: AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
-              for dtype in ("float32", "bfloat16")}
+    dtypes = ("float32",) if args.no_bf16 else ("float32", "bfloat16")
+    models = {dtype: AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval() for dtype in dtypes}
     s = demo.eval.sampling
     eval_sampling = Sampling(NEW_TOKENS, s.temperature, s.top_p, s.top_k)
     train_sampling = Sampling.from_config(demo.frozen.sampling, NEW_TOKENS)
@@ -78,7 +80,7 @@ def main() -> None:
         cases = [("generate fp32, eval sampling", plain_generate),
                  ("hf engine fp32, eval sampling", engine(eval_sampling)),
                  ("hf engine fp32, train sampling", engine(train_sampling)),
-                 ("hf engine bf16, train sampling", engine(train_sampling, "bfloat16"))]
+                 ("hf engine bf16, train sampling", engine(train_sampling, "bfloat16"))][: 3 if args.no_bf16 else 4]
         texts = {}
         for name, fn in cases:
             engine(Sampling(4, 0.0))()  # warm-up: allocator and first-call costs

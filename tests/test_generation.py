@@ -124,18 +124,23 @@ def test_warpers_follow_generate_order_and_no_ops():
 
 @pytest.mark.parametrize("top_k,top_p", [(20, 0.6), (5, 0.9), (50, 0.05), (3, 0.999), (1, 0.5)])
 def test_fused_top_k_top_p_equals_generates_two_warpers(top_k, top_p):
-    """Same kept tokens, same logits as TopKLogitsWarper followed by TopPLogitsWarper, on peaked and flat rows."""
+    """Exactly the output of TopKLogitsWarper followed by TopPLogitsWarper, on peaked and flat rows, and on rows
+    whose k-th logit is tied: TopKLogitsWarper keeps every tied logit (a demo answer met one such step in 4,608)."""
     from transformers import TopKLogitsWarper, TopPLogitsWarper
 
     from alignpro.models.decode import TopKTopPLogitsWarper
 
     gen = torch.Generator().manual_seed(top_k)
-    scores = torch.randn(16, 1000, generator=gen) * torch.linspace(0.1, 8, 16)[:, None]
-    ids = torch.zeros(16, 1, dtype=torch.long)
-    ref = TopPLogitsWarper(top_p, min_tokens_to_keep=1)(ids, TopKLogitsWarper(top_k, min_tokens_to_keep=1)(ids, scores))
-    out = TopKTopPLogitsWarper(top_k, top_p)(ids, scores.clone())
-    assert torch.equal(torch.isinf(out), torch.isinf(ref))
-    assert torch.equal(out[~torch.isinf(out)], ref[~torch.isinf(ref)])
+    scores = torch.randn(20, 1000, generator=gen) * torch.linspace(0.1, 8, 20)[:, None]
+    for row, width in ((16, 1), (17, 5), (18, 16), (19, 200)):  # width logits tied with the k-th, beyond it
+        scores[row] *= 0.05  # a flat row: top-p keeps the tied logits too
+        order = scores[row].argsort(descending=True)
+        scores[row, order[max(0, top_k - 2) : top_k - 1 + width]] = scores[row, order[top_k - 1]].item()
+    for batch in (scores[:16], scores[16:17], scores[17:18], scores[18:19], scores[19:]):  # ties: one row each
+        ids = torch.zeros(len(batch), 1, dtype=torch.long)
+        ref = TopPLogitsWarper(top_p, min_tokens_to_keep=1)(ids, TopKLogitsWarper(top_k, min_tokens_to_keep=1)(ids,
+                                                                                                           batch))
+        assert torch.equal(TopKTopPLogitsWarper(top_k, top_p)(ids, batch.clone()), ref)
 
 
 def test_compiled_greedy_token_identical_to_generate(lively_lm):

@@ -89,10 +89,10 @@ def hf_sampling(sampling: Sampling) -> tuple[dict, LogitsProcessorList]:
     ``generate``'s own ``TopPLogitsWarper`` sorts the whole vocabulary of every row at every step, even after top-k
     has left k tokens: at 72 rows × 49,152 tokens that sort made SmolLM2's answers 1.23× slower on a 2-core CPU
     (docs/results.md §5).
-    :meth:`Sampling.warpers` are the same temperature, top-k and top-p ops on the k survivors (one difference: an
-    exact tie with the k-th logit). ``generate`` runs extra processors before its own warpers, so with its warpers
-    off (temperature 1, top_k 0, top_p 1) and these appended after the caller's, the order is unchanged, and so
-    are the probabilities and the random draws."""
+    :meth:`Sampling.warpers` give the same logits without that sort
+    (:class:`~alignpro.models.decode.TopKTopPLogitsWarper`). ``generate`` runs extra processors before its own
+    warpers, so with its warpers off (temperature 1, top_k 0, top_p 1) and these appended after the caller's, the
+    order is unchanged, and so are the probabilities and the random draws."""
     if sampling.temperature == 0:
         return sampling.generate_kwargs(), LogitsProcessorList()
     off = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": sampling.max_new_tokens}
