@@ -60,6 +60,19 @@ def test_world_validation():
         T.optimal_prompter(T.random_world(np.random.default_rng(0)), 0.0)
 
 
+def test_table_frozen_draws_what_generator_choice_draws_one_prompt_at_a_time():
+    """π_F as a table answers a step's rewrites in one call, with the very draws of ``Generator.choice(p=π_F(·|s))``
+    made one rewrite at a time from the same seed (the theory runs' frozen model, 192 rewrites a step)."""
+    states, responses = [f"s{i}" for i in range(7)], [f"y{i}" for i in range(5)]
+    pi_f = np.random.default_rng(5).dirichlet(np.full(5, 0.5), size=7)
+    frozen, rng = theory_trl.TableFrozen(states, responses, pi_f, seed=3), np.random.default_rng(3)
+    for step in range(50):
+        asked = [states[(step + j * j) % 7] for j in range(192)]
+        expected = [responses[rng.choice(5, p=pi_f[states.index(s)])] for s in asked]
+        assert frozen.answer(asked) == expected
+    assert len(set(expected)) == 5
+
+
 def test_tolerance_would_catch_a_factor_two_error_in_the_kl_coefficient():
     """The training-path test is a real test: had TRL's coefficient been 2λ or λ/2 (a per-token/per-sequence or
     a ½ slip), its optimum ρ*(cλ) would fail that test's TV bound or its KL match (within 10 %)."""

@@ -33,10 +33,15 @@ class TableFrozen:
         self.index = {s: i for i, s in enumerate(states)}
         self.responses, self.pi_f = responses, pi_f
         self.rng = np.random.default_rng(seed)
+        cdf = pi_f.cumsum(-1)
+        self.cdf = cdf / cdf[:, -1:]  # as Generator.choice normalises it
 
     def answer(self, prompts: list[str], sampling=None, desc=None) -> list[str]:
-        return [self.responses[self.rng.choice(len(self.responses), p=self.pi_f[self.index[p.strip()]])]
-                for p in prompts]
+        # Generator.choice(n, p=row) one prompt at a time, in one call: one uniform per prompt from the same stream,
+        # then searchsorted(cdf, u, side="right"), i.e. the count of cdf entries <= u. The same draws, 150x cheaper.
+        cdf = self.cdf[[self.index[p.strip()] for p in prompts]]
+        picks = (cdf <= self.rng.random(len(prompts))[:, None]).sum(-1)
+        return [self.responses[i] for i in picks]
 
 
 class TableReward:
@@ -183,7 +188,8 @@ def train_through_trl(lam: float, steps: int = 1600, k: int = 64, lr: float = 3e
                          lr_scheduler_type="linear", bf16=False,
                          # Clipping rescales large-norm gradients only, which biases the expected update away from
                          # ∇ of eq. 9; the optimiser's choice, not the objective's, so off here.
-                         extra={"max_grad_norm": max_grad_norm or 1e9, **(extra or {})})
+                         extra={"max_grad_norm": max_grad_norm or 1e9, **(extra or {})},
+                         save_steps=0)  # no checkpoints: nothing resumes a theory run, and its folder is deleted
     out_dir = tempfile.mkdtemp(prefix="alignpro-theory-out-")
     args = trainer_args(tcfg, beta=lam, seed=seed, output_dir=out_dir, sampling=Sampling(1, 1.0, 1.0, 0), device="cpu")
     rows = [{"prompt": [{"role": "user", "content": x}], "x": x} for x in prompts] * 64
