@@ -37,8 +37,8 @@ CACHE_LEN_MULTIPLE = 64
 
 class TopKTopPLogitsWarper:
     """transformers' ``TopKLogitsWarper`` then ``TopPLogitsWarper`` (min_tokens_to_keep 1), without the sort of the
-    whole vocabulary: the same kept tokens with the same logits. ``TopPLogitsWarper`` sorts each row ascending (about
-    0.18 s per step for 72 rows × 49,152 tokens on a 2-core CPU, beside SmolLM2's 0.78 s decode step), then takes a
+    whole vocabulary: the same kept tokens with the same logits. ``TopPLogitsWarper`` sorts each row ascending (0.18
+    to 0.25 s per step for 72 rows × 49,152 tokens on a 2-core CPU, beside SmolLM2's 0.78 s decode step), then takes a
     softmax and a cumulative sum over it. After top-k that sorted row is −inf but for the k survivors at its end, so
     this builds the same row from ``torch.topk`` and runs the same two ops on it: the same floats.
 

@@ -87,9 +87,8 @@ def hf_sampling(sampling: Sampling) -> tuple[dict, LogitsProcessorList]:
     """``generate``'s keywords and the warpers to hand it as logits processors, for the hf engine.
 
     ``generate``'s own ``TopPLogitsWarper`` sorts the whole vocabulary of every row at every step, even after top-k
-    has left k tokens: at 72 rows × 49,152 tokens that sort made SmolLM2's answers 1.23× slower on a 2-core CPU
-    (docs/results.md §5).
-    :meth:`Sampling.warpers` give the same logits without that sort
+    has left k tokens: at 72 rows × 49,152 tokens that sort made SmolLM2's answers 1.23–1.31× slower on a 2-core
+    CPU (docs/results.md §5). :meth:`Sampling.warpers` give the same logits without that sort
     (:class:`~alignpro.models.decode.TopKTopPLogitsWarper`). ``generate`` runs extra processors before its own
     warpers, so with its warpers off (temperature 1, top_k 0, top_p 1) and these appended after the caller's, the
     order is unchanged, and so are the probabilities and the random draws."""
