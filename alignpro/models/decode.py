@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import GenerationMixin, StaticCache
+from transformers import GenerationMixin, StaticCache, TopKLogitsWarper, TopPLogitsWarper
 
 if TYPE_CHECKING:
     from alignpro.models.sampling import Sampling
@@ -50,8 +50,6 @@ class TopKTopPLogitsWarper:
         self.top_k, self.top_p = top_k, top_p
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        from transformers import TopKLogitsWarper, TopPLogitsWarper
-
         n, k = scores.size(-1), min(self.top_k, scores.size(-1))
         vals, idx = torch.topk(scores, min(n, k + 1), dim=-1)  # descending
         if bool((vals[..., 1:] == vals[..., :-1]).any()):

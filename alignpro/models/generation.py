@@ -146,8 +146,8 @@ def generate_chat(
         enc = {k: v.to(device) for k, v in left_pad([ids[i] for i in idx], pad_id).items()}
         if engine.engine == "hf":
             prompt_len = enc["input_ids"].shape[1]
-            processors = LogitsProcessorList(logits_processor(prompt_len) if logits_processor is not None else [])
-            out = model.generate(**enc, **hf_kwargs, logits_processor=LogitsProcessorList([*processors, *warpers]),
+            extra = logits_processor(prompt_len) if logits_processor is not None else []
+            out = model.generate(**enc, **hf_kwargs, logits_processor=LogitsProcessorList([*extra, *warpers]),
                                  pad_token_id=pad_id, eos_token_id=eos or None)
             new_tokens = out[:, prompt_len:]
         else:
