@@ -52,6 +52,90 @@ def test_build_frozen_from_config_and_unknown_backend():
         validate(compose("experiment=smoke", "frozen.backend=grpc"))
 
 
+# ---- frozen.cpu_weights=fp16: the Linears' weights in fp16 through fbgemm, activations and sums fp32
+# ----------------------
+
+def test_fp16_weight_linear_multiplies_by_the_weight_rounded_to_fp16_in_fp32():
+    import torch
+
+    from alignpro.models.frozen import FP16WeightLinear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 32)
+    with torch.no_grad():  # 1 + 2⁻¹² is no fp16 number: each weight rounds to ±1, so the rounding shows in the sum
+        lin.weight.copy_(torch.sign(torch.randn(32, 64)) * (1 + 2**-12))
+    x = torch.rand(2, 5, 64)  # [batch, tokens, features], as a decoder calls it
+    packed = FP16WeightLinear(lin)(x)
+    rounded = torch.nn.functional.linear(x, lin.weight.half().float(), lin.bias)
+    assert packed.shape == (2, 5, 32) and packed.dtype == torch.float32
+    assert torch.allclose(packed, rounded, rtol=0, atol=1e-5)
+    assert (packed - lin(x)).abs().max() > 5e-4  # not the fp32 weights: those differ by x·2⁻¹² per term
+
+
+def test_cpu_weights_fp16_packs_every_linear_of_the_frozen_model_and_keeps_its_embedding():
+    import torch
+
+    from alignpro.models.frozen import FP16WeightLinear
+    from tests.conftest import compose
+
+    fp32 = build_frozen(compose("frozen=tiny").frozen)
+    fp16 = build_frozen(compose("frozen=tiny", "frozen.cpu_weights=fp16").frozen)
+    linears = [m for m in fp32.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and not any(isinstance(m, FP16WeightLinear) for m in fp32.model.modules())
+    assert not any(isinstance(m, torch.nn.Linear) for m in fp16.model.modules())
+    assert sum(isinstance(m, FP16WeightLinear) for m in fp16.model.modules()) == len(linears)  # the head too
+    emb = fp16.model.get_input_embeddings().weight
+    assert emb.dtype == torch.float32 and torch.equal(emb, fp32.model.get_input_embeddings().weight)
+    ids = torch.tensor([[1, 5, 9, 13]])
+    with torch.inference_mode():
+        a, b = fp32.model(ids).logits, fp16.model(ids).logits
+    assert torch.allclose(a, b, atol=1e-2) and not torch.equal(a, b)  # the same model, to fp16 rounding
+    assert len(fp16.answer(["a", "What is a river?"])) == 2
+
+
+def test_the_oracles_trained_lora_copy_answers_merged_and_packed_like_the_other_arms(lively_lm):
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from alignpro.models.frozen import FP16WeightLinear, answering
+    from tests.conftest import compose
+
+    torch.manual_seed(0)
+    trained = get_peft_model(copy.deepcopy(lively_lm[0]), LoraConfig(r=2, target_modules=["q_proj", "v_proj"],
+                                                                     init_lora_weights=False))
+    ids = torch.tensor([[1, 5, 9, 13]])
+    with torch.inference_mode():
+        want = trained(ids).logits  # the adapter's own answer: its update is not zero (init_lora_weights=False)
+        assert not torch.allclose(want, lively_lm[0](ids).logits, atol=1e-2)
+    assert answering(trained, compose("frozen=tiny").frozen, "cpu") is trained  # fp32: left as trained
+    model = answering(trained, compose("frozen=tiny", "frozen.cpu_weights=fp16").frozen, "cpu")
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert isinstance(model.model.layers[0].self_attn.q_proj, FP16WeightLinear)  # merged, then packed
+    with torch.inference_mode():
+        assert torch.allclose(model(ids).logits, want, atol=1e-2)
+
+
+def test_cpu_weights_fp16_without_fbgemm_stops_at_load_with_one_line(monkeypatch):
+    from alignpro.run.errors import BadInput
+    from tests.conftest import compose
+
+    monkeypatch.setattr("alignpro.models.frozen.quantized_engines", lambda: ["qnnpack", "none"])
+    with pytest.raises(BadInput, match=r"^frozen.cpu_weights=fp16 needs torch's fbgemm kernels, which this build "
+                                           r"of torch lacks \(its quantized engines: qnnpack, none\); use "
+                                           r"frozen.cpu_weights=fp32$"):
+        build_frozen(compose("frozen=tiny", "frozen.cpu_weights=fp16").frozen)
+
+
+def test_cpu_weights_is_checked_in_validation():
+    from alignpro.config.validate import ConfigError, validate
+    from tests.conftest import compose
+
+    with pytest.raises(ConfigError, match="frozen.cpu_weights='int8' is invalid: valid: fp32, fp16"):
+        validate(compose("experiment=smoke", "frozen.cpu_weights=int8"))
+
+
 # ---- frozen=openai_api: APIResponder through alignpro.models.api.ChatClient, against real servers
 # ----------------------
 

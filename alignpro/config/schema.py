@@ -40,6 +40,7 @@ RESUME_MODES = ("auto", "never")  # continue a run dir's newest complete checkpo
 PLACEHOLDER = "[PROMPT]"  # where the meta-prompt puts the user prompt x
 REWRITES = ("full", "append")  # x′ is the prompter's output, or x followed by it
 FROZEN_BACKENDS = ("hf", "openai_api")
+CPU_WEIGHTS = ("fp32", "fp16")
 JUDGE_BACKENDS = ("openai_api", "hf")
 REWARD_KINDS = ("bt_encoder", "hf_classifier")  # alignpro/models/reward_bt.py, alignpro/models/reward_hf.py
 REWARD_PROMPTS = ("original", "rewritten")  # r(x, y) (eq. 9, D5) or r(x′, y) (ablation)
@@ -101,6 +102,7 @@ class FrozenConfig(APIEndpoint):
     source: str | None = None
     model_id: str | None = None
     dtype: str = "auto"
+    cpu_weights: str = key("fp32", choices=CPU_WEIGHTS)  # hf backend on CPU, fp32 dtype: fp16 = FP16WeightLinear
     system: str | None = None
     max_new_tokens: int = positive()
     batch_size: int = positive()

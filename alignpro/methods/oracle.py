@@ -14,7 +14,7 @@ from alignpro.methods.objective import Objective
 from alignpro.methods.rl import completion_text, fit
 from alignpro.methods.rollout import TrainingReward, roll_out
 from alignpro.models.chat import chat
-from alignpro.models.frozen import HFResponder, frozen_path
+from alignpro.models.frozen import HFResponder, answering, frozen_path
 from alignpro.models.generation import GenerationEngine
 from alignpro.models.sampling import Sampling
 
@@ -42,8 +42,8 @@ def train_oracle(job: Job) -> Arm:
                   first_callbacks=[Objective(cfg.lam)], callbacks=job.callbacks)
     trainer.save_model(str(job.run_dir.model("oracle")))
     engine = GenerationEngine.from_config(cfg.generation)
-    return Arm("rlhf", None, HFResponder(trainer.model.eval(), trainer.processing_class, sampling, f.system,
-                                         f.batch_size, engine))
+    model = answering(trainer.model.eval(), f, job.device)
+    return Arm("rlhf", None, HFResponder(model, trainer.processing_class, sampling, f.system, f.batch_size, engine))
 
 
 class RLHFOracle(Method):
