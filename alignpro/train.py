@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from alignpro import CONF_DIR
 from alignpro.config.schema import Config
 from alignpro.config.validate import ConfigError, validate
-from alignpro.data.preferences import load_splits
+from alignpro.data.preferences import load_splits, require_pairs
 from alignpro.methods.base import Job
 from alignpro.methods.registry import build_method
 from alignpro.methods.rl import check_trainer_extra, resolve_max_steps
@@ -62,6 +62,8 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     files = RunDir(run_dir)
     # Cheap, and catches empty data / missing fields before models load; trainer.max_steps=paper counts its rows.
     splits = load_splits(cfg.dataset)
+    if cfg.reward.kind == "bt_encoder":
+        require_pairs(splits, cfg.reward.name)
     cfg.trainer.max_steps = resolve_max_steps(cfg.trainer, len(splits.train))
     check_resume(files, cfg)  # a used run dir: continued by the same job only
     if files.is_finished():

@@ -93,6 +93,14 @@ CASES = [
          ("empty_prompt 8", "> 0"), setup="jsonl_with_empty_prompts"),
     Case("dataset=jsonl without a prompt column", train("dataset=jsonl", "dataset.path={tmp}/nocol.jsonl"),
          ("prompt",), setup="jsonl_without_prompt_column"),
+    Case("dataset=jsonl of prompts alone, with a reward fitted on pairs", train("dataset=jsonl",
+         "dataset.path={tmp}/prompts.jsonl"), ("{tmp}/prompts.jsonl", "no preference pairs", "reward=tiny",
+                                                "reward=rm_gemma_2b"), setup="jsonl_of_prompts_alone"),
+    Case("dataset=jsonl dataset.chosen_field=null, with a reward fitted on pairs", train("dataset=jsonl",
+         "dataset.path={tmp}/prompts.jsonl", "dataset.chosen_field=null"),
+         ("dataset.chosen_field=None", "reward=tiny", "reward=rm_gemma_2b"), setup="jsonl_of_prompts_alone"),
+    Case("dataset=jsonl in Latin-1, not UTF-8", train("dataset=jsonl", "dataset.path={tmp}/latin1.jsonl"),
+         ("{tmp}/latin1.jsonl", "not UTF-8", "line 2", "save the file as UTF-8"), setup="jsonl_in_latin1"),
     # -- train: the run dir ---------------------------------------------------------------------------------------
     Case("hydra.run.dir=<a path under a file>", ("alignpro.train", *SMOKE, "hydra.run.dir={tmp}/afile/run"),
          ("{tmp}/afile/run", "Not a directory", "hydra.run.dir"), setup="a_file"),
@@ -179,6 +187,14 @@ def jsonl_with_empty_prompts(tmp: Path) -> None:
 
 def jsonl_without_prompt_column(tmp: Path) -> None:
     (tmp / "nocol.jsonl").write_text("".join(json.dumps({"question": f"q{i}"}) + "\n" for i in range(8)))
+
+
+def jsonl_of_prompts_alone(tmp: Path) -> None:
+    (tmp / "prompts.jsonl").write_text("".join(json.dumps({"prompt": f"Question {i}?"}) + "\n" for i in range(8)))
+
+
+def jsonl_in_latin1(tmp: Path) -> None:
+    (tmp / "latin1.jsonl").write_bytes('{"prompt": "a"}\n{"prompt": "caf\u00e9?"}\n'.encode("latin-1"))
 
 
 def a_file(tmp: Path) -> None:

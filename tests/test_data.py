@@ -506,11 +506,24 @@ def test_jsonl_and_csv_files_give_the_same_records_and_a_seeded_heldout(tmp_path
     assert d.heldout != a.heldout
 
 
-def test_jsonl_prompts_alone_are_enough(tmp_path):
-    path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"p{i}"} for i in range(10)])
-    s = load_splits(compose("dataset=jsonl", f"dataset.path={path}", "dataset.chosen_field=null",
-                            "dataset.rejected_field=null").dataset)
-    assert len(s.train) == 8 and all(r["chosen"] is None and r["rejected"] is None for r in s.train)
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_prompts_only_file_is_enough_with_nothing_to_set(tmp_path, suffix):
+    rows = [{"prompt": f"p{i}"} for i in range(10)]
+    path = write_jsonl(tmp_path / "p.jsonl", rows) if suffix == ".jsonl" else tmp_path / "p.csv"
+    if suffix == ".csv":
+        path.write_text("prompt\n" + "".join(f"{r['prompt']}\n" for r in rows), encoding="utf-8")
+    for nulls in ([], ["dataset.chosen_field=null", "dataset.rejected_field=null"]):
+        s = load_splits(compose("dataset=jsonl", f"dataset.path={path}", *nulls).dataset)
+        assert len(s.train) == 8 and all(r["chosen"] is None and r["rejected"] is None for r in s.train)
+        assert s.info["train"]["pairs"] == 0
+
+
+def test_a_file_not_in_utf8_is_named_with_its_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"prompt": "a"}\n{"prompt": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=rf"^'{path}' is not UTF-8 text: byte 0xe9 on line 2 \(offset 31\); save "
+                                        r"the file as UTF-8$"):
+        load_splits(compose("dataset=jsonl", f"dataset.path={path}").dataset)
 
 
 @pytest.mark.parametrize("content, overrides, match", [
@@ -522,6 +535,9 @@ def test_jsonl_prompts_alone_are_enough(tmp_path):
     ('{"prompt": "a"}\n{"text": "b"}\n', [], "row 2 has no prompt field 'prompt'; its fields are: text"),
     ('{"text": "a"}\n', [], "has no prompt field 'prompt'; its columns are: text"),
     ('{"prompt": "a", "chosen": "c"}\n' * 5, ["dataset.rejected_field=worse"], "no field 'worse'"),
+    ('{"prompt": "a", "chosen": "c"}\n' * 5, [], "has no field 'rejected'"),  # one side only
+    ('{"prompt": "a", "good": "c"}\n' * 5,
+     ["dataset.chosen_field=good", "dataset.rejected_field=null", "dataset.id_field=uid"], "no field 'uid'"),
     ("", [], "is empty"),
     ('{"prompt": ""}\n{"prompt": "  "}\n{"prompt": ""}\n', ["dataset.heldout=1", "dataset.chosen_field=null",
                                                              "dataset.rejected_field=null"], "empty_prompt 3"),

@@ -97,6 +97,11 @@ def validate(cfg: Any) -> DictConfig:
                 "oracle, D7) and a model behind an API cannot be trained: use a local frozen model (e.g. "
                 "frozen=llama31_8b)")
         _api_endpoint(cfg.frozen, "frozen")
+    if cfg.reward.kind == "bt_encoder" and cfg.dataset.source == "file":
+        for key in ("chosen_field", "rejected_field"):
+            require(cfg.dataset[key] is not None, f"dataset.{key}", None, f"reward={cfg.reward.name} fits its "
+                    "Bradley-Terry head on the dataset's chosen/rejected pairs: name the file's answer column, or "
+                    "use a pretrained reward (e.g. reward=rm_gemma_2b)")
     if cfg.judge is not None:
         _judge(cfg.judge)
     # Offline assets: only those this run will load (a frozen model behind an API loads nothing here).

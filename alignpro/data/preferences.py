@@ -191,3 +191,13 @@ def load_splits(cfg: DatasetConfig) -> Splits:
     info = {"name": cfg.name, "n_train": len(train), "n_heldout": len(held), "source": cfg.source, "from": where,
             **sides}
     return Splits(train, held, info)
+
+
+def require_pairs(splits: Splits, reward: str) -> None:
+    """A reward fitted on the dataset's preference pairs (``reward.kind=bt_encoder``) needs some in the train split:
+    a prompts-only file is refused here, before any model loads, instead of at the reward's set-up."""
+    if not splits.info["train"]["pairs"]:
+        raise DataError(f"dataset '{splits.info['from']}' has no preference pairs (chosen and rejected) in its train "
+                        f"split, and reward={reward} fits its Bradley-Terry head on them; use a pretrained reward "
+                        "(e.g. reward=rm_gemma_2b) or a file with answer columns (dataset.chosen_field, "
+                        "dataset.rejected_field)")

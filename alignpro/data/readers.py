@@ -44,7 +44,12 @@ def read_table(path: str | Path) -> list[dict]:
     import csv
 
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DataError(f"'{path}' is not UTF-8 text: byte 0x{err.object[err.start]:02x} on line {line} "
+                        f"(offset {err.start}); save the file as UTF-8") from None
     if path.suffix.lower() == ".csv":
         return [dict(r) for r in csv.DictReader(text.splitlines())]
     rows = []
@@ -62,15 +67,19 @@ def read_table(path: str | Path) -> list[dict]:
 
 
 def check_fields(rows: list[dict], cfg: Any, where: str) -> None:
-    """Every row of a user file has the prompt field; the chosen/rejected fields, when named, exist."""
+    """Every row of a user file has the prompt field; the id field, when named, exists. A file with neither answer
+    field is a prompts-only file (no pairs, nothing to set); a file with one of the two lacks the other."""
     check_rows(rows, cfg.prompt_field, where)
     for n, r in enumerate(rows, start=1):
         if cfg.prompt_field not in r:
             raise DataError(f"dataset {where} row {n} has no prompt field '{cfg.prompt_field}'; its fields are: "
                             f"{', '.join(sorted(r))}.")
     columns = set().union(*rows)
+    prompts_only = not any(cfg.get(key) in columns for key in ("chosen_field", "rejected_field"))
     for key in ("chosen_field", "rejected_field", "id_field"):
         field_name = cfg.get(key)
+        if key != "id_field" and prompts_only:
+            continue
         if field_name and field_name not in columns:
             raise DataError(f"dataset {where} has no field '{field_name}' (dataset.{key}); its fields are: "
                             f"{', '.join(sorted(columns))}. Set dataset.{key}=null if the file has none.")
