@@ -169,6 +169,13 @@ CASES = [
     Case("report --kind nope", ("alignpro.report", "{tmp}/sweep", "--out", "{tmp}/out", "--kind", "nope"),
          ("'nope'", "comparison", "ablation")),
     Case("report without --out", ("alignpro.report", "{tmp}/sweep"), ("--out",)),
+    # -- rewrite (alignpro/tools/rewrite.py) ----------------------------------------------------------------------
+    Case("tools.rewrite <not a run dir>", ("alignpro.tools.rewrite", "{tmp}", "a prompt"),
+         ("{tmp}", "not a run dir", "config.yaml")),
+    Case("tools.rewrite <an unfinished Align-Pro job>", ("alignpro.tools.rewrite", "{tmp}/run", "a prompt"),
+         ("{tmp}/run", "no trained prompter", "has not finished", "method=alignpro"), setup="used_run_dir"),
+    Case("tools.rewrite <a job> --n 0", ("alignpro.tools.rewrite", "{tmp}/run", "a prompt", "--n", "0"),
+         ("--n 0", "≥ 1"), setup="used_run_dir"),
     # -- data, theory ---------------------------------------------------------------------------------------------
     Case("data dataset=nope", ("alignpro.data", "dataset=nope"), ("dataset/nope", "valid: ")),
     Case("data --n -1", ("alignpro.data", "--n", "-1"), ("--n -1", "≥ 0")),
