@@ -47,7 +47,7 @@ def read_table(path: str | Path) -> list[dict]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        line = err.object[: err.start].count(b"\n") + 1  # the bytes it failed on: no second read
         raise DataError(f"'{path}' is not UTF-8 text: byte 0x{err.object[err.start]:02x} on line {line} "
                         f"(offset {err.start}); save the file as UTF-8") from None
     if path.suffix.lower() == ".csv":
