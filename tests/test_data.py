@@ -4,8 +4,10 @@ hub id would be."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from datasets import Dataset, Features, List, Value
@@ -254,7 +256,8 @@ def test_embedded_length_filter_counts_what_it_drops(embedded_splits):
     assert s.info["heldout"]["dropped"]["prompt_length"] == len(embedded_splits.heldout) - len(kept) > 0
     rows = [{"id": "a", "prompt": "p", "chosen": "c", "rejected": "r"}]
     assert adapt_embedded(rows)[0] == {"prompt": "p", "system": None, "chosen": "c", "rejected": "r",
-                                       "chosen_score": None, "rejected_score": None, "source_id": "a"}
+                                       "chosen_score": None, "rejected_score": None, "source_id": "a", "kind": None,
+                                       "rejected_other": None}
 
 
 # ---- UltraFeedback (binarized) -------------------------------------------------------------------------------------
@@ -265,7 +268,8 @@ def test_ultrafeedback_records_from_a_hub_layout_copy(hub):
     assert first == {"prompt": "How can I build a daily drawing habit?", "system": None,
                      "chosen": "Start with ten minutes a day.", "rejected": "As an AI I cannot draw.",
                      "chosen_score": 8.5, "rejected_score": 6.0,
-                     "source_id": prompt_hash("How can I build a daily drawing habit?")}
+                     "source_id": prompt_hash("How can I build a daily drawing habit?"), "kind": None,
+                     "rejected_other": None}
     assert train[UNICODE]["prompt"] == UNICODE and train[UNICODE]["chosen"] == "日本語: ナイーブなカフェ"
     assert len(train[UNICODE]["source_id"]) == 64
     # default ties=unpair: the prompt stays, the equal-score pair does not
@@ -565,3 +569,34 @@ def test_the_steerable_world_shares_prompts_and_split_with_the_factual_one(embed
     assert all(c <= 25 < r for c, r in words)  # chosen: concise; rejected: the long answer
     with pytest.raises(DataError, match="dataset.asset 'nope.jsonl' is not shipped; valid: concise_prefs.jsonl"):
         load_splits(compose("dataset=concise", "dataset.asset=nope.jsonl").dataset)
+
+
+FORMS = {  # the contextual world's three answer forms (alignpro/data/CONTEXT_DATA.md)
+    "sentence": lambda t: "\n" not in t and 8 <= len(t.split()) <= 20,
+    "list": lambda t: 3 <= len(re.findall(r"(?m)^\d+\. \S", t)) <= 6,
+    "prose": lambda t: "\n" not in t and len(t.split()) >= 30 and not re.search(r"(^|\s)\d+\. ", t),
+}
+PREFERRED = {"lookup": "sentence", "howto": "list", "why": "prose"}
+
+
+def test_the_contextual_world_prefers_one_form_per_kind_and_rejects_the_others():
+    rows = [json.loads(line) for line in (ROOT / "alignpro" / "data" / "context_prefs.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"ctx-{i:04d}" for i in range(1, 361)]
+    assert [r["kind"] for r in rows[:6]] == ["lookup", "howto", "why"] * 2  # interleaved: any first n mixes kinds
+    assert len({r["prompt"] for r in rows}) == 360
+    for kind, form in PREFERRED.items():
+        mine = [r for r in rows if r["kind"] == kind]
+        assert len(mine) == 120 and len({r["category"] for r in mine}) == 12
+        assert all(FORMS[form](r["chosen"]) for r in mine), kind
+        others = sorted(set(FORMS) - {form})  # each rejected answer is in another kind's form, half each
+        assert sorted(r["rejected_style"] for r in mine) == sorted(others * 60)
+        assert all(FORMS[r["rejected_style"]](r["rejected"]) and not FORMS[form](r["rejected"]) for r in mine)
+        # rejected_other: the same answer in the third form, so each prompt has all three
+        third = {r["id"]: (set(others) - {r["rejected_style"]}).pop() for r in mine}
+        assert all(FORMS[third[r["id"]]](r["rejected_other"]) for r in mine)
+        assert all(not FORMS[f](r["rejected_other"]) for r in mine for f in FORMS if f != third[r["id"]])
+    s = load_splits(compose("dataset=context").dataset)
+    assert len(s.train) == 288 and len(s.heldout) == 72
+    assert Counter(r["kind"] for r in s.heldout) == {"lookup": 28, "howto": 20, "why": 24}
+    assert {r["source_id"]: r["kind"] for r in s.train} == {r["id"]: r["kind"] for r in rows
+                                                             if r["prompt"] in {t["prompt"] for t in s.train}}

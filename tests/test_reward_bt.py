@@ -2,13 +2,14 @@ import json
 import math
 import multiprocessing
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
 from alignpro.models.reward import build_reward
-from alignpro.models.reward_bt import BTHead, bt_loss, preference_pairs
+from alignpro.models.reward_bt import BTHead, bt_loss, preference_pairs, rejected_answers
 from tests.conftest import compose
 
 
@@ -125,3 +126,32 @@ def test_a_half_written_reward_entry_is_refitted_not_read(tmp_path, monkeypatch,
     again = build_reward(cfg, embedded_splits.train, embedded_splits.heldout)
     assert again.stats["cached"] is False and again.score(["q"], ["a"]) == pytest.approx(first.score(["q"], ["a"]))
     assert json.loads((entry / "stats.json").read_text())["heldout_accuracy"] == first.stats["heldout_accuracy"]
+
+
+def test_the_held_out_accuracy_is_also_reported_per_kind(tmp_path, monkeypatch):
+    """dataset=context: one accuracy per kind of prompt, which together make up the overall one."""
+    from alignpro.data.preferences import load_splits
+
+    monkeypatch.setenv("ALIGNPRO_CACHE", str(tmp_path))
+    splits = load_splits(compose("dataset=context").dataset)
+    stats = build_reward(compose("reward=tiny").reward, splits.train, splits.heldout).stats
+    counts = Counter(r["kind"] for r in splits.heldout for _ in rejected_answers(r))  # held-out pairs per kind
+    assert counts == {k: 2 * n for k, n in Counter(r["kind"] for r in splits.heldout).items()}  # two per prompt
+    by_kind = stats["heldout_accuracy_by_kind"]
+    assert set(by_kind) == {"lookup", "howto", "why"}
+    assert all(0 <= acc <= 1 and (acc * counts[k]).is_integer() for k, acc in by_kind.items())
+    overall = sum(by_kind[k] * counts[k] for k in counts) / sum(counts.values())
+    assert overall == pytest.approx(stats["heldout_accuracy"])
+    again = build_reward(compose("reward=tiny").reward, splits.train, splits.heldout).stats  # from the cache
+    assert again["cached"] and again["heldout_accuracy_by_kind"] == by_kind
+    plain = load_splits(compose().dataset)  # a world without kinds has no breakdown
+    assert "heldout_accuracy_by_kind" not in build_reward(compose("reward=tiny").reward, plain.train,
+                                                          plain.heldout).stats
+
+
+def test_a_second_rejected_answer_is_a_second_pair():
+    recs = [{"prompt": "q?", "chosen": "short", "rejected": "1. a list", "rejected_other": "a paragraph"},
+            {"prompt": "p?", "chosen": "c", "rejected": "r", "rejected_other": None},
+            {"prompt": "o?", "chosen": None, "rejected": "r", "rejected_other": "s"}]  # no chosen: no pair
+    assert preference_pairs(recs, offtopic=False, seed=0) == [("q?", "short", "1. a list"),
+                                                               ("q?", "short", "a paragraph"), ("p?", "c", "r")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,10 @@ def describe(splits: Splits, n: int = 3, side: str = "train", chars: int = 200) 
     w0, w1 = (max(len(row[i]) for row in table) for i in (0, 1))
     lines = [f"dataset {info['name']} ({info['source']}: {info['from']})"]
     lines += [f"  {a.ljust(w0)}  {b.ljust(w1)}  {c}".rstrip() for a, b, c in table]
+    kinds = {s: Counter(r["kind"] for r in getattr(splits, s) if r.get("kind")) for s in ("train", "heldout")}
+    if kinds["train"] or kinds["heldout"]:  # a world with kinds of prompts (dataset=context)
+        lines.append("  kinds: " + ", ".join(f"{k} {kinds['train'][k]} / {kinds['heldout'][k]}"
+                                             for k in dict.fromkeys([*kinds["train"], *kinds["heldout"]])))
     records = splits.train if side == "train" else splits.heldout
     lines.append(f"first {min(n, len(records))} {side} records:")
     lines += [json.dumps({k: _short(v, chars) for k, v in r.items()}, ensure_ascii=False) for r in records[:n]]

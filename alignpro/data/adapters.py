@@ -28,7 +28,8 @@ def option(cfg: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _record(prompt, chosen=None, rejected=None, system=None, chosen_score=None, rejected_score=None, source_id=""):
+def _record(prompt, chosen=None, rejected=None, system=None, chosen_score=None, rejected_score=None, source_id="",
+            kind=None, rejected_other=None):
     return {
         "prompt": prompt,
         "system": system if system and system.strip() else None,  # "" (most Orca rows) means no system prompt
@@ -37,6 +38,8 @@ def _record(prompt, chosen=None, rejected=None, system=None, chosen_score=None, 
         "chosen_score": chosen_score,
         "rejected_score": rejected_score,
         "source_id": str(source_id),
+        "kind": kind,  # the prompt's kind where a dataset has kinds (dataset=context): reports break results down by it
+        "rejected_other": rejected_other,  # a second rejected answer (dataset=context: the third form), or None
     }
 
 
@@ -115,7 +118,8 @@ def adapt_orca(rows: Sequence[dict], cfg: Any = None) -> list[Record]:
 
 
 def adapt_embedded(rows: Sequence[dict], cfg: Any = None) -> list[Record]:
-    return [_record(r["prompt"], r["chosen"], r["rejected"], source_id=r["id"]) for r in rows]
+    return [_record(r["prompt"], r["chosen"], r["rejected"], source_id=r["id"], kind=r.get("kind"),
+                    rejected_other=r.get("rejected_other")) for r in rows]
 
 
 def adapt_file(rows: Sequence[dict], cfg: Any = None) -> list[Record]:

@@ -1,8 +1,11 @@
 """Prompt/preference data: every dataset becomes a list of one normalised record, split into train and held-out.
 
 Record (D6): ``prompt``, ``system`` (or None), ``chosen``, ``rejected`` (or None), ``chosen_score``,
-``rejected_score`` (or None), ``source_id``. Downstream code reads only ``prompt`` (the user turn the prompter
-rewrites and the reward model scores) and, for the embedded Bradley–Terry reward, ``chosen``/``rejected``;
+``rejected_score`` (or None), ``source_id``, ``kind`` (the prompt's kind, or None: only ``dataset=context`` has
+kinds, and reports break its results down by them), ``rejected_other`` (a second rejected answer, or None: in
+``dataset=context`` the answer's third form, a second pair for the reward's fit). Downstream code reads only
+``prompt`` (the user turn the prompter rewrites and the reward model scores) and, for the embedded Bradley–Terry
+reward, ``chosen``/``rejected`` (and ``rejected_other``);
 ``system`` is provenance (the source's system prompt, whatever ``dataset.system`` did with it). Train records feed
 the prompter's (or oracle's) RL and the embedded reward model's fit; held-out records are the evaluation prompts,
 the same for every method and seed.
@@ -116,7 +119,7 @@ def filter_records(records: list[Record], cfg: Any, dropped: dict[str, int]) -> 
     for r in records:
         dropped["duplicate"] += r.get("_rows", 1) - 1  # HelpSteer rows merged into their prompt's record
         if r.get("_tie") and ties == "unpair":
-            r = r | {"rejected": None, "rejected_score": None}
+            r = r | {"rejected": None, "rejected_score": None, "rejected_other": None}
         prompt = r["prompt"]
         rule = None
         if not (r.get("_user", prompt) or "").strip():

@@ -72,10 +72,18 @@ class SentenceEncoder:
         return out[[index[t] for t in texts]]
 
 
+def rejected_answers(record: dict) -> list[str]:
+    """The answers a record ranks below its chosen one: ``rejected`` and, where the dataset has it
+    (``dataset=context``), ``rejected_other``: the same content in every other form, so the reward learns the form."""
+    if not record.get("chosen"):
+        return []
+    return [a for a in (record.get("rejected"), record.get("rejected_other")) if a]
+
+
 def preference_pairs(records: list[dict], offtopic: bool, seed: int) -> list[tuple[str, str, str]]:
-    """(x, y_chosen, y_rejected) triples; with ``offtopic`` also (x, chosen, another prompt's chosen), so the
-    reward learns that a good answer to a different question is a bad answer to this one."""
-    pairs = [(r["prompt"], r["chosen"], r["rejected"]) for r in records if r.get("chosen") and r.get("rejected")]
+    """(x, y_chosen, y_rejected) triples, one per rejected answer; with ``offtopic`` also (x, chosen, another
+    prompt's chosen), so the reward learns that a good answer to a different question is a bad answer to this one."""
+    pairs = [(r["prompt"], r["chosen"], y) for r in records for y in rejected_answers(r)]
     if offtopic:
         rng = random.Random(seed)
         answers = [r["chosen"] for r in records if r.get("chosen")]
@@ -89,8 +97,9 @@ def preference_pairs(records: list[dict], offtopic: bool, seed: int) -> list[tup
 
 
 def train_bt_head(enc: SentenceEncoder, train: list[tuple], heldout: list[tuple],
-                  cfg: BTFitConfig) -> tuple[BTHead, dict]:
-    """Fit the BT head on cached embeddings (full-batch AdamW); returns the head and its held-out pairwise accuracy."""
+                  cfg: BTFitConfig, heldout_kinds: list | None = None) -> tuple[BTHead, dict]:
+    """Fit the BT head on cached embeddings (full-batch AdamW); returns the head and its held-out pairwise accuracy,
+    also per kind (``heldout_accuracy_by_kind``) where ``heldout_kinds`` labels the held-out pairs."""
     def embed(pairs):  # one encode call: a text in several pairs or roles is encoded once
         return enc.encode([text for column in zip(*pairs, strict=True) for text in column]).split(len(pairs))
 
@@ -111,6 +120,11 @@ def train_bt_head(enc: SentenceEncoder, train: list[tuple], heldout: list[tuple]
             hu, hc, hr = embed(heldout)
             stats["heldout_accuracy"] = float((head(hu, hc) > head(hu, hr)).float().mean())
             stats["heldout_loss"] = float(bt_loss(head(hu, hc), head(hu, hr)))
+            if heldout_kinds and any(k is not None for k in heldout_kinds):
+                right = (head(hu, hc) > head(hu, hr)).tolist()
+                stats["heldout_accuracy_by_kind"] = {
+                    str(kind): sum(ok for ok, k in zip(right, heldout_kinds, strict=True) if k == kind)
+                    / heldout_kinds.count(kind) for kind in dict.fromkeys(heldout_kinds)}
     return head, stats
 
 
@@ -148,7 +162,8 @@ def build_bt_reward(cfg: RewardConfig, train: list[dict], heldout: list[dict], d
     trained: dict = {}
 
     def build(tmp: Path) -> None:
-        head, stats = train_bt_head(enc, train_pairs, held_pairs, fit)
+        kinds = [r.get("kind") for r in heldout for _ in rejected_answers(r)]  # one per held-out pair
+        head, stats = train_bt_head(enc, train_pairs, held_pairs, fit, kinds)
         torch.save(head.state_dict(), tmp / "head.pt")
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2))  # last: the entry's ready file
         trained.update(head=head, stats=stats)
