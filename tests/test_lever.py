@@ -57,3 +57,60 @@ def test_cli_writes_json_and_refuses_bad_input(tmp_path):
     for bad, msg in ((["--n", "0"], "--n 0 is invalid"), (["lam=-1"], "lam=-1.0 is invalid")):
         proc = cli.run("alignpro.tools.lever", "experiment=smoke", *bad, timeout=120)
         assert proc.returncode == 2 and msg in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---- the contextual test: each kind's best instruction beats the other kinds' best on that kind -----------------
+def lever_rows(rewards: dict) -> tuple[list[dict], list[str]]:
+    """Probe rows from {instruction or None: {kind: [r per prompt]}}, in the probe's layout."""
+    kinds = [k for k, rs in next(iter(rewards.values())).items() for _ in rs]
+    rows = [{"instruction": instr, "samples": [{"r": r, "y": "an answer", "kind": k}
+                                               for k, rs in per_kind.items() for r in rs]}
+            for instr, per_kind in rewards.items()]
+    return rows, kinds
+
+
+def test_a_world_is_contextual_when_each_kinds_best_beats_the_others_best_on_it():
+    from alignpro.report.statistics import paired_difference
+    from alignpro.tools.lever import contextual_test
+
+    rows, kinds = lever_rows({
+        None: {"lookup": [0, 0, 0, 0], "howto": [0, 0, 0, 0]},
+        "Be brief.": {"lookup": [3, 4, 3, 5], "howto": [0, -1, 0, -1]},
+        "Use a list.": {"lookup": [1, 0, 1, 1], "howto": [2, 3, 2, 4]},
+    })
+    by_kind, test = contextual_test(rows, kinds)
+    assert test["best"] == {"lookup": "Be brief.", "howto": "Use a list."} and test["passed"]
+    lookup_check = next(c for c in test["checks"] if c["kind"] == "lookup")
+    assert lookup_check["diff"] == paired_difference([3, 4, 3, 5], [1, 0, 1, 1])  # on look-up prompts only
+    assert [c["reward_mean"] for c in by_kind["howto"]] == [0, -0.5, 2.75]
+    assert by_kind["lookup"][1]["vs_x"] == paired_difference([3, 4, 3, 5], [0, 0, 0, 0])
+
+
+def test_one_instruction_best_for_every_kind_or_a_gap_within_noise_is_not_contextual():
+    from alignpro.tools.lever import contextual_test, verdict
+
+    same_best, kinds = lever_rows({
+        None: {"lookup": [0, 0, 0], "howto": [0, 0, 0]},
+        "Be brief.": {"lookup": [3, 4, 3], "howto": [3, 2, 4]},
+        "Use a list.": {"lookup": [1, 0, 1], "howto": [2, 1, 2]},
+    })
+    _, test = contextual_test(same_best, kinds)
+    assert not test["passed"] and all(c["diff"] is None for c in test["checks"])
+    assert "contextual: NO" in verdict(test) and "is also howto's best: FAIL" in verdict(test)
+    noisy, kinds = lever_rows({  # howto's best wins on average but not on every prompt: its interval spans 0
+        None: {"lookup": [0, 0, 0, 0], "howto": [0, 0, 0, 0]},
+        "Be brief.": {"lookup": [3, 4, 3, 5], "howto": [3, -2, 3, -2]},
+        "Use a list.": {"lookup": [1, 0, 1, 1], "howto": [-1, 3, -1, 3]},
+    })
+    _, test = contextual_test(noisy, kinds)
+    assert test["best"] == {"lookup": "Be brief.", "howto": "Use a list."}
+    assert [c["passed"] for c in test["checks"]] == [True, False] and not test["passed"]
+
+
+def test_the_probe_takes_n_train_prompts_of_each_kind():
+    from alignpro.tools.lever import probe_prompts
+
+    train = [{"prompt": f"p{i}", "kind": k} for i, k in enumerate(["a", "b", "a", "c", "a", "b"])]
+    assert [r["prompt"] for r in probe_prompts(train, 2)] == ["p0", "p2", "p1", "p5", "p3"]
+    plain = [{"prompt": f"p{i}", "kind": None} for i in range(5)]
+    assert probe_prompts(plain, 3) == plain[:3]

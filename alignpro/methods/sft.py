@@ -45,6 +45,18 @@ def normalise(text: str) -> str:
     return " ".join(text.split()).strip().lower()
 
 
+def instruction_menu(sft_cfg: SFTConfig) -> list[str]:
+    """The config's instruction menu (``sft.instructions``), or, for a config without one (``sft=none``), the menu
+    of ``sft=instructions`` (conf/sft/instructions.yaml)."""
+    if sft_cfg.instructions:
+        return list(sft_cfg.instructions)
+    from omegaconf import OmegaConf
+
+    from alignpro import CONF_DIR
+
+    return list(OmegaConf.load(Path(CONF_DIR) / "sft" / "instructions.yaml").instructions)
+
+
 def menu_rate(xs: list[str], rewrites: list[str], instructions: list[str]) -> float:
     """Share of rewrites x′ that are x followed by one of the menu's instructions (case and spacing aside): how
     often a prompter writes a usable rewrite rather than an answer or a ramble. Either rewrite mode qualifies."""

@@ -22,20 +22,21 @@ from alignpro.run.directory import write_atomic
 from alignpro.run.errors import ArgumentParser, BadInput, run_cli
 
 
-def default_menu() -> list[str]:
-    """The instruction menu of ``sft=instructions`` (conf/sft/instructions.yaml), for configs without one."""
-    from omegaconf import OmegaConf
-
-    from alignpro import CONF_DIR
-
-    return list(OmegaConf.load(Path(CONF_DIR) / "sft" / "instructions.yaml").instructions)
+def probe_prompts(train: list[dict], n: int) -> list[dict]:
+    """The probe's train records: the first ``n``, or, where the dataset has kinds, the first ``n`` of each kind."""
+    kinds = list(dict.fromkeys(r.get("kind") for r in train))
+    if kinds == [None]:
+        return train[:n]
+    return [r for kind in kinds for r in [r for r in train if r.get("kind") == kind][:n]]
 
 
 def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict:
-    """Answers to x and to x + instruction for the first ``n`` train prompts, scored r(x, y), paired per prompt.
+    """Answers to x and to x + instruction for ``n`` train prompts (``n`` per kind where the data has kinds), scored
+    r(x, y), paired per prompt.
 
-    Each row keeps its per-prompt records, ``samples`` (in prompt order): x, what the frozen model answered
-    (``x_prime``: x itself in the row of x, x + " " + instruction in the others), its answer y and r(x, y)."""
+    Each row keeps its per-prompt records, ``samples`` (in prompt order): x, its kind, what the frozen model
+    answered (``x_prime``: x itself in the row of x, x + " " + instruction in the others), its answer y and r(x, y).
+    Where the data has kinds, ``by_kind`` holds the same numbers per kind and ``contextual`` the world's test."""
     from transformers import set_seed
 
     from alignpro.data.preferences import load_splits
@@ -49,7 +50,8 @@ def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict
     splits = load_splits(cfg.dataset)
     reward = build_reward(cfg.reward, splits.train, splits.heldout, device)
     frozen = build_frozen(cfg.frozen, device, engine=GenerationEngine.from_config(cfg.generation))
-    xs = [r["prompt"] for r in splits.train[:n]]
+    records = probe_prompts(splits.train, n)
+    xs, kinds = [r["prompt"] for r in records], [r.get("kind") for r in records]
     rows = []
     base_r = None
     for instr in (None, *instructions):
@@ -59,16 +61,54 @@ def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict
                        desc=f"answer x + {instr!r}" if instr else "answer x")
         row = {"instruction": instr, "reward_mean": mean(out.r), "words": mean([len(a.split()) for a in out.y]),
                "example": {"x_prime": out.asked[0], "y": out.y[0]},
-               "samples": [{"x": x, "x_prime": xp, "y": y, "r": r}
-                           for x, xp, y, r in zip(out.x, out.asked, out.y, out.r, strict=True)]}
+               "samples": [{"x": x, "kind": k, "x_prime": xp, "y": y, "r": r}
+                           for x, k, xp, y, r in zip(out.x, kinds, out.asked, out.y, out.r, strict=True)]}
         if instr is None:
             base_r = out.r
         else:
             row["vs_x"] = paired_difference(out.r, base_r, seed=cfg.seed)
         rows.append(row)
-    return {"n_prompts": len(xs), "split": "train", "frozen": cfg.frozen.name, "reward": cfg.reward.name,
-            "dataset": cfg.dataset.name, "max_new_tokens": cfg.frozen.max_new_tokens, "rows": rows,
-            "reward_model": getattr(reward, "stats", {})}
+    res = {"n_prompts": len(xs), "split": "train", "frozen": cfg.frozen.name, "reward": cfg.reward.name,
+           "dataset": cfg.dataset.name, "max_new_tokens": cfg.frozen.max_new_tokens, "rows": rows,
+           "reward_model": getattr(reward, "stats", {})}
+    if len(set(kinds)) > 1 and instructions:
+        res["by_kind"], res["contextual"] = contextual_test(rows, kinds, cfg.seed)
+    return res
+
+
+def contextual_test(rows: list[dict], kinds: list, seed: int = 0) -> tuple[dict, dict]:
+    """Per kind: each variant's mean reward and paired difference to x; then the test that makes a world contextual.
+
+    Each kind's best instruction (highest mean reward on that kind) must beat, on that kind's prompts, the best
+    instruction of every other kind, with a paired 95 % interval above 0. Then no single instruction is best for
+    every kind, so a prompter that writes one fixed instruction (a system prompt) leaves reward on the table, and
+    only one that reads x can collect it."""
+    from alignpro.report.statistics import mean, paired_difference
+
+    def rewards(row: dict, kind) -> list[float]:
+        return [s["r"] for s, k in zip(row["samples"], kinds, strict=True) if k == kind]
+
+    by_kind: dict = {}
+    for kind in dict.fromkeys(kinds):
+        base = rewards(rows[0], kind)
+        by_kind[kind] = [{"instruction": row["instruction"], "reward_mean": mean(rewards(row, kind)),
+                          "words": mean([len(s["y"].split()) for s, k in zip(row["samples"], kinds, strict=True)
+                                         if k == kind]),
+                          **({"vs_x": paired_difference(rewards(row, kind), base, seed=seed)}
+                             if row["instruction"] else {})}
+                         for row in rows]
+    best = {kind: max(cells[1:], key=lambda c: c["reward_mean"])["instruction"] for kind, cells in by_kind.items()}
+    row_of = {row["instruction"]: row for row in rows}
+    checks = []
+    for kind, mine in best.items():
+        for other_kind, theirs in best.items():
+            if other_kind == kind:
+                continue
+            d = (paired_difference(rewards(row_of[mine], kind), rewards(row_of[theirs], kind), seed=seed)
+                 if mine != theirs else None)
+            checks.append({"kind": kind, "best": mine, "other_kind": other_kind, "other_best": theirs,
+                           "diff": d, "passed": bool(d and d["diff_ci_low"] > 0)})
+    return by_kind, {"best": best, "checks": checks, "passed": all(c["passed"] for c in checks)}
 
 
 def table(res: dict) -> str:
@@ -76,11 +116,58 @@ def table(res: dict) -> str:
              f"({res['max_new_tokens']} new tokens), reward {res['reward']}",
              "| x' | mean r(x, y) | r(x') − r(x) [95 % CI] | words |", "|---|---|---|---|"]
     for row in res["rows"]:
-        d = row.get("vs_x")
-        diff = f"{d['diff_mean']:+.2f} [{d['diff_ci_low']:+.2f}, {d['diff_ci_high']:+.2f}]" if d else "—"
-        name = f"x + \"{row['instruction']}\"" if row["instruction"] else "x"
-        lines.append(f"| {name} | {row['reward_mean']:.2f} | {diff} | {row['words']:.0f} |")
+        lines.append(f"| {variant(row['instruction'])} | {row['reward_mean']:.2f} | {interval(row.get('vs_x'))} "
+                     f"| {row['words']:.0f} |")
+    if "by_kind" in res:
+        rm = res.get("reward_model", {})
+        if "heldout_accuracy_by_kind" in rm:  # how far the reward itself tells the kinds' forms apart
+            lines += ["", f"reward model: held-out pairwise accuracy {rm['heldout_accuracy']:.2f} (" + ", ".join(
+                f"{k} {v:.2f}" for k, v in rm["heldout_accuracy_by_kind"].items()) + ")"]
+        lines += ["", kind_table(res), "", verdict(res["contextual"])]
     return "\n".join(lines)
+
+
+def variant(instruction: str | None) -> str:
+    return f"x + \"{instruction}\"" if instruction else "x"
+
+
+def interval(d: dict | None) -> str:
+    return f"{d['diff_mean']:+.2f} [{d['diff_ci_low']:+.2f}, {d['diff_ci_high']:+.2f}]" if d else "—"
+
+
+def kind_table(res: dict) -> str:
+    """Kind × instruction: mean r(x, y) and the paired difference to x on that kind's prompts; each kind's best
+    instruction in bold."""
+    kinds = list(res["by_kind"])
+    best = res["contextual"]["best"]
+    lines = ["per kind: mean r(x, y), r(x') − r(x) [95 % CI]; **best instruction of the kind**",
+             "| x' | " + " | ".join(f"{k} (n={sum(s['kind'] == k for s in res['rows'][0]['samples'])})"
+                                    for k in kinds) + " |",
+             "|---|" + "---|" * len(kinds)]
+    for i, row in enumerate(res["rows"]):
+        cells = []
+        for k in kinds:
+            c = res["by_kind"][k][i]
+            text = f"{c['reward_mean']:.2f}" + (f" {interval(c['vs_x'])}" if "vs_x" in c else "")
+            cells.append(f"**{text}**" if row["instruction"] and best[k] == row["instruction"] else text)
+        lines.append(f"| {variant(row['instruction'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdict(test: dict) -> str:
+    """One line per check, then the world's verdict."""
+    lines = []
+    for c in test["checks"]:
+        if c["diff"] is None:
+            lines.append(f"- {c['kind']}: its best, \"{c['best']}\", is also {c['other_kind']}'s best: FAIL")
+        else:
+            lines.append(f"- {c['kind']}: \"{c['best']}\" − {c['other_kind']}'s best \"{c['other_best']}\" = "
+                         f"{interval(c['diff'])}: {'pass' if c['passed'] else 'FAIL'}")
+    head = ("contextual: yes. Each kind's best instruction beats every other kind's best on that kind (paired 95 % "
+            "interval above 0), so no single instruction is best for every kind." if test["passed"] else
+            "contextual: NO. Some kind's best instruction does not beat another kind's best on that kind with a "
+            "paired interval above 0, so a single fixed instruction may do as well as rewriting per query.")
+    return "\n".join([head, *lines])
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -88,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, as for alignpro.train (e.g. experiment=steer)")
     ap.add_argument("--instruction", action="append", default=None,
                     help="an instruction to append to x (repeatable); default: the config's sft.instructions")
-    ap.add_argument("--n", type=int, default=48, help="train prompts to probe (default 48)")
+    ap.add_argument("--n", type=int, default=48,
+                    help="train prompts to probe (default 48), per kind where the dataset has kinds (dataset=context)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_intermixed_args(argv)
     from alignpro.config.compose import compose_config
@@ -99,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise BadInput(f"--n {args.n} is invalid: at least 1 prompt")
     sys.stdout.reconfigure(errors="backslashreplace")
     cfg = validate(compose_config(args.overrides))
-    menu = args.instruction or list(cfg.sft.instructions or default_menu())
+    from alignpro.methods.sft import instruction_menu
+
+    menu = args.instruction or instruction_menu(cfg.sft)
     quiet_library_noise()
     from alignpro.models.assets import pick_device
 
