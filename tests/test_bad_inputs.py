@@ -99,6 +99,10 @@ CASES = [
     Case("dataset=jsonl dataset.chosen_field=null, with a reward fitted on pairs", train("dataset=jsonl",
          "dataset.path={tmp}/prompts.jsonl", "dataset.chosen_field=null"),
          ("dataset.chosen_field=None", "reward=tiny", "reward=rm_gemma_2b"), setup="jsonl_of_prompts_alone"),
+    Case("method=fixed_instruction method.select_prompts=0", train("method=fixed_instruction",
+         "method.select_prompts=0"), ("method.select_prompts=0", "at least 1")),
+    Case("method=best_of_n method.n_rewrites=1", train("method=best_of_n", "method.n_rewrites=1"),
+         ("method.n_rewrites=1", "at least 2")),
     Case("dataset=jsonl in Latin-1, not UTF-8", train("dataset=jsonl", "dataset.path={tmp}/latin1.jsonl"),
          ("{tmp}/latin1.jsonl", "not UTF-8", "line 2", "save the file as UTF-8"), setup="jsonl_in_latin1"),
     # -- train: the run dir ---------------------------------------------------------------------------------------

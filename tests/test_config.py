@@ -20,12 +20,13 @@ def test_every_group_has_the_options_the_design_names():
     assert GROUPS["sft"] == ["instructions", "none"]
     assert GROUPS["frozen"] == ["llama31_8b", "openai_api", "qwen25_7b", "smollm2_135m", "tiny"]
     assert GROUPS["reward"] == ["bt_minilm", "hf_classifier", "rm_gemma_2b", "tiny"]
-    assert GROUPS["dataset"] == ["concise", "embedded", "helpsteer", "jsonl", "orca", "ultrafeedback"]
-    assert GROUPS["method"] == ["alignpro", "base_prompter", "no_finetune", "rlhf"]
+    assert GROUPS["dataset"] == ["concise", "context", "embedded", "helpsteer", "jsonl", "orca", "ultrafeedback"]
+    assert GROUPS["method"] == ["alignpro", "base_prompter", "best_of_n", "fixed_instruction", "no_finetune", "rlhf"]
     assert GROUPS["trainer"] == ["grpo", "rloo"]
     assert GROUPS["logger"] == ["none", "wandb"]
-    assert {"smoke", "embedded", "steer", "demo", "ablation/lam", "ablation/lam_steer", "ablation/reward_prompt",
-            "ablation/trainer", "ablation/k", "ablation/meta_prompt"} <= set(GROUPS["experiment"])
+    assert {"smoke", "embedded", "steer", "demo", "context", "ablation/lam", "ablation/lam_steer",
+            "ablation/reward_prompt", "ablation/trainer", "ablation/k",
+            "ablation/meta_prompt"} <= set(GROUPS["experiment"])
 
 
 def option_values(override: str) -> dict[str, object]:

@@ -118,6 +118,11 @@ def test_points_that_differ_in_what_their_arm_reads_are_separate_jobs():
     assert len(points) == 8 and sum(runs.values()) == 6  # no_finetune ignores λ; seeds always differ
     assert not runs[("experiment=smoke", "lam=0.3", "method=no_finetune", "seed=0")]
     assert runs[("experiment=smoke", "lam=0.3", "method=alignpro", "seed=0")]
+    # the fixed instruction reads the menu but not the prompter: a menu is a job of its own, a prompter is not
+    points = grid_points_of("experiment=context", params={"method": "fixed_instruction",
+                                                          "sft.instructions": "[Be brief.],[Be short.]",
+                                                          "prompter": "smollm2_135m,tiny"})
+    assert [p.runs for p in points] == [True, False, True, False]
 
 
 def test_a_misspelt_experiment_in_a_sweep_is_refused_before_any_job(tmp_path):

@@ -16,8 +16,9 @@ from alignpro import CONF_DIR
 from alignpro.config.rules import check, typed
 from alignpro.config.schema import MethodConfig
 
-# The reports' column order: the floor, the untrained prompter, the method, the ceiling; other arms after them.
-REPORT_ORDER = ("no_finetune", "base_prompter", "alignpro", "rlhf")
+# The reports' column order: the floor, the best static prompt, the untrained prompter and its best of N, the
+# method, the ceiling; other arms after them.
+REPORT_ORDER = ("no_finetune", "fixed_instruction", "base_prompter", "best_of_n", "alignpro", "rlhf")
 
 
 def read_arm(path: Path) -> MethodConfig:

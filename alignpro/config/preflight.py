@@ -83,7 +83,8 @@ def unread_groups(method: Any) -> tuple[str, ...]:
     training budget (``trainer``, ``lam``) for an arm that trains nothing (its ``conf/method`` facts)."""
     if not OmegaConf.is_config(method) or "uses_prompter" not in method or "trains" not in method:
         return ()
-    return (() if method.uses_prompter else ("prompter", "sft")) + (() if method.trains else ("trainer", "lam"))
+    unread = () if method.uses_prompter else ("prompter",) if method.get("reads_menu") else ("prompter", "sft")
+    return unread + (() if method.trains else ("trainer", "lam"))
 
 
 def job_identity(job: DictConfig) -> str:

@@ -184,6 +184,13 @@ class MethodConfig:
     trains: str | None = key(None, choices=(None, *TRAINED))  # the config group of the model it fine-tunes
     uses_prompter: bool = False  # the pipeline loads a prompter for it
     needs_frozen: bool = True  # the pipeline loads the frozen model π_F for it
+    reads_menu: bool = False  # it picks from sft.instructions without a prompter (fixed_instruction)
+    select_prompts: int | None = key(None, ok=lambda v: v is None or integer_at_least(v, 1),
+                                     valid="at least 1 train prompt to score each instruction on (null: an arm "
+                                           "that picks none)")
+    n_rewrites: int | None = key(None, ok=lambda v: v is None or integer_at_least(v, 2),
+                                 valid="at least 2 rewrites per held-out prompt to choose from (null: an arm that "
+                                       "chooses none)")
 
 
 @dataclass

@@ -9,6 +9,8 @@ without importing the arm, so the validator, the sweep preflight and the reports
 | base_prompter | nothing           | yes       | π_F(x′), x′ ~ ρ_ref(·|x) (untrained)      | methods/baselines.py |
 | alignpro      | the prompter ρ    | yes       | π_F(x′), x′ ~ ρ(·|x)   (eq. 9)            | methods/alignpro.py  |
 | rlhf (oracle) | the frozen model  | no        | π*(x), same trainer, reward and prompts   | methods/oracle.py    |
+| fixed_instruction | nothing (picks) | yes     | π_F(x + d*), d* the menu's best on train  | methods/selection.py |
+| best_of_n     | nothing           | yes       | the best r(x, y) of N: x′ ~ ρ_ref, y ~ π_F | methods/selection.py |
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alignpro.config.schema import Config
 from alignpro.run.directory import RunDir
@@ -31,11 +33,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class Arm:
-    """What answers an evaluation prompt: an optional prompter in front of a responder."""
+    """What answers an evaluation prompt: an optional prompter in front of a responder, and what the arm wants
+    ``metrics.json`` to say about how it was made (``facts``: e.g. the instruction ``fixed_instruction`` chose).
+    ``roll_out``, if set, replaces the evaluation's x → x′ → y chain: (xs, reward, answer sampling, rewrite sampling)
+    → a Rollout (``best_of_n`` answers N rewrites per x and keeps the best)."""
 
     name: str
     prompter: Prompter | None
     responder: Responder
+    facts: dict = field(default_factory=dict)
+    roll_out: Callable[..., Any] | None = None
 
 
 @dataclass

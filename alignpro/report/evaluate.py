@@ -78,7 +78,11 @@ def evaluate(arm: Arm, prompts: list[str], reward: Reward, answer: Sampling, rew
     """Per-response rewards of ``arm`` on ``prompts``; returns (summary, the scored samples). ``run_dir`` is where a
     non-finite reward's samples are saved before :class:`alignpro.run.errors.NonFiniteError` is raised."""
     xs = [x for x in prompts for _ in range(samples_per_prompt)]
-    if arm.prompter is None:  # π_F answers x: it is the first model to read x
+    if arm.roll_out is not None:  # the arm's own chain (best_of_n: N rewrites per x, the best answer kept)
+        cuts = cut_count(arm.prompter)
+        out = arm.roll_out(xs, reward, answer, rewrite)
+        cut_prompts = cut_count(arm.prompter) - cuts
+    elif arm.prompter is None:  # π_F answers x: it is the first model to read x
         out = roll_out(xs, reward, responder=arm.responder, sampling=answer, desc="eval: answer")
         cut_prompts = out.truncated
     else:  # the prompter reads x and writes x′, π_F answers x′

@@ -27,7 +27,7 @@ def complete_metrics(summary: Metrics, cfg: Config, arm: Arm, samples: list[Samp
                      reward_model: dict, frozen: Responder | None, timer: StageTimer, started: float) -> Metrics:
     """``summary`` with the job's facts added (see the module docstring); ``started`` is the job's
     ``time.perf_counter()`` at its start."""
-    summary.update(lam=cfg.lam, seed=cfg.seed, dataset=dataset, reward_model=reward_model)
+    summary.update(lam=cfg.lam, seed=cfg.seed, dataset=dataset, reward_model=reward_model, **arm.facts)
     menu = cfg.sft.instructions
     if arm.prompter is not None and menu:  # how often the prompter wrote x + a menu instruction
         summary["menu_rate"] = menu_rate([s.x for s in samples], [s.x_prime for s in samples], list(menu))
