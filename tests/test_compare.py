@@ -147,3 +147,38 @@ def test_two_runs_of_one_arm_and_seed_are_refused(demo_sweep, tmp_path):
         shutil.copytree(src, tmp_path / name)
     with pytest.raises(BadInput, match="two runs of arm 'no_finetune' with seed 0"):
         load_runs(tmp_path)
+
+
+def test_prompts_with_kinds_get_the_arm_by_kind_table_and_what_each_arm_wrote(tmp_path):
+    """dataset=context: per arm and kind, the mean reward and the texts the arm's rewrites added to x, counted."""
+    from alignpro.report.compare import markdown, plot
+    from alignpro.run.directory import Sample
+
+    def run(rows):  # (x, x', r, kind) per held-out answer
+        samples = [Sample(x, xp, "y", r, kind=k) for x, xp, r, k in rows]
+        return {0: {"rewards": {s.x: s.r for s in samples}, "all_rewards": [s.r for s in samples], "metrics": {},
+                    "curve": [], "samples": samples}}
+
+    runs = {"no_finetune": run([("a?", None, 1.0, "lookup"), ("b?", None, 3.0, "lookup"), ("c?", None, 0.0, "why")]),
+            "fixed_instruction": run([("a?", "a? Be brief.", 2.0, "lookup"), ("b?", "b? Be brief.", 4.0, "lookup"),
+                                      ("c?", "c? Be brief.", -1.0, "why")]),
+            "alignpro": run([("a?", "a? Be brief.", 2.0, "lookup"), ("b?", "b? Use a list.", 2.0, "lookup"),
+                             ("c?", "c? Explain why.", 5.0, "why")])}
+    res = comparison(runs, n_resamples=200)
+    assert res["kinds"]["no_finetune"] == {"lookup": {"mean": 2.0, "n": 2, "written": {"(x itself)": 2}},
+                                           "why": {"mean": 0.0, "n": 1, "written": {"(x itself)": 1}}}
+    assert res["kinds"]["alignpro"]["lookup"]["written"] == {"Be brief.": 1, "Use a list.": 1}
+    assert res["kinds"]["alignpro"]["why"] == {"mean": 5.0, "n": 1, "written": {"Explain why.": 1}}
+    assert res["kinds"]["fixed_instruction"]["why"]["mean"] == -1.0
+    assert "alignpro - fixed_instruction" in res["pairs"]
+    text = markdown(res, "here")
+    assert "| arm | lookup | why |" in text
+    assert "| Align-Pro (trained ρ) | 2.00 (n=2) | 5.00 (n=1) |" in text
+    assert '| Align-Pro (trained ρ) | lookup | "Be brief." 1; "Use a list." 1 |' in text
+    assert "| No fine-tuning" not in text.split("what it added to x")[1]  # an arm that answers x has no rewrites
+    import matplotlib.image
+
+    image = matplotlib.image.imread(plot(res, runs, tmp_path))
+    assert image.shape[1] > 1.3 * 11 * 120  # three panels: the arm-by-kind heatmap beside the two usual ones
+    plain = comparison({arm: {0: {k: v for k, v in r[0].items() if k != "samples"}} for arm, r in runs.items()}, 200)
+    assert "kinds" not in plain

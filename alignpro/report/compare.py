@@ -31,8 +31,10 @@ from alignpro.run.directory import save_figure, write_atomic
 from alignpro.run.errors import ArgumentParser, BadInput, run_cli
 
 # (a, b) pairs reported as a − b, in this order, when both arms ran.
-PAIRS = (("alignpro", "no_finetune"), ("alignpro", "base_prompter"), ("rlhf", "alignpro"), ("rlhf", "no_finetune"),
-         ("base_prompter", "no_finetune"))
+PAIRS = (("alignpro", "no_finetune"), ("alignpro", "fixed_instruction"), ("alignpro", "base_prompter"),
+         ("alignpro", "best_of_n"),
+         ("rlhf", "alignpro"), ("rlhf", "no_finetune"), ("base_prompter", "no_finetune"),
+         ("fixed_instruction", "no_finetune"))
 
 
 def description(arm: str) -> str:
@@ -68,7 +70,38 @@ def comparison(runs: dict[str, dict[int, dict]], n_resamples: int = 2000) -> dic
                 arms[arm]["menu_rate"] = mean(rates)
     pairs = {f"{a} - {b}": p for a, b in PAIRS if a in runs and b in runs
              for p in [paired(runs[a], runs[b], n_resamples)] if p}
-    return {"arms": arms, "pairs": pairs, "sentence": sentence(pairs)}
+    res = {"arms": arms, "pairs": pairs, "sentence": sentence(pairs)}
+    kinds = per_kind(runs)
+    if kinds:
+        res["kinds"] = kinds
+    return res
+
+
+def added_text(x: str, x_prime: str | None) -> str:
+    """What a rewrite added to x: the instruction of an ``append`` prompter, else the whole rewrite."""
+    if x_prime is None:
+        return "(x itself)"
+    return x_prime[len(x):].strip() if x_prime.startswith(x) else x_prime.strip()
+
+
+def per_kind(runs: dict[str, dict[int, dict]]) -> dict:
+    """Where the held-out prompts have kinds (``dataset=context``): per arm and kind, the mean reward (all seeds) and
+    what the arm's rewrites added to x, counted (the per-query story: one instruction for all, or one per kind)."""
+    out: dict = {}
+    for arm, by_seed in runs.items():
+        samples = [s for run in by_seed.values() for s in run.get("samples", ())]
+        kinds = list(dict.fromkeys(s.kind for s in samples if s.kind is not None))
+        if not kinds:
+            return {}
+        out[arm] = {}
+        for kind in kinds:
+            mine = [s for s in samples if s.kind == kind]
+            written: dict[str, int] = {}
+            for s in mine:
+                written[added_text(s.x, s.x_prime)] = written.get(added_text(s.x, s.x_prime), 0) + 1
+            out[arm][kind] = {"mean": mean([s.r for s in mine]), "n": len(mine),
+                              "written": dict(sorted(written.items(), key=lambda kv: -kv[1]))}
+    return out
 
 
 def sentence(pairs: dict) -> str:
@@ -96,7 +129,28 @@ def markdown(res: dict, where: str) -> str:
     for name, p in res["pairs"].items():
         lines.append(f"| {name.replace(' - ', ' − ')} | {p['diff_mean']:+.2f} | [{p['diff_ci_low']:+.2f}, "
                      f"{p['diff_ci_high']:+.2f}] | {p['n_pairs']} | {p['share_a_better']:.0%} |")
+    if "kinds" in res:
+        lines += ["", *kind_markdown(res["kinds"])]
     return "\n".join(lines + ["", res["sentence"], ""])
+
+
+def kind_markdown(kinds: dict) -> list[str]:
+    """Arm × kind mean reward, then what each prompter arm added to x per kind (its two most frequent texts)."""
+    names = list(dict.fromkeys(k for by_kind in kinds.values() for k in by_kind))
+    lines = ["| arm | " + " | ".join(f"{k}" for k in names) + " |", "|---|" + "---|" * len(names)]
+    for arm, by_kind in kinds.items():
+        lines.append(f"| {description(arm)} | " + " | ".join(
+            f"{by_kind[k]['mean']:.2f} (n={by_kind[k]['n']})" if k in by_kind else "—" for k in names) + " |")
+    lines += ["", "| arm | kind | what it added to x (count of the kind's answers) |", "|---|---|---|"]
+    for arm, by_kind in kinds.items():
+        if list(next(iter(by_kind.values()))["written"]) == ["(x itself)"]:
+            continue  # the arm answers x directly
+        for kind, cell in by_kind.items():
+            top = list(cell["written"].items())[:2]
+            rest = cell["n"] - sum(c for _, c in top)
+            shown = "; ".join(f'"{t}" {c}' for t, c in top) + (f"; other {rest}" if rest else "")
+            lines.append(f"| {description(arm)} | {kind} | {shown} |")
+    return lines
 
 
 def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
@@ -105,12 +159,15 @@ def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    kinds = res.get("kinds")
+    fig, axes = plt.subplots(1, 3 if kinds else 2, figsize=(16 if kinds else 11, 4))
+    ax, ax2 = axes[0], axes[1]
     names = list(res["arms"])
     means = [res["arms"][a]["mean"] for a in names]
     err = [[m - res["arms"][a]["ci_low"] for a, m in zip(names, means, strict=True)],
            [res["arms"][a]["ci_high"] - m for a, m in zip(names, means, strict=True)]]
-    colors = {"no_finetune": "#999999", "base_prompter": "#6baed6", "alignpro": "#2171b5", "rlhf": "#cb181d"}
+    colors = {"no_finetune": "#999999", "fixed_instruction": "#fdae6b", "base_prompter": "#6baed6",
+              "best_of_n": "#9e9ac8", "alignpro": "#2171b5", "rlhf": "#cb181d"}
     ax.bar(range(len(names)), means, yerr=err, capsize=6, color=[colors.get(a, "#777777") for a in names])
     ax.set_xticks(range(len(names)), [description(a).split(" (")[0] for a in names], rotation=15)
     ax.set_ylabel("held-out reward r(x, y), mean ± 95 % CI")
@@ -130,11 +187,28 @@ def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
     handles = ax2.get_legend_handles_labels()[0] + ax3.get_legend_handles_labels()[0]
     if handles:
         ax2.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="lower right")
+    if kinds:
+        kind_heatmap(axes[2], kinds)
     fig.tight_layout()
     path = out / "comparison.png"
     save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
+
+
+def kind_heatmap(ax, kinds: dict) -> None:
+    """Arm × kind mean held-out reward, annotated: where one fixed instruction loses and per-query rewriting wins."""
+    arms = list(kinds)
+    names = list(dict.fromkeys(k for by_kind in kinds.values() for k in by_kind))
+    grid = [[kinds[a].get(k, {}).get("mean", float("nan")) for k in names] for a in arms]
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white", fontsize=8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(arms)), [description(a).split(" (")[0] for a in arms], fontsize=8)
+    ax.set_title("Mean held-out reward per kind of prompt")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
 
 
 def log_wandb(res: dict, image: Path, out: Path, name: str) -> str | None:

@@ -9,7 +9,8 @@ from alignpro.methods.registry import METHODS
 from alignpro.report.paper import paper_results
 from alignpro.run.directory import save_figure
 
-ARM_COLORS = {"no_finetune": "#8c8c8c", "base_prompter": "#c9b27c", "alignpro": "#1f77b4", "rlhf": "#2ca02c"}
+ARM_COLORS = {"no_finetune": "#8c8c8c", "fixed_instruction": "#ff7f0e", "base_prompter": "#c9b27c",
+              "best_of_n": "#9467bd", "alignpro": "#1f77b4", "rlhf": "#2ca02c"}
 
 def plot_bars(rows: list[dict], stat: str, out: Path, stem: str, title: str) -> list[str]:
     """Grouped bars, one panel per dataset (the paper's Figs 2–3): ours solid, the paper's hatched beside them."""

@@ -148,7 +148,7 @@ def load_runs(sweep_dir: str | Path) -> dict[str, dict[int, dict]]:
                              f"{j['dir']}): compare one sweep at a time")
         runs[arm][seed] = {"dir": j["dir"], "rewards": j["by_prompt"],
                            "all_rewards": [r for v in by_prompt(j["samples"]).values() for r in v],
-                           "metrics": j["metrics"], "curve": j["curve"]}
+                           "metrics": j["metrics"], "curve": j["curve"], "samples": j["samples"]}
     if not runs:
         raise BadInput(f"no finished runs (with metrics.json) under '{sweep_dir}'")
     return runs

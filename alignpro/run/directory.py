@@ -44,7 +44,8 @@ class Sample:
     """One scored answer: prompt x, rewrite x′ (None when x is answered directly), answer y, reward r(x, y).
 
     Training samples carry the optimizer ``step``; held-out samples with ``eval.answer_shift`` also carry the answer
-    to x itself (``y_direct``) and its reward (``r_direct``)."""
+    to x itself (``y_direct``) and its reward (``r_direct``), and, where the dataset has kinds of prompts
+    (``dataset=context``), x's ``kind``."""
 
     x: str
     x_prime: str | None
@@ -53,6 +54,7 @@ class Sample:
     step: int | None = None
     y_direct: str | None = None
     r_direct: float | None = None
+    kind: str | None = None
 
     def row(self) -> dict[str, Any]:
         """The JSONL row: ``step`` first for training samples, the answer-shift fields only when measured."""
@@ -60,12 +62,14 @@ class Sample:
         out.update(x=self.x, x_prime=self.x_prime, y=self.y, r=self.r)
         if self.y_direct is not None:
             out.update(y_direct=self.y_direct, r_direct=self.r_direct)
+        if self.kind is not None:
+            out["kind"] = self.kind
         return out
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Sample:
         return cls(row["x"], row.get("x_prime"), row["y"], row["r"], row.get("step"), row.get("y_direct"),
-                   row.get("r_direct"))
+                   row.get("r_direct"), row.get("kind"))
 
 
 class Metrics(TypedDict, total=False):
