@@ -191,23 +191,23 @@ def test_the_paper_budget_is_counted_on_the_loaded_data_and_recorded(tmp_path):
     assert len(samples) == 2 * 2 * 2 and len({s["step"] for s in samples}) == 2
 
 
-def test_a_fifth_method_is_one_class_and_one_yaml(tmp_path):
-    """tests/fifth_method.py and tests/conf/method/fixed_instruction.yaml, found through Hydra's search path with no
+def test_a_new_method_is_one_class_and_one_yaml(tmp_path):
+    """tests/new_method.py and tests/conf/method/constant_suffix.yaml, found through Hydra's search path with no
     edit to alignpro: the sweep preflight validates it (only the misspelt job is refused), and the single-run CLI runs
     it end to end, π_F answering x + the instruction."""
-    from tests.fifth_method import INSTRUCTION
+    from tests.new_method import INSTRUCTION
 
     common = ["experiment=smoke", f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]", "logger=none",
               "eval.n_prompts=2"]
-    sweep = cli.run("alignpro.train", "--multirun", *common, "method=fixed_instruction,nope",
+    sweep = cli.run("alignpro.train", "--multirun", *common, "method=constant_suffix,nope",
                     f"hydra.sweep.dir={tmp_path}/s", timeout=300)
     assert sweep.returncode == 2 and "1 of 2 jobs are invalid" in sweep.stderr, sweep.stderr[-3000:]
     assert "job 1 (" in sweep.stderr and "job 0 (" not in sweep.stderr
     run_dir = tmp_path / "run"
-    proc = cli.run("alignpro.train", *common, "method=fixed_instruction", f"hydra.run.dir={run_dir}")
+    proc = cli.run("alignpro.train", *common, "method=constant_suffix", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["method"] == "fixed_instruction" and metrics["n"] == 2 and metrics["empty_rewrites"] == 0
+    assert metrics["method"] == "constant_suffix" and metrics["n"] == 2 and metrics["empty_rewrites"] == 0
     rows = [json.loads(line) for line in (run_dir / "eval_samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["x_prime"] == f"{r['x']} {INSTRUCTION}" for r in rows)
     assert not (run_dir / "samples.jsonl").exists()  # nothing trained

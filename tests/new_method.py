@@ -1,5 +1,6 @@
-"""A fifth arm, to show that adding a method is one class and one YAML (tests/conf/method/fixed_instruction.yaml,
-found through Hydra's search path): x′ = x followed by a fixed instruction, answered by π_F; nothing is trained."""
+"""An arm from outside the package, to show that adding a method is one class and one YAML
+(tests/conf/method/constant_suffix.yaml, found through Hydra's search path): x′ = x followed by a constant suffix,
+answered by π_F; nothing is trained."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ class FixedRewrite:
         return [compose_rewrite(x, INSTRUCTION, "append") for x in prompts]
 
 
-class FixedInstruction(Method):
-    """x + a fixed instruction in front of π_F."""
+class ConstantSuffix(Method):
+    """x + a constant suffix in front of π_F."""
 
     def run(self, job: Job) -> Arm:
         return Arm(job.cfg.method.name, FixedRewrite(), job.frozen)
