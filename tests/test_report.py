@@ -29,7 +29,7 @@ def test_ablation_config_sweeps_lam_and_seed(lam_sweep):
 
 
 def test_lam_report_groups_by_lam_pools_seeds_and_plots(lam_sweep, tmp_path):
-    res = ablation_report(lam_sweep, tmp_path)
+    res = ablation_report(lam_sweep, tmp_path, wandb_log=False)
     assert res["by"] == ["lam"] and res["missing"] == []
     assert [r["lam"] for r in res["rows"]] == [0.05, 0.2, 1.0]
     for row in res["rows"]:
@@ -42,6 +42,35 @@ def test_lam_report_groups_by_lam_pools_seeds_and_plots(lam_sweep, tmp_path):
         assert (tmp_path / png).stat().st_size > 10_000
 
 
+def test_a_report_whose_policy_did_not_move_says_so_and_reaches_wandb(lam_sweep, tmp_path):
+    """One RLOO step of a tiny prompter leaves it at ρ_ref (final KL ≈ 0): the rows say moved=false, the report says
+    the differences are noise, and no KL prints as "-0.000". The report is its own offline W&B run, read back."""
+    from tests.wandb_offline import read_run
+
+    res = ablation_report(lam_sweep, tmp_path)
+    assert all(abs(r["final_kl_seq"]) < 1e-3 and r["moved"] is False for r in res["rows"])
+    md = (tmp_path / "report.md").read_text()
+    assert "**The trained policy did not move** in all settings" in md and "-0.000" not in md
+    run = read_run(tmp_path / "wandb")
+    assert run["job_type"] == "ablation" and res["wandb"]
+    logged = {k for row in run["history"] for k in row}  # tables and images are logged as nested keys
+    for key in ("ablation/table", "ablation/reward_vs_factor", "ablation/reward_vs_kl"):
+        assert any(k.startswith(key) for k in logged), (key, sorted(logged))
+
+
+def test_moved_and_still_settings_are_told_apart():
+    from alignpro.report.ablation import ablation_table, markdown
+
+    def job(lam, seed, kl):
+        return {"config": {"lam": lam, "seed": seed}, "final_kl": kl, "metrics": {"reward_mean": 2.0},
+                "dir": f"d{lam}{seed}", "rewards": [1.0, 2.0, 3.0]}
+
+    rows = ablation_table([job(0.1, 0, 0.4), job(0.1, 1, 0.2), job(1.0, 0, 1e-6), job(1.0, 1, -2e-6)], ["lam"])
+    assert [(r["lam"], r["moved"]) for r in rows] == [(0.1, True), (1.0, False)]
+    md = markdown(rows, ["lam"], [], "t")
+    assert "did not move** in lam=1.000" in md and "| 0.000 |" in md and "-0.000" not in md
+
+
 def test_failed_jobs_are_listed_as_missing(lam_sweep, tmp_path):
     import shutil
 
@@ -49,7 +78,7 @@ def test_failed_jobs_are_listed_as_missing(lam_sweep, tmp_path):
     shutil.copytree(lam_sweep, copy)
     victim = sorted(p for p in copy.iterdir() if p.is_dir() and p.name.isdigit())[0]
     (victim / "metrics.json").unlink()
-    res = ablation_report(copy, tmp_path / "out")
+    res = ablation_report(copy, tmp_path / "out", wandb_log=False)
     assert res["missing"] == [str(victim)]
     assert sum(len(r["seeds"]) for r in res["rows"]) == 5
     assert str(victim) in (tmp_path / "out" / "report.md").read_text()
@@ -94,7 +123,7 @@ def test_every_ablation_sweep_runs_and_reports(ablation, factor, levels, tmp_pat
                    "eval.n_prompts=3", "eval.bootstrap_resamples=50", "eval.answer_shift=false",
                    f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    res = ablation_report(sweep, tmp_path / "report")
+    res = ablation_report(sweep, tmp_path / "report", wandb_log=False)
     assert res["by"] == [factor] and res["missing"] == []
     assert [r[factor] for r in res["rows"]] == levels
     assert all(r["seeds"] == [0, 1] for r in res["rows"])

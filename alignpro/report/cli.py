@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--judge", default=None, help="judge Align-Pro vs no fine-tuning with conf/judge/<name>.yaml "
                                                   "(e.g. openai_api, hf); omitted = no judging")
     ap.add_argument("--judge-set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the judge config")
-    ap.add_argument("--no-wandb", action="store_true", help="do not log the comparison report to W&B")
+    ap.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B")
     args = ap.parse_args(argv)
     if not args.paper and not args.runs:
         ap.error("give a runs dir, or --paper")
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
             if args.judge:  # refused, not ignored: an ablation has no pair of arms to judge
                 raise BadInput(f"--judge {args.judge} judges Align-Pro against no fine-tuning, but '{args.runs}' "
                                "is an ablation (one arm); judge a multirun of method=alignpro,no_finetune")
-            res = ablation_report(args.runs, args.out, args.by)
+            res = ablation_report(args.runs, args.out, args.by, wandb_log=not args.no_wandb)
     print(Path(res["report"]).read_text())
     print("figures:", ", ".join(res["figures"]))
     if res.get("wandb"):

@@ -132,7 +132,9 @@ def fmt(v) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
-        return f"{v:.3f}" if math.isfinite(v) else "nan"
+        if not math.isfinite(v):
+            return "nan"
+        return "0.000" if abs(v) < 5e-4 else f"{v:.3f}"  # never "-0.000"
     return str(v)
 
 
