@@ -74,6 +74,12 @@ def test_it_picks_the_instruction_with_the_best_mean_train_reward(tmp_path):
     seed1, other = job(tmp_path / "seed1", Length(+1), "method.select_prompts=5", "seed=1")
     FixedInstruction().run(seed1)
     assert other.asked != frozen.asked
+    # the default, null: every train prompt, each with every instruction
+    every, model = job(tmp_path / "every", Length(+1))
+    assert every.cfg.method.select_prompts is None
+    arm = FixedInstruction().run(every)
+    assert len(model.asked) == len(splits.train) * len(menu) and arm.facts["selection"]["n_prompts"] == 288
+    assert model.asked[: len(splits.train)] == [f"{r['prompt']} {menu[0]}" for r in splits.train]
 
 def test_the_rewriter_appends_its_instruction_to_every_x():
     r = FixedRewriter("Be brief.")

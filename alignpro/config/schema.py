@@ -186,8 +186,8 @@ class MethodConfig:
     needs_frozen: bool = True  # the pipeline loads the frozen model π_F for it
     reads_menu: bool = False  # it picks from sft.instructions without a prompter (fixed_instruction)
     select_prompts: int | None = key(None, ok=lambda v: v is None or integer_at_least(v, 1),
-                                     valid="at least 1 train prompt to score each instruction on (null: an arm "
-                                           "that picks none)")
+                                     valid="at least 1 train prompt to score each instruction on, or null for "
+                                           "every train prompt")
     n_rewrites: int | None = key(None, ok=lambda v: v is None or integer_at_least(v, 2),
                                  valid="at least 2 rewrites per held-out prompt to choose from (null: an arm that "
                                        "chooses none)")

@@ -91,9 +91,6 @@ def validate(cfg: Any) -> DictConfig:
             lora_options(cfg[policy].lora)
         except ValueError as err:
             raise ConfigError(f"{policy}.lora: {err}") from err
-    if cfg.method.reads_menu:  # fixed_instruction: the instruction is picked from the menu on train prompts
-        require(cfg.method.select_prompts is not None, "method.select_prompts", None, f"method={m} scores each "
-                "instruction on this many train prompts: give at least 1")
     fb = cfg.frozen.backend
     if fb == "openai_api":
         require(policy != "frozen", "frozen.backend", fb, f"method={m} fine-tunes the frozen model itself (the "

@@ -1,7 +1,7 @@
 """Arms that select instead of train.
 
-``fixed_instruction`` (static prompt optimisation, the job APE, OPRO or DSPy do for a whole task) answers, for
-``method.select_prompts`` train prompts (a seeded sample), x + each instruction of the menu (``sft.instructions``)
+``fixed_instruction`` (static prompt optimisation, the job APE, OPRO or DSPy do for a whole task) answers, for every
+train prompt (or a seeded sample of ``method.select_prompts``), x + each instruction of the menu (``sft.instructions``)
 with π_F's training sampling, scores r(x, y) against x, and keeps the instruction with the best mean reward. At
 evaluation every x becomes x + that instruction: one prompt for every query, which is what a system prompt gives.
 Per-query rewriting (Align-Pro) is worth its RL only where it beats this arm, which it can where the best wording
@@ -102,8 +102,10 @@ class FixedInstruction(Method):
     def run(self, job: Job) -> Arm:
         cfg = job.cfg
         menu = instruction_menu(cfg.sft)
-        n = min(cfg.method.select_prompts, len(job.train_records))
-        records = random.Random(cfg.seed).sample(job.train_records, n)  # train prompts only, never held-out ones
+        every = cfg.method.select_prompts is None or cfg.method.select_prompts >= len(job.train_records)
+        n = len(job.train_records) if every else cfg.method.select_prompts
+        # train prompts only, never held-out ones: all of them (the fair pick), or a seeded sample (a cheaper one)
+        records = job.train_records if every else random.Random(cfg.seed).sample(job.train_records, n)
         with job.timer("selection"):
             rows = score_menu(job, menu, records)
         best = max(rows, key=lambda row: row["reward_mean"])
