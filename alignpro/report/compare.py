@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -96,11 +97,8 @@ def per_kind(runs: dict[str, dict[int, dict]]) -> dict:
         out[arm] = {}
         for kind in kinds:
             mine = [s for s in samples if s.kind == kind]
-            written: dict[str, int] = {}
-            for s in mine:
-                written[added_text(s.x, s.x_prime)] = written.get(added_text(s.x, s.x_prime), 0) + 1
-            out[arm][kind] = {"mean": mean([s.r for s in mine]), "n": len(mine),
-                              "written": dict(sorted(written.items(), key=lambda kv: -kv[1]))}
+            written = Counter(added_text(s.x, s.x_prime) for s in mine)
+            out[arm][kind] = {"mean": mean([s.r for s in mine]), "n": len(mine), "written": dict(written.most_common())}
     return out
 
 
