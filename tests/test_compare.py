@@ -182,3 +182,46 @@ def test_prompts_with_kinds_get_the_arm_by_kind_table_and_what_each_arm_wrote(tm
     assert image.shape[1] > 1.3 * 11 * 120  # three panels: the arm-by-kind heatmap beside the two usual ones
     plain = comparison({arm: {0: {k: v for k, v in r[0].items() if k != "samples"}} for arm, r in runs.items()}, 200)
     assert "kinds" not in plain
+
+
+def test_the_training_panel_shows_what_align_pro_wrote_per_kind_as_it_learned(tmp_path):
+    """Training samples with kinds: per kind and step, the texts Align-Pro's rewrites added to x, counted over seeds;
+    the report gives their shares in the first and last quarter of the steps and a second row of panels, one per
+    kind. A prompt's kind is read from the packaged dataset where the samples do not carry it."""
+    import matplotlib.image
+
+    from alignpro.report.compare import markdown, plot, pooled_shares, training_by_kind
+    from alignpro.run.directory import RunDir, Sample
+
+    def run_dir(name, rows, config=None):  # rows: (step, x, instruction, kind)
+        files = RunDir(tmp_path / name)
+        files.root.mkdir()
+        files.sample_log().write([Sample(x, f"{x} {i}", "y", 0.0, step, kind=k) for step, x, i, k in rows])
+        (files.root / "config.yaml").write_text(config or "dataset: {source: file}\n")
+        return {"dir": str(files.root), "curve": []}
+
+    early = [(0, "a?", "Be brief.", "lookup"), (0, "b?", "Be brief.", "howto"), (1, "b?", "Be brief.", "howto")]
+    late = [(2, "a?", "Be brief.", "lookup"), (2, "b?", "Use a list.", "howto"), (3, "b?", "Use a list.", "howto")]
+    runs = {"alignpro": {0: run_dir("s0", early + late), 1: run_dir("s1", [(3, "a?", "Be brief.", "lookup")])}}
+    by_kind = training_by_kind(runs)
+    assert by_kind == {"lookup": {0: {"Be brief.": 1}, 2: {"Be brief.": 1}, 3: {"Be brief.": 1}},
+                       "howto": {0: {"Be brief.": 1}, 1: {"Be brief.": 1}, 2: {"Use a list.": 1},
+                                 3: {"Use a list.": 1}}}
+    steps, lines = pooled_shares(by_kind["howto"], window=2)
+    assert steps == [1, 2, 3, 4] and lines == {"Be brief.": [1.0, 1.0, 0.5, 0.0], "Use a list.": [0.0, 0.0, 0.5, 1.0]}
+    res = {"arms": {}, "pairs": {}, "sentence": ".", "training_by_kind": by_kind}
+    text = markdown(res, "here")
+    assert '| howto | "Be brief." 100% | "Use a list." 100% |' in text
+    image = matplotlib.image.imread(plot(dict(res, arms={"alignpro": {"mean": 0, "ci_low": 0, "ci_high": 0}}),
+                                         runs, tmp_path))
+    assert image.shape[0] > 1.5 * 4 * 120  # a second row of panels
+
+    from omegaconf import OmegaConf
+
+    from alignpro.data.preferences import load_splits
+    from tests.conftest import compose
+
+    dataset = compose("dataset=context").dataset
+    record = load_splits(dataset).train[0]
+    bare = run_dir("bare", [(0, record["prompt"], "Be brief.", None)], OmegaConf.to_yaml({"dataset": dataset}))
+    assert training_by_kind({"alignpro": {0: bare}}) == {record["kind"]: {0: {"Be brief.": 1}}}

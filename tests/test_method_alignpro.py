@@ -109,3 +109,21 @@ def test_a_trained_prompter_got_beta_equal_to_lambda_and_logged_eq9_each_step(tm
     per_step = cfg.trainer.prompts_per_step * cfg.trainer.num_generations
     samples = [json.loads(line) for line in files.samples.read_text().splitlines()]
     assert [s["step"] for s in samples] == [s for s in (0, 1, 2) for _ in range(per_step)]
+
+
+def test_training_samples_carry_the_kind_of_their_prompt(tmp_path):
+    """dataset=context end to end on the tiny models: TRL hands each train prompt's kind to the reward function as a
+    column, so every training sample records it, and the comparison's per-kind training panel reads it back."""
+    from alignpro.data.preferences import load_splits
+    from alignpro.report.compare import training_by_kind
+    from alignpro.train import train
+    from tests.conftest import compose
+
+    cfg = compose("experiment=smoke", "dataset=context", "logger=none")
+    train(cfg, tmp_path, group="test", name="kinds")
+    kinds = {r["prompt"]: r["kind"] for r in load_splits(cfg.dataset).train}
+    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert rows and all(r["kind"] == kinds[r["x"]] for r in rows)
+    by_kind = training_by_kind({"alignpro": {0: {"dir": str(tmp_path)}}})
+    assert sum(n for by_step in by_kind.values() for c in by_step.values() for n in c.values()) == len(rows)
+    assert set(by_kind) == {r["kind"] for r in rows}

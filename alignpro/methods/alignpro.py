@@ -57,13 +57,13 @@ class AlignProReward(TrainingReward):
         super().__init__(reward, samples, timer, run_dir)
         self.frozen, self.reward_prompt, self.rewrite = frozen, reward_prompt, rewrite
 
-    def __call__(self, prompts, completions, x, trainer_state=None, log_metric=None, **_) -> list[float]:
+    def __call__(self, prompts, completions, x, kind=None, trainer_state=None, log_metric=None, **_) -> list[float]:
         # x′: the completion itself, or x followed by it (prompter.rewrite=append)
         rewrites = [compose_rewrite(xi, completion_text(c), self.rewrite) for xi, c in zip(x, completions, strict=True)]
         # π_F answers x′ alone (eq. 3); r(x, y) judges y against the original x (D5) unless reward.prompt=rewritten
         out = roll_out(list(x), self.reward, x_prime=rewrites, responder=self.frozen, judge=self.reward_prompt,
                        timer=self.timer)
-        rewards = self.keep(out, trainer_state)
+        rewards = self.keep(out, trainer_state, kind)
         if log_metric is not None:  # into the step's logged row
             n = len(rewrites)
             log_metric("rewrite_chars", sum(map(len, rewrites)) / n)
@@ -77,9 +77,9 @@ def train_prompter(job: Job) -> Arm:
     """Eq. 9 on the train prompts; returns the trained prompter in front of π_F."""
     cfg, p = job.cfg, job.cfg.prompter
     rho_ref = reference_prompter(job)  # the prompter as loaded, or ρ_sft (sft=instructions), trained once and cached
-    # 1. the prompter's input: the meta-prompt around x
-    rows = [{"prompt": rewrite_conversation(r["prompt"], p.meta_prompt, p.system), "x": r["prompt"]}
-            for r in job.train_records]
+    # 1. the prompter's input: the meta-prompt around x; x (and its kind, for the samples) ride along as columns
+    rows = [{"prompt": rewrite_conversation(r["prompt"], p.meta_prompt, p.system), "x": r["prompt"],
+             "kind": r.get("kind")} for r in job.train_records]
     # 2. r(x, π_F(x′)) for every sampled rewrite
     reward_fn = AlignProReward(job.frozen, job.reward, cfg.reward.prompt, job.run_dir.sample_log(), job.timer,
                                p.rewrite, job.run_dir)

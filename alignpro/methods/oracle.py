@@ -25,15 +25,15 @@ class OracleReward(TrainingReward):
 
     __name__ = "oracle"
 
-    def __call__(self, prompts, completions, x, trainer_state=None, **_) -> list[float]:
+    def __call__(self, prompts, completions, x, kind=None, trainer_state=None, **_) -> list[float]:
         out = roll_out(list(x), self.reward, y=[completion_text(c) for c in completions], timer=self.timer)
-        return self.keep(out, trainer_state)
+        return self.keep(out, trainer_state, kind)
 
 
 def train_oracle(job: Job) -> Arm:
     """Fine-tune π_F on the train prompts x; returns it as the responder (no prompter)."""
     cfg, f = job.cfg, job.cfg.frozen
-    rows = [{"prompt": chat(r["prompt"], f.system), "x": r["prompt"]} for r in job.train_records]
+    rows = [{"prompt": chat(r["prompt"], f.system), "x": r["prompt"], "kind": r.get("kind")} for r in job.train_records]
     sampling = Sampling.from_config(f.sampling, f.max_new_tokens)  # the policy's rollouts, then its answers
     trainer = fit(cfg, beta=cfg.lam, policy_path=frozen_path(f), rows=rows,
                   reward_fn=OracleReward(job.reward, job.run_dir.sample_log(), job.timer, job.run_dir),

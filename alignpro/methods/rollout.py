@@ -51,14 +51,15 @@ class Rollout:
         """Rewrites that were empty (answered and scored like any other); 0 without rewrites."""
         return sum(not xp.strip() for xp in self.x_prime or [])
 
-    def samples(self, step: int | None = None, direct: Rollout | None = None) -> list[Sample]:
+    def samples(self, step: int | None = None, direct: Rollout | None = None,
+                kinds: list[str | None] | None = None) -> list[Sample]:
         """The batch as :class:`Sample` rows; ``direct`` (the same x answered without rewrite) adds the answer-shift
-        fields ``y_direct``, ``r_direct``."""
-        xps = self.x_prime if self.x_prime is not None else [None] * len(self.x)
-        yds = direct.y if direct is not None else [None] * len(self.x)
-        rds = direct.r if direct is not None else [None] * len(self.x)
-        return [Sample(x, xp, y, r, step, yd, rd)
-                for x, xp, y, r, yd, rd in zip(self.x, xps, self.y, self.r, yds, rds, strict=True)]
+        fields ``y_direct``, ``r_direct``; ``kinds`` each x's kind of prompt (dataset=context)."""
+        none = [None] * len(self.x)
+        xps = self.x_prime if self.x_prime is not None else none
+        yds, rds = (direct.y, direct.r) if direct is not None else (none, none)
+        return [Sample(x, xp, y, r, step, yd, rd, k)
+                for x, xp, y, r, yd, rd, k in zip(self.x, xps, self.y, self.r, yds, rds, kinds or none, strict=True)]
 
 
 def roll_out(x: list[str], reward: Reward, *, x_prime: list[str] | None = None, responder: Responder | None = None,
@@ -99,10 +100,11 @@ class TrainingReward:
         self.timer = timer or StageTimer()
         self.run_dir = run_dir  # where a non-finite reward's samples are saved
 
-    def keep(self, out: Rollout, trainer_state: Any = None) -> list[float]:
-        """Check the batch's rewards, append its rows to the sample log, and return the rewards for TRL."""
+    def keep(self, out: Rollout, trainer_state: Any = None, kinds: list[str | None] | None = None) -> list[float]:
+        """Check the batch's rewards, append its rows (with each x's kind, where the data has kinds: the report's
+        per-kind training panel) to the sample log, and return the rewards for TRL."""
         step, label = training_step(trainer_state)
-        samples = out.samples(step)
+        samples = out.samples(step, kinds=kinds)
         require_finite_rewards(samples, where=f"{label} (the {self.__name__} reward)", run_dir=self.run_dir, step=step,
                                consequence="the run stopped before training on them")
         self.samples.write(samples)

@@ -13,14 +13,17 @@ Runs pair by seed when both arms have it; a run without a partner seed is left o
 Writes into the sweep dir: ``comparison.json`` (per arm: mean, bootstrap 95 % interval, n; per pair of arms:
 the paired difference, its interval, n pairs), ``comparison.md`` and ``comparison.png`` (reward per arm with
 intervals; Align-Pro's training reward and KL(ρ‖ρ_ref) per step), logs them to a W&B run of type ``comparison``,
-and prints the table and one plain sentence.
+and prints the table and one plain sentence. Where the prompts have kinds (``dataset=context``) the report adds the
+arm × kind rewards, what each prompter arm added to x per kind, and a row of panels, one per kind, with the share of
+each text in Align-Pro's training rewrites step by step: whether it learns one instruction or one per kind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -28,7 +31,7 @@ from hydra.experimental.callback import Callback
 from alignpro.methods.registry import METHODS
 from alignpro.report.runs import load_runs
 from alignpro.report.statistics import mean, paired_difference, summarize
-from alignpro.run.directory import save_figure, write_atomic
+from alignpro.run.directory import RunDir, save_figure, write_atomic
 from alignpro.run.errors import ArgumentParser, BadInput, run_cli
 
 # (a, b) pairs reported as a − b, in this order, when both arms ran.
@@ -36,6 +39,7 @@ PAIRS = (("alignpro", "no_finetune"), ("alignpro", "fixed_instruction"), ("align
          ("alignpro", "best_of_n"),
          ("rlhf", "alignpro"), ("rlhf", "no_finetune"), ("base_prompter", "no_finetune"),
          ("fixed_instruction", "no_finetune"))
+SHARE_WINDOW = 8  # steps pooled per point of the per-kind training panel: a step of 4 prompts has ~1.3 of each kind
 
 
 def description(arm: str) -> str:
@@ -102,6 +106,51 @@ def per_kind(runs: dict[str, dict[int, dict]]) -> dict:
     return out
 
 
+def training_by_kind(runs: dict[str, dict[int, dict]]) -> dict:
+    """Where the train prompts have kinds: per kind and step, what Align-Pro's training rewrites added to x, counted
+    over its seeds. The per-query story as it is learned: one instruction for all kinds, or one per kind."""
+    out: dict = defaultdict(lambda: defaultdict(Counter))
+    for run in runs.get("alignpro", {}).values():
+        files = RunDir(run["dir"])
+        samples = files.read_samples()
+        if samples and all(s.kind is None for s in samples):
+            kinds = packaged_kinds(files)
+            samples = [dataclasses.replace(s, kind=kinds.get(s.x)) for s in samples]
+        for s in samples:
+            if s.kind is not None:
+                out[s.kind][s.step][added_text(s.x, s.x_prime)] += 1
+    return {kind: {step: dict(c) for step, c in sorted(by_step.items())} for kind, by_step in out.items()}
+
+
+def packaged_kinds(files: RunDir) -> dict[str, str]:
+    """x → kind from the run's dataset where it ships inside the package (``source: embedded``), for training samples
+    written without their kind; {} for a file or hub dataset (a report does not download data)."""
+    dataset = files.read_config().get("dataset") or {}
+    if dataset.get("source") != "embedded":
+        return {}
+    from omegaconf import OmegaConf
+
+    from alignpro.data.preferences import load_splits
+
+    splits = load_splits(OmegaConf.create(dataset))
+    return {r["prompt"]: r["kind"] for r in splits.train + splits.heldout if r.get("kind")}
+
+
+def pooled_shares(by_step: dict, window: int = SHARE_WINDOW) -> tuple[list[int], dict[str, list[float]]]:
+    """Each step's share of every text, pooled over the ``window`` steps up to it (a step alone sees ~5 rewrites of a
+    kind); texts that never reach 10 % of a full window are summed as "other"."""
+    steps = sorted(by_step, key=int)
+    pooled = [sum((Counter(by_step[t]) for t in steps[max(0, i - window + 1):i + 1]), Counter())
+              for i in range(len(steps))]
+    shares = [{text: n / sum(c.values()) for text, n in c.items()} for c in pooled]
+    full = shares[window - 1:] or shares  # the early points pool fewer steps: a text must reach 10 % in a full one
+    kept = [t for t in dict.fromkeys(t for sh in shares for t in sh) if max(sh.get(t, 0) for sh in full) >= 0.1]
+    lines = {t: [sh.get(t, 0.0) for sh in shares] for t in kept}
+    if any(t not in kept for sh in shares for t in sh):
+        lines["other"] = [1 - sum(sh.get(t, 0.0) for t in kept) for sh in shares]
+    return [int(t) + 1 for t in steps], lines
+
+
 def sentence(pairs: dict) -> str:
     """One plain sentence: did Align-Pro beat the frozen model answering directly?"""
     p = pairs.get("alignpro - no_finetune")
@@ -129,6 +178,8 @@ def markdown(res: dict, where: str) -> str:
                      f"{p['diff_ci_high']:+.2f}] | {p['n_pairs']} | {p['share_a_better']:.0%} |")
     if "kinds" in res:
         lines += ["", *kind_markdown(res["kinds"])]
+    if res.get("training_by_kind"):
+        lines += ["", *training_markdown(res["training_by_kind"])]
     return "\n".join(lines + ["", res["sentence"], ""])
 
 
@@ -151,14 +202,31 @@ def kind_markdown(kinds: dict) -> list[str]:
     return lines
 
 
+def training_markdown(by_kind: dict) -> list[str]:
+    """What Align-Pro's training rewrites added to x per kind, in the first and the last quarter of its steps."""
+    lines = ["| kind | Align-Pro's training rewrites, first quarter of the steps | last quarter |", "|---|---|---|"]
+    for kind, by_step in by_kind.items():
+        steps = sorted(by_step, key=int)
+        quarter = max(1, len(steps) // 4)
+        cells = []
+        for part in (steps[:quarter], steps[-quarter:]):
+            counts = sum((Counter(by_step[t]) for t in part), Counter())
+            total = sum(counts.values())
+            cells.append("; ".join(f'"{t}" {n / total:.0%}' for t, n in counts.most_common(2)))
+        lines.append(f"| {kind} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = res.get("kinds")
-    fig, axes = plt.subplots(1, 3 if kinds else 2, figsize=(16 if kinds else 11, 4))
+    kinds, training = res.get("kinds"), res.get("training_by_kind")
+    rows = 2 if training else 1
+    fig, grid = plt.subplots(rows, 3 if kinds else 2, figsize=(16 if kinds else 11, 4 * rows), squeeze=False)
+    axes = grid[0]
     ax, ax2 = axes[0], axes[1]
     names = list(res["arms"])
     means = [res["arms"][a]["mean"] for a in names]
@@ -187,6 +255,18 @@ def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
         ax2.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="lower right")
     if kinds:
         kind_heatmap(axes[2], kinds)
+    if training:
+        for panel, (kind, by_step) in zip(grid[1], training.items(), strict=False):
+            steps, lines = pooled_shares(by_step)
+            for text, share in lines.items():
+                panel.plot(steps, share, label=text if len(text) <= 40 else text[:39] + "…")
+            panel.set_ylim(0, 1)
+            panel.set_xlabel("RL step")
+            panel.set_ylabel(f"share of rewrites (last {SHARE_WINDOW} steps)")
+            panel.set_title(f"What Align-Pro adds to x while training: {kind}")
+            panel.legend(fontsize=7, loc="upper left")
+        for panel in grid[1][len(training):]:
+            panel.axis("off")
     fig.tight_layout()
     path = out / "comparison.png"
     save_figure(fig, path, dpi=120)
@@ -201,8 +281,9 @@ def kind_heatmap(ax, kinds: dict) -> None:
     grid = [[kinds[a].get(k, {}).get("mean", float("nan")) for k in names] for a in arms]
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
     for i, row in enumerate(grid):
-        for j, value in enumerate(row):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white", fontsize=8)
+        for j, value in enumerate(row):  # dark text on viridis's light (high) end, white on its dark end
+            light = image.norm(value) > 0.6
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="black" if light else "white", fontsize=8)
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(arms)), [description(a).split(" (")[0] for a in arms], fontsize=8)
     ax.set_title("Mean held-out reward per kind of prompt")
@@ -236,6 +317,7 @@ def compare(sweep_dir: str | Path, out: str | Path | None = None, wandb_log: boo
     out = Path(out or sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = comparison(runs)
+    res["training_by_kind"] = training_by_kind(runs)
     res["runs"] = {arm: {seed: r["dir"] for seed, r in by_seed.items()} for arm, by_seed in runs.items()}
     write_atomic(out / "comparison.json", json.dumps(res, indent=2, ensure_ascii=False))
     write_atomic(out / "comparison.md", markdown(res, str(sweep_dir)))

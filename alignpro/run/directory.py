@@ -285,6 +285,10 @@ class RunDir:
     def read_eval_samples(self) -> list[Sample]:
         return [Sample.from_row(row) for row in read_jsonl(self.eval_samples)]
 
+    def read_samples(self) -> list[Sample]:
+        """The training samples, every step's."""
+        return [Sample.from_row(row) for row in read_jsonl(self.samples)]
+
     def read_train_log(self) -> list[dict]:
         return read_jsonl(self.train_log)
 
