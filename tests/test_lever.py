@@ -114,3 +114,21 @@ def test_the_probe_takes_n_train_prompts_of_each_kind():
     assert [r["prompt"] for r in probe_prompts(train, 2)] == ["p0", "p2", "p1", "p5", "p3"]
     plain = [{"prompt": f"p{i}", "kind": None} for i in range(5)]
     assert probe_prompts(plain, 3) == plain[:3]
+
+
+def test_sampling_eval_answers_as_the_held_out_evaluation_samples(tmp_path, lively_lm):
+    """--sampling eval: the frozen model answers with eval.sampling, not frozen.sampling. With a greedy eval.sampling
+    two seeds give the same answers; the (sampled) training setting gives different ones."""
+    model, tok = lively_lm
+    model.save_pretrained(tmp_path / "frozen")
+    tok.save_pretrained(tmp_path / "frozen")
+
+    def answers(sampling: str, seed: int) -> list[str]:
+        cfg = compose("experiment=smoke", "dataset=concise", "frozen.source=hub",
+                      f"frozen.model_id={tmp_path / 'frozen'}", "eval.sampling.temperature=0", f"seed={seed}")
+        res = probe(cfg, ["Be brief."], n=4, sampling=sampling)
+        assert res["sampling"] == sampling and f"{sampling} sampling" in table(res)
+        return [s["y"] for row in res["rows"] for s in row["samples"]]
+
+    assert answers("eval", 0) == answers("eval", 1)
+    assert answers("train", 0) != answers("train", 1)

@@ -5,7 +5,9 @@
 
 For each prompt x of the **train** split (never the held-out prompts: the probe guides design choices), the frozen
 model answers x itself and x followed by each instruction (the ``sft.instructions`` menu unless ``--instruction``
-is given); the reward scores every answer against x. Printed per instruction: mean reward, the paired difference
+is given); the reward scores every answer against x. The answers are sampled as in training (``frozen.sampling``)
+or, with ``--sampling eval``, as the held-out evaluation samples them (``eval.sampling``): an instruction's gain can
+depend on it. Printed per instruction: mean reward, the paired difference
 to answering x (same prompts; bootstrap 95 % interval over prompts) and the answers' mean length in words. Theorem
 6.1 bounds what any prompter can gain by how far π_F(·|x′) can move from π_F(·|x): a lever near 0 means no prompter
 can help, whatever RL does. ``--out`` writes the numbers as JSON, with every prompt's x, x′, answer and reward.
@@ -30,7 +32,10 @@ def probe_prompts(train: list[dict], n: int) -> list[dict]:
     return [r for kind in kinds for r in [r for r in train if r.get("kind") == kind][:n]]
 
 
-def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict:
+SAMPLINGS = ("train", "eval")  # whose sampling the frozen model answers with: frozen.sampling or eval.sampling
+
+
+def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu", sampling: str = "train") -> dict:
     """Answers to x and to x + instruction for ``n`` train prompts (``n`` per kind where the data has kinds), scored
     r(x, y), paired per prompt.
 
@@ -51,13 +56,18 @@ def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict
     reward = build_reward(cfg.reward, splits.train, splits.heldout, device)
     frozen = build_frozen(cfg.frozen, device, engine=GenerationEngine.from_config(cfg.generation))
     records = probe_prompts(splits.train, n)
+    answer = None  # None: the frozen model's own (training) sampling
+    if sampling == "eval":
+        from alignpro.report.evaluate import eval_samplings
+
+        answer = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)[0]
     xs, kinds = [r["prompt"] for r in records], [r.get("kind") for r in records]
     rows = []
     base_r = None
     for instr in (None, *instructions):
         set_seed(cfg.seed)  # the same random stream for every variant
         rewrites = None if instr is None else [compose_rewrite(x, instr, "append") for x in xs]
-        out = roll_out(xs, reward, x_prime=rewrites, responder=frozen,
+        out = roll_out(xs, reward, x_prime=rewrites, responder=frozen, sampling=answer,
                        desc=f"answer x + {instr!r}" if instr else "answer x")
         row = {"instruction": instr, "reward_mean": mean(out.r), "words": mean([len(a.split()) for a in out.y]),
                "example": {"x_prime": out.asked[0], "y": out.y[0]},
@@ -69,7 +79,8 @@ def probe(cfg, instructions: Sequence[str], n: int, device: str = "cpu") -> dict
             row["vs_x"] = paired_difference(out.r, base_r, seed=cfg.seed)
         rows.append(row)
     res = {"n_prompts": len(xs), "split": "train", "frozen": cfg.frozen.name, "reward": cfg.reward.name,
-           "dataset": cfg.dataset.name, "max_new_tokens": cfg.frozen.max_new_tokens, "rows": rows,
+           "dataset": cfg.dataset.name, "max_new_tokens": cfg.frozen.max_new_tokens, "sampling": sampling,
+           "rows": rows,
            "reward_model": getattr(reward, "stats", {})}
     if len(set(kinds)) > 1 and instructions:
         res["by_kind"], res["contextual"] = contextual_test(rows, kinds, cfg.seed)
@@ -113,7 +124,7 @@ def contextual_test(rows: list[dict], kinds: list, seed: int = 0) -> tuple[dict,
 
 def table(res: dict) -> str:
     lines = [f"lever probe: {res['frozen']} answering {res['n_prompts']} {res['split']} prompts of {res['dataset']} "
-             f"({res['max_new_tokens']} new tokens), reward {res['reward']}",
+             f"({res['max_new_tokens']} new tokens, {res.get('sampling', 'train')} sampling), reward {res['reward']}",
              "| x' | mean r(x, y) | r(x') − r(x) [95 % CI] | words |", "|---|---|---|---|"]
     for row in res["rows"]:
         lines.append(f"| {variant(row['instruction'])} | {row['reward_mean']:.2f} | {interval(row.get('vs_x'))} "
@@ -177,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     help="an instruction to append to x (repeatable); default: the config's sft.instructions")
     ap.add_argument("--n", type=int, default=48,
                     help="train prompts to probe (default 48), per kind where the dataset has kinds (dataset=context)")
+    ap.add_argument("--sampling", default="train", choices=SAMPLINGS,
+                    help="answer with the training sampling (frozen.sampling, the default) or the evaluation's "
+                         "(eval.sampling)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_intermixed_args(argv)
     from alignpro.config.compose import compose_config
@@ -193,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     quiet_library_noise()
     from alignpro.models.assets import pick_device
 
-    res = probe(cfg, menu, args.n, pick_device(cfg.device))
+    res = probe(cfg, menu, args.n, pick_device(cfg.device), args.sampling)
     print(table(res))
     if args.out:
         write_atomic(Path(args.out), json.dumps(res, indent=2, ensure_ascii=False, default=str))
