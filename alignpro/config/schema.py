@@ -191,6 +191,7 @@ class MethodConfig:
     n_rewrites: int | None = key(None, ok=lambda v: v is None or integer_at_least(v, 2),
                                  valid="at least 2 rewrites per held-out prompt to choose from (null: an arm that "
                                        "chooses none)")
+    needs: list[str] = field(default_factory=list)  # method keys the arm cannot run without (set, not null)
 
 
 @dataclass

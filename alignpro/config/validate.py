@@ -82,6 +82,9 @@ def validate(cfg: Any) -> DictConfig:
     cfg = typed(cfg, Config)
     check(cfg, Config)
     m = cfg.method.name
+    for name in cfg.method.needs:  # e.g. best_of_n's N: refused here, not after the models have loaded
+        require(cfg.method.get(name) is not None, f"method.{name}", None, f"method={m} needs a value for it (its "
+                f"default: conf/method/{m}.yaml)")
     policy = cfg.method.trains
     if policy:  # the trained policy's rollouts must be sampled: RLOO/GRPO estimate gradients from samples
         t = cfg[policy].sampling.temperature
