@@ -177,6 +177,14 @@ def shared_run_dir(own: Path, cpu: bool) -> Path:
     return shared
 
 
+def train_objective(files: RunDir) -> float:
+    """Eq. 9's objective, r − λ·KL(ρ‖ρ_ref), on the train prompts: the mean of its logged value over the last
+    quarter of the training steps (one step is too noisy to rank learning rates by). NaN without logged steps."""
+    values = [row["objective"] for row in files.read_train_log() if "objective" in row]
+    tail = values[-max(1, len(values) // 4):]
+    return sum(tail) / len(tail) if tail else math.nan
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra wrapper; returns the held-out mean reward so a sweeper can optimise it."""
@@ -186,7 +194,10 @@ def main(cfg: DictConfig) -> float:
     tracking.scrub_hydra_dir(ctx["run_dir"])
     try:
         # Processes other than 0 of a multi-process job do not evaluate: NaN.
-        return train(cfg, ctx["run_dir"], ctx["group"], ctx["name"]).get("reward_mean", math.nan)
+        summary = train(cfg, ctx["run_dir"], ctx["group"], ctx["name"])
+        if cfg.sweep_objective == "train_objective":
+            return train_objective(RunDir(ctx["run_dir"]))
+        return summary.get("reward_mean", math.nan)
     except BaseException as err:
         # The job dir says why it has no metrics.json, so a sweep's report can name the failed cells and why; the
         # traceback goes there too, since the terminal shows one line (alignpro/run/errors.py).

@@ -103,6 +103,8 @@ CASES = [
          "method.select_prompts=0"), ("method.select_prompts=0", "at least 1")),
     Case("method=best_of_n method.n_rewrites=1", train("method=best_of_n", "method.n_rewrites=1"),
          ("method.n_rewrites=1", "at least 2")),
+    Case("method=no_finetune sweep_objective=train_objective", train("method=no_finetune",
+         "sweep_objective=train_objective"), ("sweep_objective='train_objective'", "trains nothing", "heldout_reward")),
     Case("method=best_of_n method.n_rewrites=null", train("method=best_of_n", "method.n_rewrites=null"),
          ("method.n_rewrites=None", "method=best_of_n needs a value")),
     Case("dataset=jsonl in Latin-1, not UTF-8", train("dataset=jsonl", "dataset.path={tmp}/latin1.jsonl"),

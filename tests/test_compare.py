@@ -212,8 +212,9 @@ def test_the_training_panel_shows_what_align_pro_wrote_per_kind_as_it_learned(tm
     res = {"arms": {}, "pairs": {}, "sentence": ".", "training_by_kind": by_kind}
     text = markdown(res, "here")
     assert '| howto | "Be brief." 100% | "Use a list." 100% |' in text
+    oracle = {0: {"curve": [{"step": 1, "reward": 0.5, "kl_seq": 0.0}, {"step": 2, "reward": 0.7, "kl_seq": 0.1}]}}
     image = matplotlib.image.imread(plot(dict(res, arms={"alignpro": {"mean": 0, "ci_low": 0, "ci_high": 0}}),
-                                         runs, tmp_path))
+                                         {**runs, "rlhf": oracle}, tmp_path))  # the oracle's curve beside Align-Pro's
     assert image.shape[0] > 1.5 * 4 * 120  # a second row of panels
 
     from omegaconf import OmegaConf

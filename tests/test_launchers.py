@@ -316,6 +316,36 @@ def test_optuna_search_records_a_failed_trial_and_goes_on(tmp_path):
     assert best["best_value"] == pytest.approx(top["metrics"]["reward_mean"])
 
 
+def test_the_oracle_search_ranks_learning_rates_by_the_train_objective_never_the_heldout_reward(tmp_path):
+    """experiment=search/oracle appended to a world: each trial trains the oracle (method=rlhf) and returns eq. 9's
+    objective on the train prompts, the mean of the last quarter of its logged steps; the best learning rate is the
+    one with the best such value, whatever the held-out rewards say."""
+    from alignpro.run.directory import RunDir
+    from alignpro.train import train_objective
+
+    sweep = tmp_path / "search"
+    proc = multirun("experiment=smoke", "+experiment@_global_=search/oracle", "logger=none", "eval.n_prompts=2",
+                    "trainer.max_steps=4", "hydra.sweeper.n_trials=2", "trainer.learning_rate=choice(1e-4,3e-3)",
+                    f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert len(jobs) == 2
+    done = []
+    for job in jobs:
+        cfg = yaml.safe_load((job / "config.yaml").read_text())
+        assert cfg["method"]["name"] == "rlhf" and cfg["sweep_objective"] == "train_objective"
+        curve = [json.loads(line)["objective"] for line in (job / "train_log.jsonl").read_text().splitlines()
+                 if "objective" in json.loads(line)]
+        assert len(curve) == 4 and train_objective(RunDir(job)) == pytest.approx(curve[-1])  # the last quarter: 1
+        done.append((cfg["trainer"]["learning_rate"], train_objective(RunDir(job)),
+                     json.loads((job / "metrics.json").read_text())["reward_mean"]))
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    top = max(done, key=lambda t: t[1])
+    assert best["best_params"]["trainer.learning_rate"] == pytest.approx(top[0])
+    assert best["best_value"] == pytest.approx(top[1])
+    assert {t[2] for t in done}.isdisjoint({best["best_value"]})  # not a held-out reward
+
+
 @pytest.mark.parametrize("name, kind, extra", [
     ("multi_gpu", "MULTI_GPU", {}),
     ("zero3", "DEEPSPEED", {"zero_stage": 3, "zero3_init_flag": True, "zero3_save_16bit_model": True}),

@@ -37,6 +37,9 @@ VLLM_MODES = ("colocate", "server")  # TRL: vLLM inside the training process, or
 PAPER_BUDGET = "paper"  # trainer.max_steps: the paper's implied budget (alignpro.methods.rl.resolve_max_steps)
 PROMPT_SAMPLES = ("first", "seeded")  # eval.prompt_sample: the held-out split's first n prompts, or a seeded draw
 RESUME_MODES = ("auto", "never")  # continue a run dir's newest complete checkpoint, or refuse a used run dir
+# What a job returns to a sweeper (Optuna maximises it): the held-out mean reward, or eq. 9's objective on the train
+# prompts (mean over the last quarter of the steps), which leaves the held-out prompts unseen by the search.
+SWEEP_OBJECTIVES = ("heldout_reward", "train_objective")
 PLACEHOLDER = "[PROMPT]"  # where the meta-prompt puts the user prompt x
 REWRITES = ("full", "append")  # x′ is the prompter's output, or x followed by it
 FROZEN_BACKENDS = ("hf", "openai_api")
@@ -329,6 +332,7 @@ class Config:
     seed: int = key(0, valid="must be an integer")
     device: str = key("auto", choices=DEVICES)
     resume: str = key("auto", choices=RESUME_MODES)
+    sweep_objective: str = key("heldout_reward", choices=SWEEP_OBJECTIVES)
     method: MethodConfig = field(default_factory=MethodConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     prompter: PrompterConfig = field(default_factory=PrompterConfig)

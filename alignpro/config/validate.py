@@ -86,6 +86,9 @@ def validate(cfg: Any) -> DictConfig:
         require(cfg.method.get(name) is not None, f"method.{name}", None, f"method={m} needs a value for it (its "
                 f"default: conf/method/{m}.yaml)")
     policy = cfg.method.trains
+    require(policy or cfg.sweep_objective != "train_objective", "sweep_objective", cfg.sweep_objective,
+            f"method={m} trains nothing, so it has no training objective to return: use heldout_reward, or a "
+            "method that trains (alignpro, rlhf)")
     if policy:  # the trained policy's rollouts must be sampled: RLOO/GRPO estimate gradients from samples
         t = cfg[policy].sampling.temperature
         require(t > 0, f"{policy}.sampling.temperature", t, f"method={m} trains the {policy} from sampled "

@@ -240,16 +240,21 @@ def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
     ax.set_title("Arms on the same held-out prompts")
     ax.axhline(0, color="black", linewidth=0.5)
     ax3 = ax2.twinx()
-    for seed, run in sorted(runs.get("alignpro", {}).items()):
-        rows = [r for r in run["curve"] if "reward" in r]
-        steps = [r["step"] for r in rows]
-        ax2.plot(steps, [r["reward"] for r in rows], "-o", color="#2171b5", label=f"reward, seed {seed}")
-        ax3.plot(steps, [r.get("kl_seq", float("nan")) for r in rows], "--", color="#fd8d3c",
-                 label=f"KL(ρ‖ρ_ref), seed {seed}")
+    trained = [arm for arm in ("alignpro", "rlhf") if arm in runs]  # the oracle's learning curve beside Align-Pro's
+    for arm in trained:
+        name = "" if trained == ["alignpro"] else f"{description(arm).split(' (')[0]}, "
+        for seed, run in sorted(runs[arm].items()):
+            rows = [r for r in run["curve"] if "reward" in r]
+            steps = [r["step"] for r in rows]
+            ax2.plot(steps, [r["reward"] for r in rows], "-o", markersize=3, color=colors[arm],
+                     label=f"{name}reward, seed {seed}")
+            ax3.plot(steps, [r.get("kl_seq", float("nan")) for r in rows], "--", color=colors[arm], alpha=0.6,
+                     label=f"{name}KL, seed {seed}")
     ax2.set_xlabel("RL step")
-    ax2.set_ylabel("training reward (mean over rewrites)")
-    ax3.set_ylabel("sequence KL(ρ‖ρ_ref), nats")
-    ax2.set_title("Align-Pro training")
+    ax2.set_ylabel("training reward (mean over samples)")
+    ax3.set_ylabel("sequence KL to the reference, nats (dashed)")
+    ax2.set_title("Training: " + " and ".join(description(a).split(" (")[0] for a in trained) if trained
+                  else "Training")
     handles = ax2.get_legend_handles_labels()[0] + ax3.get_legend_handles_labels()[0]
     if handles:
         ax2.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="lower right")
