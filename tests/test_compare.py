@@ -226,3 +226,36 @@ def test_the_training_panel_shows_what_align_pro_wrote_per_kind_as_it_learned(tm
     record = load_splits(dataset).train[0]
     bare = run_dir("bare", [(0, record["prompt"], "Be brief.", None)], OmegaConf.to_yaml({"dataset": dataset}))
     assert training_by_kind({"alignpro": {0: bare}}) == {record["kind"]: {0: {"Be brief.": 1}}}
+
+
+def test_each_kinds_best_comes_from_the_train_menu_scores_and_each_prompter_arm_is_matched_against_it(tmp_path):
+    """The kinds' best instructions are read from fixed_instruction's selection.json (per-kind train rewards,
+    averaged over seeds); per prompter arm, the share of held-out rewrites that add their kind's best."""
+    from alignpro.report.compare import kind_match, kinds_best, markdown
+
+    def fixed(seed, scores):  # scores: {instruction: {kind: mean train reward}}
+        d = tmp_path / f"fixed{seed}"
+        d.mkdir()
+        menu = [{"instruction": i, "reward_mean": 0.0, "by_kind": k} for i, k in scores.items()]
+        (d / "selection.json").write_text(json.dumps({"instruction": "Be brief.", "menu": menu}))
+        return {"dir": str(d)}
+
+    runs = {"fixed_instruction": {0: fixed(0, {"Be brief.": {"lookup": 2.0, "howto": 1.0},
+                                               "Use a list.": {"lookup": 1.0, "howto": 0.5}}),
+                                  1: fixed(1, {"Be brief.": {"lookup": 2.0, "howto": 0.0},
+                                               "Use a list.": {"lookup": 1.0, "howto": 2.0}})}}
+    best = kinds_best(runs)
+    assert best == {"lookup": "Be brief.", "howto": "Use a list."}  # howto: 0.5 vs 1.25 over the two seeds
+    kinds = {"no_finetune": {"lookup": {"mean": 0, "n": 2, "written": {"(x itself)": 2}},
+                             "howto": {"mean": 0, "n": 2, "written": {"(x itself)": 2}}},
+             "fixed_instruction": {"lookup": {"mean": 0, "n": 2, "written": {"Be brief.": 2}},
+                                   "howto": {"mean": 0, "n": 2, "written": {"Be brief.": 2}}},
+             "alignpro": {"lookup": {"mean": 0, "n": 2, "written": {"Be brief.": 1, "Use a list.": 1}},
+                          "howto": {"mean": 0, "n": 2, "written": {"Use a list.": 2}}}}
+    match = kind_match(kinds, best)
+    assert match == {"fixed_instruction": {"lookup": 1.0, "howto": 0.0, "all": 0.5},
+                     "alignpro": {"lookup": 0.5, "howto": 1.0, "all": 0.75}}
+    text = markdown({"arms": {}, "pairs": {}, "sentence": ".", "kind_best": {"best": best, "match": match}}, "here")
+    assert 'lookup "Be brief."; howto "Use a list."' in text
+    assert "| Align-Pro (trained ρ) | 50% | 100% | 75% |" in text
+    assert kinds_best({"fixed_instruction": {0: {"dir": str(tmp_path / "nothing")}}}) == {}

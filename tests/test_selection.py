@@ -81,6 +81,40 @@ def test_it_picks_the_instruction_with_the_best_mean_train_reward(tmp_path):
     assert len(model.asked) == len(splits.train) * len(menu) and arm.facts["selection"]["n_prompts"] == 288
     assert model.asked[: len(splits.train)] == [f"{r['prompt']} {menu[0]}" for r in splits.train]
 
+class LongForLookups:
+    """A stand-in reward that depends on x's kind: +len(y) for look-ups, -len(y) for the other kinds."""
+
+    def __init__(self, kinds: dict[str, str]):
+        self.kinds = kinds
+
+    def score(self, prompts, responses):
+        return [(1.0 if self.kinds[x] == "lookup" else -1.0) * len(y) for x, y in zip(prompts, responses, strict=True)]
+
+
+def test_the_menu_is_also_scored_per_kind_on_train_prompts(tmp_path):
+    """selection.json keeps each instruction's mean train reward per kind: each kind's best instruction, found on
+    train prompts, which the comparison checks Align-Pro's held-out rewrites against."""
+    from alignpro.data.preferences import load_splits
+
+    splits = load_splits(compose("experiment=context").dataset)
+    kinds = {r["prompt"]: r["kind"] for r in splits.train}
+    j, frozen = job(tmp_path, LongForLookups(kinds), "method.select_prompts=12")
+    FixedInstruction().run(j)
+    menu = json.loads((tmp_path / "selection.json").read_text())["menu"]
+    asked = [a for a in frozen.asked if a.endswith(" Be brief.")]
+    xs = [a[: -len(" Be brief.")] for a in asked]
+    for row in menu:
+        assert set(row["by_kind"]) == {kinds[x] for x in xs}
+        for kind, value in row["by_kind"].items():
+            mine = [x for x in xs if kinds[x] == kind]
+            sign = 1 if kind == "lookup" else -1
+            assert value == sign * sum(len(f"{x} {row['instruction']}") for x in mine) / len(mine)
+    best = {kind: max(menu, key=lambda row: row["by_kind"][kind])["instruction"] for kind in menu[0]["by_kind"]}
+    assert len(best) == 3  # the sample holds every kind
+    assert best == {kind: "Give a detailed answer with examples." if kind == "lookup" else "Be brief."
+                    for kind in best}
+
+
 def test_the_rewriter_appends_its_instruction_to_every_x():
     r = FixedRewriter("Be brief.")
     assert r.rewrite(["What is 2+2?", "Why?"]) == ["What is 2+2? Be brief.", "Why? Be brief."]

@@ -43,17 +43,22 @@ class FixedRewriter:
 
 
 def score_menu(job: Job, menu: list[str], records: list[dict]) -> list[dict]:
-    """Mean r(x, y) of π_F's answers to x + each instruction, on the same prompts and the same random stream."""
+    """Mean r(x, y) of π_F's answers to x + each instruction, on the same prompts and the same random stream; where
+    the prompts have kinds, also per kind (``by_kind``: each kind's best instruction, found on train prompts, is what
+    the comparison checks a per-query prompter against)."""
     from transformers import set_seed
 
-    xs = [r["prompt"] for r in records]
+    xs, kinds = [r["prompt"] for r in records], [r.get("kind") for r in records]
     rows = []
     for instruction in menu:
         set_seed(job.cfg.seed)
         out = roll_out(xs, job.reward, x_prime=FixedRewriter(instruction).rewrite(xs), responder=job.frozen,
                        judge=job.cfg.reward.prompt, desc=f"select: x + {instruction!r}", timer=job.timer)
-        rows.append({"instruction": instruction, "reward_mean": mean(out.r),
-                     "words": mean([len(y.split()) for y in out.y])})
+        row = {"instruction": instruction, "reward_mean": mean(out.r), "words": mean([len(y.split()) for y in out.y])}
+        if any(kinds):
+            row["by_kind"] = {k: mean([r for r, kr in zip(out.r, kinds, strict=True) if kr == k])
+                              for k in dict.fromkeys(kinds)}
+        rows.append(row)
     return rows
 
 
@@ -111,10 +116,12 @@ class FixedInstruction(Method):
         best = max(rows, key=lambda row: row["reward_mean"])
         selection = {"instruction": best["instruction"], "reward_mean": best["reward_mean"], "n_prompts": n,
                      "frozen_calls": n * len(menu), "reward_calls": n * len(menu), "menu": rows}
-        write_atomic(job.run_dir.root / "selection.json", json.dumps(selection, indent=2, ensure_ascii=False))
+        write_atomic(job.run_dir.selection, json.dumps(selection, indent=2, ensure_ascii=False))
         log.info("fixed instruction: %r, mean train reward %.3f over %d prompts (menu of %d)",
                  best["instruction"], best["reward_mean"], n, len(menu))
         if job.tracker is not None:
-            job.tracker.table("selection/menu", rows)
+            job.tracker.table("selection/menu", [  # one column per kind: a W&B table cell holds no dict
+                {**{k: v for k, v in row.items() if k != "by_kind"},
+                 **{f"reward_mean/{kind}": v for kind, v in row.get("by_kind", {}).items()}} for row in rows])
             job.tracker.log({"selection/reward_mean": best["reward_mean"], "selection/frozen_calls": n * len(menu)})
         return Arm(cfg.method.name, FixedRewriter(best["instruction"]), job.frozen, facts={"selection": selection})

@@ -14,7 +14,8 @@ Writes into the sweep dir: ``comparison.json`` (per arm: mean, bootstrap 95 % in
 the paired difference, its interval, n pairs), ``comparison.md`` and ``comparison.png`` (reward per arm with
 intervals; Align-Pro's training reward and KL(ρ‖ρ_ref) per step), logs them to a W&B run of type ``comparison``,
 and prints the table and one plain sentence. Where the prompts have kinds (``dataset=context``) the report adds the
-arm × kind rewards, what each prompter arm added to x per kind, and a row of panels, one per kind, with the share of
+arm × kind rewards, what each prompter arm added to x per kind, how often it added its kind's best instruction
+(found on train prompts by the fixed_instruction arm's menu scores), and a row of panels, one per kind, with the share of
 each text in Align-Pro's training rewrites step by step: whether it learns one instruction or one per kind.
 """
 
@@ -106,6 +107,31 @@ def per_kind(runs: dict[str, dict[int, dict]]) -> dict:
     return out
 
 
+def kinds_best(runs: dict[str, dict[int, dict]]) -> dict[str, str]:
+    """Each kind's best menu instruction on the train prompts: the fixed_instruction arm's menu scores per kind
+    (``selection.json``), averaged over its seeds; {} without them. Found without a held-out prompt."""
+    scores: dict = defaultdict(lambda: defaultdict(list))
+    for run in runs.get("fixed_instruction", {}).values():
+        selection = RunDir(run["dir"]).read_selection() if "dir" in run else None
+        for row in (selection or {}).get("menu", []):
+            for kind, value in row.get("by_kind", {}).items():
+                scores[kind][row["instruction"]].append(value)
+    return {kind: max(by, key=lambda i: mean(by[i])) for kind, by in scores.items()}
+
+
+def kind_match(kinds: dict, best: dict[str, str]) -> dict:
+    """Per prompter arm: the share of its held-out rewrites, per kind and over all, that add exactly that kind's best
+    instruction (a per-query prompter should match it on most prompts; a fixed one on one kind's at most)."""
+    out = {}
+    for arm, by_kind in kinds.items():
+        cells = {k: (c["written"].get(best[k], 0), c["n"]) for k, c in by_kind.items() if k in best}
+        if not cells or all(list(c["written"]) == ["(x itself)"] for c in by_kind.values()):
+            continue  # no kind's best known, or the arm answers x directly
+        out[arm] = {k: hit / n for k, (hit, n) in cells.items()}
+        out[arm]["all"] = sum(h for h, _ in cells.values()) / sum(n for _, n in cells.values())
+    return out
+
+
 def training_by_kind(runs: dict[str, dict[int, dict]]) -> dict:
     """Where the train prompts have kinds: per kind and step, what Align-Pro's training rewrites added to x, counted
     over its seeds. The per-query story as it is learned: one instruction for all kinds, or one per kind."""
@@ -178,6 +204,8 @@ def markdown(res: dict, where: str) -> str:
                      f"{p['diff_ci_high']:+.2f}] | {p['n_pairs']} | {p['share_a_better']:.0%} |")
     if "kinds" in res:
         lines += ["", *kind_markdown(res["kinds"])]
+    if res.get("kind_best"):
+        lines += ["", *match_markdown(res["kind_best"])]
     if res.get("training_by_kind"):
         lines += ["", *training_markdown(res["training_by_kind"])]
     return "\n".join(lines + ["", res["sentence"], ""])
@@ -199,6 +227,19 @@ def kind_markdown(kinds: dict) -> list[str]:
             rest = cell["n"] - sum(c for _, c in top)
             shown = "; ".join(f'"{t}" {c}' for t, c in top) + (f"; other {rest}" if rest else "")
             lines.append(f"| {description(arm)} | {kind} | {shown} |")
+    return lines
+
+
+def match_markdown(kind_best: dict) -> list[str]:
+    """Each kind's best instruction on train prompts, then per prompter arm the share of held-out rewrites adding it."""
+    best = kind_best["best"]
+    lines = ["Each kind's best instruction on the train prompts (fixed_instruction's menu scores): " + "; ".join(
+             f'{k} "{i}"' for k, i in best.items()) + ".", "",
+             "| arm: share of held-out rewrites adding the kind's best | " + " | ".join(best) + " | all |",
+             "|---|" + "---|" * (len(best) + 1)]
+    for arm, shares in kind_best["match"].items():
+        lines.append(f"| {description(arm)} | " + " | ".join(
+            f"{shares[k]:.0%}" if k in shares else "—" for k in best) + f" | {shares['all']:.0%} |")
     return lines
 
 
@@ -322,6 +363,9 @@ def compare(sweep_dir: str | Path, out: str | Path | None = None, wandb_log: boo
     out = Path(out or sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = comparison(runs)
+    best = kinds_best(runs)
+    if best and "kinds" in res:
+        res["kind_best"] = {"best": best, "match": kind_match(res["kinds"], best)}
     res["training_by_kind"] = training_by_kind(runs)
     res["runs"] = {arm: {seed: r["dir"] for seed, r in by_seed.items()} for arm, by_seed in runs.items()}
     write_atomic(out / "comparison.json", json.dumps(res, indent=2, ensure_ascii=False))

@@ -11,6 +11,7 @@
       prompter/ | oracle/  the trained model, or its LoRA adapter    the method
       eval_samples.jsonl   held-out samples (Sample)                 alignpro.train
       metrics.json         the held-out summary (Metrics)            alignpro.train
+      selection.json       fixed_instruction's menu scores          alignpro.methods.selection
       error.txt            why a job has no metrics.json             alignpro.train.main
       nonfinite_sample.json the NaN/inf that stopped the run         alignpro.run.numerics
       wandb/               the W&B run                               alignpro.run.tracking.Tracker (TRL reports nowhere)
@@ -205,6 +206,7 @@ class RunDir:
     checkpoints = property(lambda self: self.root / "checkpoints")
     eval_samples = property(lambda self: self.root / "eval_samples.jsonl")
     metrics = property(lambda self: self.root / "metrics.json")
+    selection = property(lambda self: self.root / "selection.json")
     error = property(lambda self: self.root / "error.txt")
     nonfinite = property(lambda self: self.root / "nonfinite_sample.json")
     wandb_id = property(lambda self: self.root / "wandb_id.txt")
@@ -288,6 +290,10 @@ class RunDir:
     def read_samples(self) -> list[Sample]:
         """The training samples, every step's."""
         return [Sample.from_row(row) for row in read_jsonl(self.samples)]
+
+    def read_selection(self) -> dict | None:
+        """fixed_instruction's choice and its menu's train rewards; None for other arms."""
+        return json.loads(self.selection.read_text()) if self.selection.exists() else None
 
     def read_train_log(self) -> list[dict]:
         return read_jsonl(self.train_log)
