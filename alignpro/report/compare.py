@@ -15,8 +15,8 @@ the paired difference, its interval, n pairs), ``comparison.md`` and ``compariso
 intervals; Align-Pro's training reward and KL(ρ‖ρ_ref) per step), logs them to a W&B run of type ``comparison``,
 and prints the table and one plain sentence. Where the prompts have kinds (``dataset=context``) the report adds the
 arm × kind rewards, what each prompter arm added to x per kind, how often it added its kind's best instruction
-(found on train prompts by the fixed_instruction arm's menu scores), and a row of panels, one per kind, with the share of
-each text in Align-Pro's training rewrites step by step: whether it learns one instruction or one per kind.
+(found on train prompts by the fixed_instruction arm's menu scores), and a row of panels, one per kind, with the
+share of each text in Align-Pro's training rewrites step by step: whether it learns one instruction or one per kind.
 """
 
 from __future__ import annotations
