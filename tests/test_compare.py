@@ -225,7 +225,9 @@ def test_the_training_panel_shows_what_align_pro_wrote_per_kind_as_it_learned(tm
     dataset = compose("dataset=context").dataset
     record = load_splits(dataset).train[0]
     bare = run_dir("bare", [(0, record["prompt"], "Be brief.", None)], OmegaConf.to_yaml({"dataset": dataset}))
-    assert training_by_kind({"alignpro": {0: bare}}) == {record["kind"]: {0: {"Be brief.": 1}}}
+    held = [Sample("q?", None, "y", 0.0, kind="why")]  # held-out samples with kinds: the dataset has kinds
+    assert training_by_kind({"alignpro": {0: {**bare, "samples": held}}}) == {record["kind"]: {0: {"Be brief.": 1}}}
+    assert training_by_kind({"alignpro": {0: bare}}) == {}  # without them the dataset is not read
 
 
 def test_each_kinds_best_comes_from_the_train_menu_scores_and_each_prompter_arm_is_matched_against_it(tmp_path):

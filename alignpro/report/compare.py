@@ -139,7 +139,8 @@ def training_by_kind(runs: dict[str, dict[int, dict]]) -> dict:
     for run in runs.get("alignpro", {}).values():
         files = RunDir(run["dir"])
         samples = files.read_samples()
-        if samples and all(s.kind is None for s in samples):
+        held_kinds = any(s.kind for s in run.get("samples", ()))  # the held-out samples say whether x has kinds
+        if held_kinds and samples and all(s.kind is None for s in samples):
             kinds = packaged_kinds(files)
             samples = [dataclasses.replace(s, kind=kinds.get(s.x)) for s in samples]
         for s in samples:
