@@ -41,6 +41,7 @@ PAIRS = (("alignpro", "no_finetune"), ("alignpro", "fixed_instruction"), ("align
          ("rlhf", "alignpro"), ("rlhf", "no_finetune"), ("base_prompter", "no_finetune"),
          ("fixed_instruction", "no_finetune"))
 SHARE_WINDOW = 8  # steps pooled per point of the per-kind training panel: a step of 4 prompts has ~1.3 of each kind
+MAX_LINES = 6  # texts drawn per kind panel; the rest is "other"
 
 
 def description(arm: str) -> str:
@@ -165,13 +166,15 @@ def packaged_kinds(files: RunDir) -> dict[str, str]:
 
 def pooled_shares(by_step: dict, window: int = SHARE_WINDOW) -> tuple[list[int], dict[str, list[float]]]:
     """Each step's share of every text, pooled over the ``window`` steps up to it (a step alone sees ~5 rewrites of a
-    kind); texts that never reach 10 % of a full window are summed as "other"."""
+    kind); texts that never reach 10 % of a full window, or beyond the ``MAX_LINES`` highest peaks, are summed as
+    "other"."""
     steps = sorted(by_step, key=int)
     pooled = [sum((Counter(by_step[t]) for t in steps[max(0, i - window + 1):i + 1]), Counter())
               for i in range(len(steps))]
     shares = [{text: n / sum(c.values()) for text, n in c.items()} for c in pooled]
     full = shares[window - 1:] or shares  # the early points pool fewer steps: a text must reach 10 % in a full one
-    kept = [t for t in dict.fromkeys(t for sh in shares for t in sh) if max(sh.get(t, 0) for sh in full) >= 0.1]
+    peak = {t: max(sh.get(t, 0) for sh in full) for t in dict.fromkeys(t for sh in shares for t in sh)}
+    kept = [t for t in peak if peak[t] >= 0.1 and t in sorted(peak, key=peak.get, reverse=True)[:MAX_LINES]]
     lines = {t: [sh.get(t, 0.0) for sh in shares] for t in kept}
     if any(t not in kept for sh in shares for t in sh):
         lines["other"] = [1 - sum(sh.get(t, 0.0) for t in kept) for sh in shares]
@@ -285,12 +288,14 @@ def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
     trained = [arm for arm in ("alignpro", "rlhf") if arm in runs]  # the oracle's learning curve beside Align-Pro's
     for arm in trained:
         name = "" if trained == ["alignpro"] else f"{description(arm).split(' (')[0]}, "
-        for seed, run in sorted(runs[arm].items()):
+        shades = matplotlib.colormaps["Blues" if arm == "alignpro" else "Reds"]
+        for i, (seed, run) in enumerate(sorted(runs[arm].items())):
             rows = [r for r in run["curve"] if "reward" in r]
             steps = [r["step"] for r in rows]
-            ax2.plot(steps, [r["reward"] for r in rows], "-o", markersize=3, color=colors[arm],
+            shade = shades(0.9 - 0.45 * i / max(1, len(runs[arm]) - 1))  # one shade per seed
+            ax2.plot(steps, [r["reward"] for r in rows], "-o", markersize=3, color=shade,
                      label=f"{name}reward, seed {seed}")
-            ax3.plot(steps, [r.get("kl_seq", float("nan")) for r in rows], "--", color=colors[arm], alpha=0.6,
+            ax3.plot(steps, [r.get("kl_seq", float("nan")) for r in rows], "--", color=shade, alpha=0.7,
                      label=f"{name}KL, seed {seed}")
     ax2.set_xlabel("RL step")
     ax2.set_ylabel("training reward (mean over samples)")
@@ -305,13 +310,14 @@ def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
     if training:
         for panel, (kind, by_step) in zip(grid[1], training.items(), strict=False):
             steps, lines = pooled_shares(by_step)
-            for text, share in lines.items():
-                panel.plot(steps, share, label=text if len(text) <= 40 else text[:39] + "…")
+            for j, (text, share) in enumerate(lines.items()):
+                panel.plot(steps, share, color="#999999" if text == "other" else f"C{j}", linewidth=1.5,
+                           label=text if len(text) <= 40 else text[:39] + "…")
             panel.set_ylim(0, 1)
             panel.set_xlabel("RL step")
             panel.set_ylabel(f"share of rewrites (last {SHARE_WINDOW} steps)")
             panel.set_title(f"What Align-Pro adds to x while training: {kind}")
-            panel.legend(fontsize=7, loc="upper left")
+            panel.legend(fontsize=7, loc="upper left", framealpha=0.6)
         for panel in grid[1][len(training):]:
             panel.axis("off")
     fig.tight_layout()
