@@ -187,7 +187,8 @@ def train_objective(files: RunDir) -> float:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Hydra wrapper; returns the held-out mean reward so a sweeper can optimise it."""
+    """Hydra wrapper; returns what a sweeper optimises (``sweep_objective``): the held-out mean reward, or eq. 9's
+    objective on the train prompts."""
     ctx = run_context()
     if world_size() > 1:
         ctx["run_dir"] = shared_run_dir(ctx["run_dir"], cpu=pick_device(str(cfg.device)) == "cpu")

@@ -269,8 +269,8 @@ def plot(res: dict, runs: dict[str, dict[int, dict]], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     kinds, training = res.get("kinds"), res.get("training_by_kind")
-    rows = 2 if training else 1
-    fig, grid = plt.subplots(rows, 3 if kinds else 2, figsize=(16 if kinds else 11, 4 * rows), squeeze=False)
+    n_rows = 2 if training else 1  # the second row: one panel per kind of Align-Pro's training rewrites
+    fig, grid = plt.subplots(n_rows, 3 if kinds else 2, figsize=(16 if kinds else 11, 4 * n_rows), squeeze=False)
     axes = grid[0]
     ax, ax2 = axes[0], axes[1]
     names = list(res["arms"])

@@ -7,8 +7,8 @@ For each prompt x of the **train** split (never the held-out prompts: the probe 
 model answers x itself and x followed by each instruction (the ``sft.instructions`` menu unless ``--instruction``
 is given); the reward scores every answer against x. The answers are sampled as in training (``frozen.sampling``)
 or, with ``--sampling eval``, as the held-out evaluation samples them (``eval.sampling``): an instruction's gain can
-depend on it. Printed per instruction: mean reward, the paired difference
-to answering x (same prompts; bootstrap 95 % interval over prompts) and the answers' mean length in words. Theorem
+depend on it. Printed per instruction: mean reward, the paired difference to answering x (same prompts; bootstrap
+95 % interval over prompts) and the answers' mean length in words. Theorem
 6.1 bounds what any prompter can gain by how far π_F(·|x′) can move from π_F(·|x): a lever near 0 means no prompter
 can help, whatever RL does. ``--out`` writes the numbers as JSON, with every prompt's x, x′, answer and reward.
 """
