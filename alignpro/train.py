@@ -12,7 +12,6 @@ its own) → the arm (``method``: alignpro/methods/; eq. 9 is in alignpro/method
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import shutil
@@ -120,12 +119,11 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         answer, rewrite = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)
         prompts = heldout_prompts(splits.heldout, cfg.eval)
         set_seed(cfg.seed)
+        kinds = {r["prompt"]: r["kind"] for r in splits.heldout if r.get("kind")}  # reports break results down by it
         with timer("evaluation"):
             summary, samples = evaluate(arm, prompts, reward, answer, rewrite, cfg.eval.samples_per_prompt,
                                         cfg.eval.bootstrap_resamples, cfg.seed, shift=cfg.eval.answer_shift,
-                                        run_dir=files)
-        kinds = {r["prompt"]: r.get("kind") for r in splits.heldout}  # the reports break results down by kind
-        samples = [dataclasses.replace(s, kind=kinds.get(s.x)) for s in samples]
+                                        run_dir=files, kinds=kinds)
         # metrics.json: the evaluation's summary and the job's facts (data, reward model, API counts, timings)
         summary = complete_metrics(summary, cfg, arm, samples, dataset=splits.info, reward_model=rm_stats,
                                    frozen=frozen, timer=timer, started=t0)

@@ -198,7 +198,8 @@ def test_the_training_panel_shows_what_align_pro_wrote_per_kind_as_it_learned(tm
         files.root.mkdir()
         files.sample_log().write([Sample(x, f"{x} {i}", "y", 0.0, step, kind=k) for step, x, i, k in rows])
         (files.root / "config.yaml").write_text(config or "dataset: {source: file}\n")
-        return {"dir": str(files.root), "curve": []}
+        held = [Sample("q?", None, "y", 0.0, kind="lookup")]  # held-out samples with kinds: the world has kinds
+        return {"dir": str(files.root), "curve": [], "samples": held}
 
     early = [(0, "a?", "Be brief.", "lookup"), (0, "b?", "Be brief.", "howto"), (1, "b?", "Be brief.", "howto")]
     late = [(2, "a?", "Be brief.", "lookup"), (2, "b?", "Use a list.", "howto"), (3, "b?", "Use a list.", "howto")]
@@ -225,9 +226,8 @@ def test_the_training_panel_shows_what_align_pro_wrote_per_kind_as_it_learned(tm
     dataset = compose("dataset=context").dataset
     record = load_splits(dataset).train[0]
     bare = run_dir("bare", [(0, record["prompt"], "Be brief.", None)], OmegaConf.to_yaml({"dataset": dataset}))
-    held = [Sample("q?", None, "y", 0.0, kind="why")]  # held-out samples with kinds: the dataset has kinds
-    assert training_by_kind({"alignpro": {0: {**bare, "samples": held}}}) == {record["kind"]: {0: {"Be brief.": 1}}}
-    assert training_by_kind({"alignpro": {0: bare}}) == {}  # without them the dataset is not read
+    assert training_by_kind({"alignpro": {0: bare}}) == {record["kind"]: {0: {"Be brief.": 1}}}
+    assert training_by_kind({"alignpro": {0: {**bare, "samples": []}}}) == {}  # no held-out kinds: nothing is read
 
 
 def test_each_kinds_best_comes_from_the_train_menu_scores_and_each_prompter_arm_is_matched_against_it(tmp_path):

@@ -116,6 +116,7 @@ def test_training_samples_carry_the_kind_of_their_prompt(tmp_path):
     column, so every training sample records it, and the comparison's per-kind training panel reads it back."""
     from alignpro.data.preferences import load_splits
     from alignpro.report.compare import training_by_kind
+    from alignpro.run.directory import RunDir
     from alignpro.train import train
     from tests.conftest import compose
 
@@ -124,6 +125,8 @@ def test_training_samples_carry_the_kind_of_their_prompt(tmp_path):
     kinds = {r["prompt"]: r["kind"] for r in load_splits(cfg.dataset).train}
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert rows and all(r["kind"] == kinds[r["x"]] for r in rows)
-    by_kind = training_by_kind({"alignpro": {0: {"dir": str(tmp_path)}}})
+    held = RunDir(tmp_path).read_eval_samples()  # as the comparison loads a run: its held-out samples carry kinds
+    assert held and all(s.kind == {r["prompt"]: r["kind"] for r in load_splits(cfg.dataset).heldout}[s.x] for s in held)
+    by_kind = training_by_kind({"alignpro": {0: {"dir": str(tmp_path), "samples": held}}})
     assert sum(n for by_step in by_kind.values() for c in by_step.values() for n in c.values()) == len(rows)
     assert set(by_kind) == {r["kind"] for r in rows}

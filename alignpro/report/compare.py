@@ -138,10 +138,11 @@ def training_by_kind(runs: dict[str, dict[int, dict]]) -> dict:
     over its seeds. The per-query story as it is learned: one instruction for all kinds, or one per kind."""
     out: dict = defaultdict(lambda: defaultdict(Counter))
     for run in runs.get("alignpro", {}).values():
+        if not any(s.kind for s in run.get("samples", ())):  # the held-out samples say whether x has kinds
+            continue  # a world without kinds: its training samples are not read
         files = RunDir(run["dir"])
         samples = files.read_samples()
-        held_kinds = any(s.kind for s in run.get("samples", ()))  # the held-out samples say whether x has kinds
-        if held_kinds and samples and all(s.kind is None for s in samples):
+        if samples and all(s.kind is None for s in samples):
             kinds = packaged_kinds(files)
             samples = [dataclasses.replace(s, kind=kinds.get(s.x)) for s in samples]
         for s in samples:

@@ -74,9 +74,11 @@ def answer_shift(direct: list[str], answers: list[str], rewards: list[float], r_
 
 def evaluate(arm: Arm, prompts: list[str], reward: Reward, answer: Sampling, rewrite: Sampling,
              samples_per_prompt: int = 1, n_resamples: int = 2000, seed: int = 0,
-             shift: bool = False, run_dir: RunDir | None = None) -> tuple[Metrics, list[Sample]]:
-    """Per-response rewards of ``arm`` on ``prompts``; returns (summary, the scored samples). ``run_dir`` is where a
-    non-finite reward's samples are saved before :class:`alignpro.run.errors.NonFiniteError` is raised."""
+             shift: bool = False, run_dir: RunDir | None = None,
+             kinds: dict[str, str] | None = None) -> tuple[Metrics, list[Sample]]:
+    """Per-response rewards of ``arm`` on ``prompts``; returns (summary, the scored samples, each with its prompt's
+    kind where ``kinds`` maps x to one). ``run_dir`` is where a non-finite reward's samples are saved before
+    :class:`alignpro.run.errors.NonFiniteError` is raised."""
     xs = [x for x in prompts for _ in range(samples_per_prompt)]
     if arm.roll_out is not None:  # the arm's own chain (best_of_n: N rewrites per x, the best answer kept)
         cuts = cut_count(arm.prompter)
@@ -91,7 +93,7 @@ def evaluate(arm: Arm, prompts: list[str], reward: Reward, answer: Sampling, rew
         cut_prompts = cut_count(arm.prompter) - cuts
         out = roll_out(xs, reward, x_prime=rewrites, responder=arm.responder, sampling=answer, desc="eval: answer")
     direct = direct_answers(arm, xs, reward, answer) if shift and arm.prompter is not None else None
-    samples = out.samples(direct=direct)
+    samples = out.samples(direct=direct, kinds=[kinds.get(x) for x in xs] if kinds else None)
     # Before any mean: a NaN would make every summary number NaN, an inf would make the mean and CI meaningless.
     require_finite_rewards(samples, where="the held-out evaluation", run_dir=run_dir,
                            consequence="no metrics were computed (no metrics.json)")
