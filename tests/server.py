@@ -92,6 +92,46 @@ def transformers_serve(model_dir: Path, workdir: Path, ready_timeout_s: float = 
                 proc.wait()
 
 
+@contextmanager
+def alignpro_serve(run_dir: Path, workdir: Path, *args: str, env: dict | None = None,
+                   ready_timeout_s: float = 180) -> Iterator[ServedModel]:
+    """``python -m alignpro.serve <run_dir> <args>`` on a free localhost port, as a user starts it; ready when
+    ``GET /health`` answers 200; stopped when the block exits. Its output (logs included) is in ``log_path``."""
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+                "PYTHONPATH": str(root), **(env or {})}
+    cmd = [sys.executable, "-m", "alignpro.serve", str(run_dir), "--port", str(port), *args]
+    log_path = workdir / f"alignpro-serve-{port}.log"
+    t0 = time.perf_counter()
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(cmd, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"alignpro.serve exited with {proc.returncode} before it was ready:\n"
+                                       + log_path.read_text()[-3000:])
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                        if r.status == 200:
+                            name = json.loads(r.read())["model"]
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.perf_counter() - t0 > ready_timeout_s:
+                    raise RuntimeError(f"alignpro.serve was not ready after {ready_timeout_s:.0f}s:\n"
+                                       + log_path.read_text()[-3000:])
+                time.sleep(0.2)
+            yield ServedModel(f"http://127.0.0.1:{port}/v1", name, time.perf_counter() - t0, log_path, proc)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def chat_completion(text: str | None, model: str = "scripted", finish_reason: str = "stop") -> dict:
     """A minimal, valid ``chat.completion`` response body."""
     return {"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,

@@ -108,6 +108,20 @@ def test_persistent_5xx_gives_up_after_max_retries():
     assert client.stats.gave_up >= 1 and client.stats.completed == 0
 
 
+def test_each_request_can_stand_alone_a_failed_one_is_its_error_in_its_place():
+    def reply(body, headers):  # the request about "b" always fails; the others are answered with their own text
+        text = body["messages"][-1]["content"]
+        return (500, {"error": {"message": "boom"}}) if text == "b" else (200, chat_completion(f"re: {text}"))
+
+    with ScriptedServer(reply) as srv:
+        client = ChatClient(srv.base_url, "m", api_key_env=None, max_retries=1, backoff_s=0.01)
+        out = client.complete([user("a"), user("b"), user("c")], GREEDY, each=True)
+        assert out[0] == "re: a" and out[2] == "re: c"
+        assert isinstance(out[1], ChatAPIError) and "request 2/3 failed after 2 attempts: HTTP 500" in str(out[1])
+        with pytest.raises(ChatAPIError):  # without each, the same call fails as a whole
+            client.complete([user("a"), user("b")], GREEDY)
+
+
 def test_missing_content_is_a_failure_never_an_empty_answer():
     with ScriptedServer(lambda body, headers: (200, chat_completion(None, finish_reason="content_filter"))) as srv:
         client = ChatClient(srv.base_url, "m", api_key_env=None, max_retries=1, backoff_s=0.01)

@@ -177,13 +177,26 @@ CASES = [
     Case("report --kind nope", ("alignpro.report", "{tmp}/sweep", "--out", "{tmp}/out", "--kind", "nope"),
          ("'nope'", "comparison", "ablation")),
     Case("report without --out", ("alignpro.report", "{tmp}/sweep"), ("--out",)),
-    # -- rewrite (alignpro/tools/rewrite.py) ----------------------------------------------------------------------
-    Case("tools.rewrite <not a run dir>", ("alignpro.tools.rewrite", "{tmp}", "a prompt"),
+    # -- rewrite (alignpro/rewrite.py) ----------------------------------------------------------------------
+    Case("rewrite <not a run dir>", ("alignpro.rewrite", "{tmp}", "a prompt"),
          ("{tmp}", "not a run dir", "config.yaml")),
-    Case("tools.rewrite <an unfinished Align-Pro job>", ("alignpro.tools.rewrite", "{tmp}/run", "a prompt"),
+    Case("rewrite <an unfinished Align-Pro job>", ("alignpro.rewrite", "{tmp}/run", "a prompt"),
          ("{tmp}/run", "no trained prompter", "has not finished", "method=alignpro"), setup="used_run_dir"),
-    Case("tools.rewrite <a job> --n 0", ("alignpro.tools.rewrite", "{tmp}/run", "a prompt", "--n", "0"),
+    Case("rewrite <a job> --n 0", ("alignpro.rewrite", "{tmp}/run", "a prompt", "--n", "0"),
          ("--n 0", "≥ 1"), setup="used_run_dir"),
+    # -- serve (alignpro/serve.py) ---------------------------------------------------------------------------------
+    Case("serve <a run> --frozen.base_url <url> without --frozen.model",
+         ("alignpro.serve", "{tmp}", "--frozen.base_url", "{down}"), ("--frozen.base_url", "--frozen.model")),
+    Case("serve <a run> --frozen.base_url <url>, its key variable unset",
+         ("alignpro.serve", "{tmp}", "--frozen.base_url", "{down}", "--frozen.model", "m", "--frozen.api_key_env",
+          "ALIGNPRO_UNSET_KEY"), ("ALIGNPRO_UNSET_KEY", "is not set", "--frozen.api_key_env none")),
+    Case("serve <an Align-Pro job>, no server at --frozen.base_url",
+         ("alignpro.serve", "{tmp}/run", "--frozen.base_url", "{down}", "--frozen.model", "m",
+          "--frozen.api_key_env", "none"), ("127.0.0.1", "no server answers", "frozen.base_url"),
+         setup="trained_run_dir"),
+    Case("serve <a run> --max-batch 0", ("alignpro.serve", "{tmp}", "--max-batch", "0"), ("--max-batch 0", "≥ 1")),
+    Case("serve without fastapi", ("alignpro.serve", "{tmp}"), ("fastapi", "pip install 'alignpro[serve]'"),
+         hide="fastapi"),
     # -- data, theory ---------------------------------------------------------------------------------------------
     Case("data dataset=nope", ("alignpro.data", "dataset=nope"), ("dataset/nope", "valid: ")),
     Case("data --n -1", ("alignpro.data", "--n", "-1"), ("--n -1", "≥ 0")),
@@ -227,6 +240,13 @@ def used_run_dir(tmp: Path) -> None:
     files = RunDir(tmp / "run")
     files.root.mkdir(parents=True)
     files.config.write_text(yaml.safe_dump(tracking.resolved(cfg)))
+
+
+def trained_run_dir(tmp: Path) -> None:
+    """:func:`used_run_dir` with a ``prompter/`` folder, as a finished Align-Pro job has (no weights: the commands
+    must refuse before they load any)."""
+    used_run_dir(tmp)
+    (tmp / "run" / "prompter").mkdir()
 
 
 def finished_job(d: Path, config: dict, reward: float) -> None:

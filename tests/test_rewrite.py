@@ -1,4 +1,4 @@
-"""``python -m alignpro.tools.rewrite``: a run's trained prompter, used outside the run, with the run's settings."""
+"""``python -m alignpro.rewrite``: a run's trained prompter, used outside the run, with the run's settings."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_rewrite_prints_what_the_runs_own_prompter_writes_with_the_runs_settings
     run = job(arms_sweep, "alignpro")
     prompts = ["What is a river?", "Name a colour."]
     more = ([], [], ["--seed", "1", "--answer"])
-    runs = [cli.run("alignpro.tools.rewrite", str(run), *prompts, "--n", "2", *m) for m in more]
+    runs = [cli.run("alignpro.rewrite", str(run), *prompts, "--n", "2", *m) for m in more]
     assert all(p.returncode == 0 for p in runs), runs[0].stderr[-2000:]
     assert printed(runs[0].stdout, "x") == prompts
     first, again, other = (printed(p.stdout, "x′") for p in runs)
@@ -71,16 +71,16 @@ def test_rewrite_prints_what_the_runs_own_prompter_writes_with_the_runs_settings
         for w in prompter.model.parameters():
             w.add_(torch.randn_like(w))
     prompter.model.save_pretrained(copy / "prompter")
-    moved = cli.run("alignpro.tools.rewrite", str(copy), *prompts, "--n", "2")
+    moved = cli.run("alignpro.rewrite", str(copy), *prompts, "--n", "2")
     assert moved.returncode == 0 and printed(moved.stdout, "x′") != first
 
 
 def test_rewrite_refuses_a_job_without_a_prompter_and_a_base_that_is_gone(arms_sweep, tmp_path):
-    proc = cli.run("alignpro.tools.rewrite", str(job(arms_sweep, "no_finetune")), "a prompt")
+    proc = cli.run("alignpro.rewrite", str(job(arms_sweep, "no_finetune")), "a prompt")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "its method, no_finetune, trains no prompter" in proc.stderr
     run = shutil.copytree(job(arms_sweep, "alignpro"), tmp_path / "run")
     (run / "prompter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/gone/rho"}))
-    proc = cli.run("alignpro.tools.rewrite", str(run), "a prompt")
+    proc = cli.run("alignpro.rewrite", str(run), "a prompt")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "the prompter's base model /gone/rho is gone" in proc.stderr and str(run / "config.yaml") in proc.stderr

@@ -198,7 +198,7 @@ class ChatClient:
                                        f"{last.reason}"))
 
     async def _complete(self, conversations: list[list[dict]], fields: dict, key: str, desc: str | None,
-                        on_answer: Callable[[int, str], None] | None) -> list[str]:
+                        on_answer: Callable[[int, str], None] | None, each: bool = False) -> list:
         import openai
 
         sem = asyncio.Semaphore(self.max_concurrency)
@@ -214,6 +214,13 @@ class ChatClient:
         async with openai.AsyncOpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout_s,
                                       max_retries=0) as client:
             tasks = [asyncio.ensure_future(run(i, c)) for i, c in enumerate(conversations)]
+            if each:  # every request stands alone: a failed one is its ChatAPIError, in its place
+                out = await asyncio.gather(*tasks, return_exceptions=True)
+                bar.close()
+                for x in out:
+                    if isinstance(x, BaseException) and not isinstance(x, ChatAPIError):
+                        raise x
+                return list(out)
             try:
                 return list(await asyncio.gather(*tasks))
             except BaseException:
@@ -225,18 +232,19 @@ class ChatClient:
                 bar.close()
 
     def complete(self, conversations: list[list[dict]], sampling: Sampling, desc: str | None = None,
-                 on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+                 on_answer: Callable[[int, str], None] | None = None, each: bool = False) -> list:
         """One answer per conversation (``[{"role": ..., "content": ...}, ...]``), in input order.
 
         Raises :class:`ChatAPIError` when a request fails for good; ``desc`` shows a progress bar. ``on_answer(i,
         text)`` is called as each answer arrives, so a caller can keep (cache) the answers it paid for even when a
-        later request fails the call.
+        later request fails the call. ``each=True``: no request fails the call; a request that fails for good is
+        its :class:`ChatAPIError` in its place in the list (a proxy answering independent clients).
         """
         if not conversations:
             return []
         require_openai()
         key = self.api_key()
-        coro = self._complete(conversations, self.request_fields(sampling), key, desc, on_answer)
+        coro = self._complete(conversations, self.request_fields(sampling), key, desc, on_answer, each)
         try:
             asyncio.get_running_loop()
         except RuntimeError:

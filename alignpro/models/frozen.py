@@ -52,9 +52,14 @@ class HFResponder:
 
     def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
         # An empty prompt (an empty rewrite x′) is a user turn like any other: answered, never skipped.
-        convs = [chat(p, self.system) for p in prompts]
-        return generate_chat(self.model, self.tokenizer, convs, sampling or self.sampling, self.batch_size, desc,
-                            self.engine, cuts=self.cuts)
+        return self.converse([chat(p, self.system) for p in prompts], sampling, desc)
+
+    def converse(self, conversations: list[list[dict]], sampling: Sampling | None = None,
+                 desc: str | None = None) -> list[str]:
+        """One answer per whole conversation (``[{"role", "content"}, ...]``, as a chat client sends it); the
+        batch is answered or fails as one."""
+        return generate_chat(self.model, self.tokenizer, conversations, sampling or self.sampling, self.batch_size,
+                             desc, self.engine, cuts=self.cuts)
 
 
 @dataclass
@@ -69,9 +74,17 @@ class APIResponder:
 
     def answer(self, prompts: list[str], sampling: Sampling | None = None, desc: str | None = None) -> list[str]:
         # Sent as they are, an empty prompt too; the server applies its own context limit (nothing is cut here).
-        convs = [chat(p, self.system) for p in prompts]
+        return self.converse([chat(p, self.system) for p in prompts], sampling, desc)
+
+    def converse(self, conversations: list[list[dict]], sampling: Sampling | None = None,
+                 desc: str | None = None, each: bool = False) -> list:
+        """One answer per whole conversation (``[{"role", "content"}, ...]``), forwarded as it is. ``each=True``:
+        a request that fails for good is its :class:`ChatAPIError` in its place; the others are still answered."""
+        if each:
+            return [a if isinstance(a, ChatAPIError) else a.strip()
+                    for a in self.client.complete(conversations, sampling or self.sampling, desc, each=True)]
         try:
-            answers = self.client.complete(convs, sampling or self.sampling, desc)
+            answers = self.client.complete(conversations, sampling or self.sampling, desc)
         except ChatAPIError as err:
             # How far the run got with the server: a failed run has no metrics.json for these counts, and its
             # error.txt holds the traceback, notes included (alignpro.train.main).

@@ -1,7 +1,7 @@
 """What a trained prompter writes, outside the run that trained it.
 
-    python -m alignpro.tools.rewrite outputs/demo/<time>/2 "How do volcanoes form?"
-    python -m alignpro.tools.rewrite <run dir> "a prompt" "another" --n 4 --answer
+    python -m alignpro.rewrite outputs/demo/<time>/2 "How do volcanoes form?"
+    python -m alignpro.rewrite <run dir> "a prompt" "another" --n 4 --answer
 
 The prompter is the one the run saved (``<run dir>/prompter``: full weights, or a LoRA adapter on its base). The
 rewrite settings are the run's own, read from ``<run dir>/config.yaml``: the meta-prompt, the system turn, the token
@@ -13,44 +13,16 @@ indented.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from alignpro.models.trained import load_trained
 from alignpro.run.errors import ArgumentParser, BadInput, run_cli
 
 
-def trained_prompter(run_dir: Path) -> tuple:
-    """(the run's typed config, the folder of its trained prompter), or BadInput naming what is missing."""
-    from omegaconf import OmegaConf
-
-    from alignpro.config.rules import typed
-    from alignpro.config.schema import Config
-    from alignpro.run.directory import RunDir
-
-    files = RunDir(run_dir)
-    if not files.config.is_file():
-        raise BadInput(f"{run_dir} is not a run dir: it has no config.yaml; give the folder of one job "
-                       "(a sweep's job folder, e.g. outputs/demo/<time>/2)")
-    cfg = typed(OmegaConf.load(files.config), Config)
-    folder = files.model("prompter")
-    if not folder.is_dir():
-        why = ("the job has not finished training" if cfg.method.trains == "prompter" else
-               f"its method, {cfg.method.name}, trains no prompter")
-        raise BadInput(f"{run_dir} holds no trained prompter (no prompter/ folder: {why}); give the run dir of a "
-                       "finished method=alignpro job")
-    adapter = folder / "adapter_config.json"
-    if adapter.is_file():  # a LoRA adapter names the folder of its base, which must still be there
-        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-        if base and base.startswith("/") and not Path(base).exists():
-            raise BadInput(f"the prompter's base model {base} is gone (it lives in the cache, ALIGNPRO_CACHE); "
-                           f"rerun the job's config to rebuild it: {run_dir}/config.yaml")
-    return cfg, folder
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m alignpro.tools.rewrite <run dir> <prompt> [<prompt> ...] [--n 1] [--greedy] [--answer]``."""
-    parser = ArgumentParser(prog="python -m alignpro.tools.rewrite",
+    """``python -m alignpro.rewrite <run dir> <prompt> [<prompt> ...] [--n 1] [--greedy] [--answer]``."""
+    parser = ArgumentParser(prog="python -m alignpro.rewrite",
                             description="Print what a run's trained prompter writes for your prompts.")
     parser.add_argument("run_dir", type=Path, help="the run dir of a method=alignpro job")
     parser.add_argument("prompts", nargs="+", help="prompts x to rewrite")
@@ -61,24 +33,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.n < 1:
         raise BadInput(f"--n {args.n} is invalid: it must be ≥ 1")
-    cfg, folder = trained_prompter(args.run_dir)
+    trained = load_trained(args.run_dir)
+    cfg = trained.cfg
 
     from transformers import set_seed
 
     from alignpro.methods.rl import quiet_library_noise
     from alignpro.models.assets import pick_device
     from alignpro.models.generation import GenerationEngine
-    from alignpro.models.prompter import load_prompter
-    from alignpro.models.sampling import Sampling
     from alignpro.report.evaluate import eval_samplings
 
     quiet_library_noise()
-    device = pick_device(cfg.device)
-    engine = GenerationEngine.from_config(cfg.generation)
-    prompter = load_prompter(cfg.prompter, path=str(folder), device=device, engine=engine)
-    answer, rewrite = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)
-    if args.greedy:
-        rewrite = Sampling(rewrite.max_new_tokens, temperature=0)
+    prompter = trained.load()
+    rewrite = trained.rewrite_sampling(args.greedy)
     xs = [x for x in args.prompts for _ in range(args.n)]
     set_seed(cfg.seed if args.seed is None else args.seed)
     rewrites = prompter.rewrite(xs, rewrite)
@@ -86,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.answer:
         from alignpro.models.frozen import build_frozen
 
-        answers = build_frozen(cfg.frozen, device, engine=engine).answer(rewrites, answer)
+        answer = eval_samplings(cfg.eval, cfg.frozen.max_new_tokens, cfg.prompter.max_new_tokens)[0]
+        frozen = build_frozen(cfg.frozen, pick_device(cfg.device), engine=GenerationEngine.from_config(cfg.generation))
+        answers = frozen.answer(rewrites, answer)
     for i, x in enumerate(args.prompts):
         print(shown("x", x))
         for j in range(i * args.n, (i + 1) * args.n):
