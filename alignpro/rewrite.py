@@ -3,10 +3,10 @@
     python -m alignpro.rewrite outputs/demo/<time>/2 "How do volcanoes form?"
     python -m alignpro.rewrite <run dir> "a prompt" "another" --n 4 --answer
 
-The prompter is the one the run saved (``<run dir>/prompter``: full weights, or a LoRA adapter on its base). The
-rewrite settings are the run's own, read from ``<run dir>/config.yaml``: the meta-prompt, the system turn, the token
-limit, how x and the prompter's output are joined (``prompter.rewrite``), and the evaluation's sampling, seeded
-with the run's seed. ``--greedy`` takes the argmax instead. ``--answer`` also has the run's frozen model answer each
+The prompter is the one the run saved (``<run dir>/prompter``: full weights, or a LoRA adapter on its base); that
+folder alone works too, wherever it was copied. The rewrite settings are the run's own (alignpro/models/trained.py):
+the meta-prompt, the system turn, the token limit, how x and the prompter's output are joined
+(``prompter.rewrite``), and the evaluation's sampling, seeded with the run's seed. ``--greedy`` takes the argmax instead. ``--answer`` also has the run's frozen model answer each
 x′, with the evaluation's sampling. Each text is printed after its tag (``x:``, ``x′:``, ``y:``), its further lines
 indented.
 """
@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``python -m alignpro.rewrite <run dir> <prompt> [<prompt> ...] [--n 1] [--greedy] [--answer]``."""
     parser = ArgumentParser(prog="python -m alignpro.rewrite",
                             description="Print what a run's trained prompter writes for your prompts.")
-    parser.add_argument("run_dir", type=Path, help="the run dir of a method=alignpro job")
+    parser.add_argument("run_dir", type=Path, help="the run dir of a method=alignpro job, or its prompter/ folder")
     parser.add_argument("prompts", nargs="+", help="prompts x to rewrite")
     parser.add_argument("--n", type=int, default=1, help="rewrites per prompt (default 1)")
     parser.add_argument("--greedy", action="store_true", help="the argmax rewrite instead of a sampled one")

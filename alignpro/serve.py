@@ -291,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``python -m alignpro.serve <run dir> [--frozen.base_url URL --frozen.model NAME] [--port 8100] ...``."""
     parser = ArgumentParser(prog="python -m alignpro.serve",
                             description="Serve a run's trained prompter in front of a frozen model, OpenAI-compatible.")
-    parser.add_argument("run_dir", type=Path, help="the run dir of a finished method=alignpro job")
+    parser.add_argument("run_dir", type=Path, help="the run dir of a finished method=alignpro job, or its prompter/ "
+                                                   "folder")
     parser.add_argument("--frozen.base_url", dest="base_url", default=None,
                         help="an OpenAI-compatible endpoint (e.g. http://localhost:8000/v1); default: the run's "
                              "own frozen model")

@@ -78,6 +78,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     from alignpro.models.frozen import build_frozen
     from alignpro.models.generation import GenerationEngine
     from alignpro.models.reward import build_reward
+    from alignpro.models.trained import CARD, write_card
     from alignpro.report.evaluate import eval_samplings, evaluate, heldout_prompts
     from alignpro.report.summary import complete_metrics, record
 
@@ -128,6 +129,8 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         summary = complete_metrics(summary, cfg, arm, samples, dataset=splits.info, reward_model=rm_stats,
                                    frozen=frozen, timer=timer, started=t0)
         record(files, tracker, summary, samples)
+        if (files.model("prompter") / CARD).is_file():  # the saved prompter's card gets its held-out result
+            write_card(files.model("prompter"), tracking.resolved(cfg), summary)
         log.info("eval %s: reward %.4f [%.4f, %.4f] var %.4f (n=%d) -> %s", arm.name, summary["reward_mean"],
                  summary["reward_ci_low"], summary["reward_ci_high"], summary["reward_var"], summary["n"],
                  files.metrics)

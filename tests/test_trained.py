@@ -34,3 +34,51 @@ def test_what_is_not_a_trained_prompter_is_refused_before_anything_loads(arms_sw
     shutil.rmtree(run / "prompter")
     with pytest.raises(BadInput, match="the job has not finished training"):
         load_trained(run)
+
+
+def test_the_saved_prompter_carries_its_settings_and_a_filled_model_card(arms_sweep):
+    import json
+
+    run = job(arms_sweep, "alignpro")
+    card = json.loads((run / "prompter" / "alignpro.json").read_text())
+    cfg, metrics = load_trained(run).cfg, json.loads((run / "metrics.json").read_text())
+    assert card["rewrite"] == {"meta_prompt": cfg.prompter.meta_prompt, "system": cfg.prompter.system,
+                               "mode": cfg.prompter.rewrite, "max_new_tokens": cfg.prompter.max_new_tokens,
+                               "sampling": dict(cfg.eval.rewrite_sampling or cfg.eval.sampling)}
+    assert card["heldout"]["reward_mean"] == metrics["reward_mean"] and card["config"]["seed"] == cfg.seed
+    readme = (run / "prompter" / "README.md").read_text()
+    assert readme.startswith("---\n") and "# Align-Pro prompter" in readme
+    assert f"{metrics['reward_mean']:+.3f}" in readme and "python -m alignpro.serve <this folder>" in readme
+    assert "[More Information Needed]" not in readme  # PEFT's empty template is replaced
+
+
+def test_the_prompter_folder_copied_anywhere_loads_with_its_own_settings(arms_sweep, tmp_path):
+    import json
+
+    run = job(arms_sweep, "alignpro")
+    alone = shutil.copytree(run / "prompter", tmp_path / "elsewhere" / "my-prompter")
+    trained, from_run = load_trained(alone), load_trained(run)
+    assert trained.folder == alone and trained.rewrite_sampling() == from_run.rewrite_sampling()
+    assert trained.cfg.prompter == from_run.cfg.prompter and trained.cfg.frozen == from_run.cfg.frozen
+    adapter = alone / "adapter_config.json"
+    if adapter.is_file():  # a LoRA prompter whose base has gone says where the base came from
+        adapter.write_text(json.dumps({**json.loads(adapter.read_text()), "base_model_name_or_path": "/gone/rho"}))
+        with pytest.raises(BadInput, match=r"base model /gone/rho is gone .*alignpro\.json"):
+            load_trained(alone)
+
+
+def test_a_lora_prompters_card_names_its_base_and_how_to_get_it_back(arms_sweep, tmp_path):
+    import json
+
+    from alignpro.models.trained import write_card
+
+    folder = shutil.copytree(job(arms_sweep, "alignpro") / "prompter", tmp_path / "lora")
+    config = json.loads((folder / "alignpro.json").read_text())["config"]
+    config["prompter"]["model_id"], config["sft"]["enabled"] = "org/base-model", True
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/cache/sft/gone"}))
+    write_card(folder, config)
+    readme = (folder / "README.md").read_text()
+    assert "library_name: peft\nbase_model: org/base-model\n" in readme and "held-out: not evaluated yet" in readme
+    assert "LoRA adapter on rho_sft, a supervised prompter trained on org/base-model" in readme
+    with pytest.raises(BadInput, match="is gone .*it is rho_sft, trained on org/base-model by the run's config"):
+        load_trained(folder)

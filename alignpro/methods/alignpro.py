@@ -37,8 +37,10 @@ from alignpro.models.generation import GenerationEngine
 from alignpro.models.prompter import Prompter, compose_rewrite, rewrite_conversation
 from alignpro.models.reward import Reward
 from alignpro.models.sampling import Sampling
+from alignpro.models.trained import write_card
 from alignpro.run.directory import RunDir, SampleLog
 from alignpro.run.timing import StageTimer
+from alignpro.run.tracking import resolved
 
 
 class AlignProReward(TrainingReward):
@@ -89,7 +91,9 @@ def train_prompter(job: Job) -> Arm:
                   device=job.device, timer=job.timer, label="align-pro", tracker=job.tracker, lora=p.lora,
                   first_callbacks=[Objective(cfg.lam)], callbacks=job.callbacks)
     # 5. finished work is on disk before evaluation starts
-    trainer.save_model(str(job.run_dir.model("prompter")))
+    folder = job.run_dir.model("prompter")
+    trainer.save_model(str(folder))
+    write_card(folder, resolved(cfg))  # the rewrite settings and a model card beside the weights
     model = trainer.model.eval()  # with LoRA a PeftModel, evaluated with its adapter unmerged (alignpro/methods/rl/)
     engine = GenerationEngine.from_config(cfg.generation)
     prompter = Prompter(model, trainer.processing_class, p.meta_prompt, p.system, p.batch_size, engine,
