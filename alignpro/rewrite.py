@@ -3,12 +3,13 @@
     python -m alignpro.rewrite outputs/demo/<time>/2 "How do volcanoes form?"
     python -m alignpro.rewrite <run dir> "a prompt" "another" --n 4 --answer
 
-The prompter is the one the run saved (``<run dir>/prompter``: full weights, or a LoRA adapter on its base); that
-folder alone works too, wherever it was copied. The rewrite settings are the run's own (alignpro/models/trained.py):
-the meta-prompt, the system turn, the token limit, how x and the prompter's output are joined
-(``prompter.rewrite``), and the evaluation's sampling, seeded with the run's seed. ``--greedy`` takes the argmax instead. ``--answer`` also has the run's frozen model answer each
-x′, with the evaluation's sampling. Each text is printed after its tag (``x:``, ``x′:``, ``y:``), its further lines
-indented.
+The prompter is the one the run saved (``<run dir>/prompter``: full weights, or a LoRA adapter on its base). That
+folder alone works too, wherever it was copied, and so does its W&B model artifact (``wandb:<entity>/<project>/
+prompter-<run id>:<version>``). The rewrite settings are the run's own (alignpro/models/trained.py): the
+meta-prompt, the system turn, the token limit, how x and the prompter's output are joined (``prompter.rewrite``),
+and the evaluation's sampling, seeded with the run's seed. ``--greedy`` takes the argmax instead. ``--answer`` also
+has the run's frozen model answer each x′, with the evaluation's sampling. Each text is printed after its tag
+(``x:``, ``x′:``, ``y:``), its further lines indented.
 """
 
 from __future__ import annotations

@@ -129,8 +129,10 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
         summary = complete_metrics(summary, cfg, arm, samples, dataset=splits.info, reward_model=rm_stats,
                                    frozen=frozen, timer=timer, started=t0)
         record(files, tracker, summary, samples)
-        if (files.model("prompter") / CARD).is_file():  # the saved prompter's card gets its held-out result
-            write_card(files.model("prompter"), tracking.resolved(cfg), summary)
+        if (files.model("prompter") / CARD).is_file():  # the saved prompter's card gets its held-out result,
+            card = write_card(files.model("prompter"), tracking.resolved(cfg), summary)
+            if tracker.run is not None:  # and goes to W&B as a model artifact (python -m alignpro.serve wandb:<ref>)
+                tracker.artifact(files.model("prompter"), f"prompter-{tracker.run.id}", "model", card)
         log.info("eval %s: reward %.4f [%.4f, %.4f] var %.4f (n=%d) -> %s", arm.name, summary["reward_mean"],
                  summary["reward_ci_low"], summary["reward_ci_high"], summary["reward_var"], summary["n"],
                  files.metrics)

@@ -184,6 +184,8 @@ CASES = [
          ("{tmp}/run", "no trained prompter", "has not finished", "method=alignpro"), setup="used_run_dir"),
     Case("rewrite <a job> --n 0", ("alignpro.rewrite", "{tmp}/run", "a prompt", "--n", "0"),
          ("--n 0", "≥ 1"), setup="used_run_dir"),
+    Case("rewrite wandb:<artifact> with W&B offline", ("alignpro.rewrite", "wandb:me/alignpro/prompter-x:v0", "hi"),
+         ("wandb:me/alignpro/prompter-x:v0", "offline", "prompter/ folder"), env={"WANDB_MODE": "offline"}),
     # -- serve (alignpro/serve.py) ---------------------------------------------------------------------------------
     Case("serve <a run> --frozen.base_url <url> without --frozen.model",
          ("alignpro.serve", "{tmp}", "--frozen.base_url", "{down}"), ("--frozen.base_url", "--frozen.model")),

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +50,19 @@ def test_smoke_runs_every_method_end_to_end(method, tmp_path):
         # the run's one W&B writer also logged every training sample, the rows of samples.jsonl, as one table
         tables = [row for row in run["history"] if "train/samples/nrows" in row]
         assert [row["train/samples/nrows"] for row in tables] == [len(samples)]
+    # a trained prompter goes to W&B as a model artifact: its folder's files, its card as metadata
+    arts = [a for a in run["artifacts"] if a["type"] == "model"]  # (tables are artifacts too)
+    if method == "alignpro":
+        (art,) = arts
+        folder = tmp_path / "prompter"
+        assert art["name"] == f"prompter-{run['id']}" and art["type"] == "model"
+        assert set(art["files"]) == {p.name for p in folder.iterdir()}
+        assert art["metadata"]["heldout"]["reward_mean"] == metrics["reward_mean"]
+        assert art["metadata"]["config"]["lam"] == cfg.lam and art["metadata"]["rewrite"]["mode"] == "full"
+        staged = [Path(p) for p in art["files"].values() if p]
+        assert staged and all(Path(p).read_bytes() == (folder / n).read_bytes() for n, p in art["files"].items() if p)
+    else:
+        assert arts == []
 
 
 def test_smoke_runs_with_grpo_and_real_offline_wandb(tmp_path):

@@ -82,3 +82,16 @@ def test_a_lora_prompters_card_names_its_base_and_how_to_get_it_back(arms_sweep,
     assert "LoRA adapter on rho_sft, a supervised prompter trained on org/base-model" in readme
     with pytest.raises(BadInput, match="is gone .*it is rho_sft, trained on org/base-model by the run's config"):
         load_trained(folder)
+
+
+def test_an_artifact_reference_without_w_and_b_is_one_line_naming_what_works_instead(monkeypatch):
+    ref = "wandb:me/alignpro/prompter-abc123:v0"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(BadInput, match=r"is a W&B artifact, and W&B is offline here .*run dir or its prompter/"):
+        load_trained(ref)
+    monkeypatch.setenv("WANDB_MODE", "online")  # online, but no key: W&B's own refusal, in one line, no traceback
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", "/nonexistent-alignpro-wandb")  # no netrc login either
+    monkeypatch.setenv("NETRC", "/nonexistent-alignpro-netrc")
+    with pytest.raises(BadInput, match=r"W&B could not give this model artifact .*WANDB_API_KEY"):
+        load_trained(ref)

@@ -57,9 +57,20 @@ def finished_records(path: Path, timeout: float = 60.0) -> list:
         time.sleep(0.2)
 
 
+def manifest_files(manifest) -> dict:
+    """An artifact manifest's entries, path -> the staged local copy (the manifest may sit in its own JSON file)."""
+    if manifest.contents:
+        return {e.path: e.local_path or None for e in manifest.contents}
+    if manifest.manifest_file_path:
+        entries = json.loads(Path(manifest.manifest_file_path).read_text()).get("contents", {})
+        return {k: v.get("local_path") for k, v in entries.items()} if isinstance(entries, dict) else \
+            {e["path"]: e.get("local_path") for e in entries}
+    return {}
+
+
 def read_run(run_dir: Path) -> dict:
-    """{id, group, name, job_type, config, history} of the single offline run under ``run_dir``; ``history`` is
-    the list of logged rows (dicts of key → value)."""
+    """{id, group, name, job_type, config, history, artifacts} of the single offline run under ``run_dir``;
+    ``history`` is the list of logged rows (dicts of key → value)."""
     (path,) = run_dir.glob("offline-run-*/run-*.wandb")
     return read_run_file(path)
 
@@ -73,9 +84,14 @@ def read_run_segments(run_dir: Path) -> list[dict]:
 
 
 def read_run_file(path: Path, wait: bool = True) -> dict:
-    info: dict = {"config": {}, "history": []}
+    info: dict = {"config": {}, "history": [], "artifacts": []}
     for rec in finished_records(path) if wait else records(path):
         kind = rec.WhichOneof("record_type")
+        if kind == "artifact":  # {name, type, metadata, files: {path: local staged copy or None}}
+            art = rec.artifact
+            info["artifacts"].append({"name": art.name, "type": art.type, "metadata": json.loads(art.metadata or "{}"),
+                                      "files": manifest_files(art.manifest)})
+            continue
         if kind == "history":
             info["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                                     for item in rec.history.item})

@@ -48,17 +48,21 @@ class TrainedPrompter:
 
 
 CARD = "alignpro.json"  # the settings file beside the weights
+ARTIFACT = "wandb:"  # how a W&B artifact reference is told from a path
 
 
 def load_trained(run_dir: str | Path) -> TrainedPrompter:
-    """The trained prompter of a finished ``method=alignpro`` job, given its run dir or its ``prompter/`` folder (a
-    copy of it too), or :class:`BadInput` naming what is missing."""
+    """The trained prompter of a finished ``method=alignpro`` job, given its run dir, its ``prompter/`` folder (a
+    copy of it too) or its W&B artifact (``wandb:<entity>/<project>/prompter-<run id>:<version>``); or
+    :class:`BadInput` naming what is missing."""
     from omegaconf import OmegaConf
 
     from alignpro.config.rules import typed
     from alignpro.config.schema import Config
     from alignpro.run.directory import RunDir
 
+    if str(run_dir).startswith(ARTIFACT):
+        run_dir = from_artifact(str(run_dir))
     run_dir = Path(run_dir)
     if (run_dir / CARD).is_file():  # the prompter folder itself: its settings travel with it
         card = json.loads((run_dir / CARD).read_text())
@@ -78,6 +82,30 @@ def load_trained(run_dir: str | Path) -> TrainedPrompter:
     return TrainedPrompter(run_dir, cfg, check_base(folder, card, f"{run_dir}/config.yaml"))
 
 
+def from_artifact(ref: str) -> Path:
+    """The folder of a W&B model artifact, downloaded into the cache (``$ALIGNPRO_CACHE/artifacts``). Offline, or
+    with W&B out of reach, one line says so and names what works instead: the run dir or its ``prompter/`` folder,
+    which hold the same files."""
+    import os
+
+    from alignpro.models.cache import cache_dir
+
+    name = ref.removeprefix(ARTIFACT)
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    instead = "give the run dir or its prompter/ folder instead (the artifact holds the same files)"
+    if mode in ("offline", "disabled", "dryrun"):
+        raise BadInput(f"{ref} is a W&B artifact, and W&B is {mode} here (WANDB_MODE); {instead}")
+    import wandb
+
+    try:
+        art = wandb.Api(timeout=30).artifact(name, type="model")
+        return Path(art.download(root=str(cache_dir() / "artifacts" / name.replace("/", "--").replace(":", "--"))))
+    except (wandb.errors.Error, ValueError, OSError) as err:
+        raise BadInput(f"{ref}: W&B could not give this model artifact ({type(err).__name__}: "
+                       f"{' '.join(str(err).split())[:200]}); check the reference (entity/project/name:version) "
+                       f"and WANDB_API_KEY, or {instead}") from None
+
+
 def check_base(folder: Path, card: dict, config: str | None = None) -> Path:
     """``folder``, once the base model its LoRA adapter names is known to be there; else :class:`BadInput` saying
     where the base came from and how to get it back."""
@@ -94,7 +122,7 @@ def check_base(folder: Path, card: dict, config: str | None = None) -> Path:
     return folder
 
 
-def write_card(folder: Path, config: dict, metrics: dict | None = None) -> None:
+def write_card(folder: Path, config: dict, metrics: dict | None = None) -> dict:
     """``alignpro.json`` and the model card ``README.md`` in a saved prompter's ``folder`` (replacing PEFT's empty
     template), from the run's resolved, redacted ``config``; with ``metrics``, its held-out result too."""
     from alignpro.run.directory import write_atomic
@@ -117,6 +145,7 @@ def write_card(folder: Path, config: dict, metrics: dict | None = None) -> None:
     }
     write_atomic(folder / CARD, json.dumps(card, indent=2, default=str))
     write_atomic(folder / "README.md", model_card(card))
+    return card
 
 
 def model_card(card: dict) -> str:

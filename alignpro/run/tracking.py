@@ -115,6 +115,16 @@ class Tracker:
             cols = list(rows[0])
             self.run.log({name: wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])})
 
+    def artifact(self, folder: Path, name: str, kind: str, metadata: dict) -> None:
+        """``folder``'s files as a W&B artifact of type ``kind`` (offline: recorded in the run's files, uploaded by
+        ``wandb sync``)."""
+        if self.run is not None:
+            import wandb
+
+            art = wandb.Artifact(name, type=kind, metadata=metadata)
+            art.add_dir(str(folder))
+            self.run.log_artifact(art)
+
     def set_summary(self, metrics: dict) -> None:
         self.summary.update(metrics)
         if self.run is not None:
