@@ -62,8 +62,10 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     files = RunDir(run_dir)
     # Cheap, and catches empty data / missing fields before models load; trainer.max_steps=paper counts its rows.
     splits = load_splits(cfg.dataset)
+    # r's pairs: the run's dataset, or another's (reward.fit_dataset: a world's reward on other prompts)
+    fit = splits if cfg.reward.fit_dataset is None else load_splits(cfg.reward.fit_dataset)
     if cfg.reward.kind == "bt_encoder":
-        require_pairs(splits, cfg.reward.name)
+        require_pairs(fit, cfg.reward.name)
     cfg.trainer.max_steps = resolve_max_steps(cfg.trainer, len(splits.train))
     check_resume(files, cfg)  # a used run dir: continued by the same job only
     if files.is_finished():
@@ -98,7 +100,7 @@ def train(cfg: DictConfig, run_dir: Path, group: str = "local", name: str = "run
     with tracking_run as tracker:
         # r(x, y): the embedded BT reward is trained on the train split's pairs (cached) and checked on held-out.
         with timer("reward_setup"):
-            reward = build_reward(cfg.reward, splits.train, splits.heldout, device)
+            reward = build_reward(cfg.reward, fit.train, fit.heldout, device)
         rm_stats = getattr(reward, "stats", None) or {}
         tracker.log({f"reward_model/{k}": v for k, v in rm_stats.items() if isinstance(v, (int, float))})
         log.info("reward %s ready: %s", cfg.reward.name, {k: rm_stats[k] for k in rm_stats if "accuracy" in k})
@@ -192,6 +194,12 @@ def train_objective(files: RunDir) -> float:
 def main(cfg: DictConfig) -> float:
     """Hydra wrapper; returns what a sweeper optimises (``sweep_objective``): the held-out mean reward, or eq. 9's
     objective on the train prompts."""
+    return run_job(cfg)
+
+
+def run_job(cfg: DictConfig) -> float:
+    """One job of a Hydra run or sweep (:func:`main`; alignpro.evaluate too): :func:`train` in the job's run dir,
+    a failure recorded in it."""
     ctx = run_context()
     if world_size() > 1:
         ctx["run_dir"] = shared_run_dir(ctx["run_dir"], cpu=pick_device(str(cfg.device)) == "cpu")

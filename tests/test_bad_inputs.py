@@ -186,6 +186,14 @@ CASES = [
          ("--n 0", "≥ 1"), setup="used_run_dir"),
     Case("rewrite wandb:<artifact> with W&B offline", ("alignpro.rewrite", "wandb:me/alignpro/prompter-x:v0", "hi"),
          ("wandb:me/alignpro/prompter-x:v0", "offline", "prompter/ folder"), env={"WANDB_MODE": "offline"}),
+    # -- evaluate (alignpro/evaluate.py) --------------------------------------------------------------------------
+    Case("evaluate without a trained prompter", ("alignpro.evaluate", "frozen=tiny"),
+         ("one trained prompter", "got 0")),
+    Case("evaluate <not a run dir>", ("alignpro.evaluate", "{tmp}", "frozen=tiny"), ("{tmp}", "not a run dir")),
+    Case("evaluate <a job that trained no prompter>", ("alignpro.evaluate", "{tmp}/run"),
+         ("{tmp}/run", "no trained prompter", "method=alignpro"), setup="used_run_dir"),
+    Case("train method=trained without method.from_run", train("method=trained"),
+         ("method.from_run=None", "method=trained needs a value")),
     # -- serve (alignpro/serve.py) ---------------------------------------------------------------------------------
     Case("serve <a run> --frozen.base_url <url> without --frozen.model",
          ("alignpro.serve", "{tmp}", "--frozen.base_url", "{down}"), ("--frozen.base_url", "--frozen.model")),

@@ -21,7 +21,8 @@ def test_every_group_has_the_options_the_design_names():
     assert GROUPS["frozen"] == ["llama31_8b", "openai_api", "qwen25_7b", "smollm2_135m", "tiny"]
     assert GROUPS["reward"] == ["bt_minilm", "hf_classifier", "rm_gemma_2b", "tiny"]
     assert GROUPS["dataset"] == ["concise", "context", "embedded", "helpsteer", "jsonl", "orca", "ultrafeedback"]
-    assert GROUPS["method"] == ["alignpro", "base_prompter", "best_of_n", "fixed_instruction", "no_finetune", "rlhf"]
+    assert GROUPS["method"] == ["alignpro", "base_prompter", "best_of_n", "fixed_instruction", "no_finetune", "rlhf",
+                                "trained"]
     assert GROUPS["trainer"] == ["grpo", "rloo"]
     assert GROUPS["logger"] == ["none", "wandb"]
     assert {"smoke", "embedded", "steer", "demo", "context", "ablation/lam", "ablation/lam_steer",
@@ -54,12 +55,15 @@ def option_values(override: str) -> dict[str, object]:
     return out
 
 
-def assert_applied(cfg, override: str) -> None:
-    """Every value the option's file sets is what the composed config holds (or the option is names-only)."""
+def assert_applied(cfg, override: str, given: tuple[str, ...] = ()) -> None:
+    """Every value the option's file sets is what the composed config holds (or the option is names-only), but for
+    the keys ``given`` on the command line as well."""
     from omegaconf import OmegaConf
 
     values = option_values(override)
     for key, want in values.items():
+        if key in given:
+            continue
         got = OmegaConf.select(OmegaConf.create(cfg), key, throw_on_missing=False)
         got = OmegaConf.to_container(got) if OmegaConf.is_config(got) else got
         assert got == want, f"{override}: {key} = {got!r}, the file sets {want!r}"
@@ -70,12 +74,27 @@ def assert_applied(cfg, override: str) -> None:
         assert cfg[group]["name"] == option
 
 
+def prompter_folder(tmp: Path) -> Path:
+    """A saved prompter's settings alone (alignpro.json), as alignpro/models/trained.py writes them."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    (tmp / "prompter").mkdir()
+    config = OmegaConf.to_container(compose_raw(), resolve=True)
+    (tmp / "prompter" / "alignpro.json").write_text(json.dumps({"config": config}))
+    return tmp / "prompter"
+
+
 @pytest.mark.parametrize("override", [f"{g}={o}" for g, opts in GROUPS.items() for o in opts])
-def test_every_option_composes_and_validates(override):
-    # the generic RM has no default model: its one mandatory value (tested to fail without it below)
-    cfg = compose(override, *(["reward.model_id=some/rm"] if override == "reward=hf_classifier" else []))
+def test_every_option_composes_and_validates(override, tmp_path):
+    # the generic RM has no default model: its one mandatory value (tested to fail without it below); a trained
+    # prompter's arm needs one (a prompter folder: alignpro.json with its run's config)
+    extra = {"reward=hf_classifier": ["reward.model_id=some/rm"],
+             "method=trained": [f"method.from_run={prompter_folder(tmp_path)}"]}.get(override, [])
+    cfg = compose(override, *extra)
     validate(cfg)  # hub options pass too: they need the hub only when loading
-    assert_applied(cfg, override)
+    assert_applied(cfg, override, tuple(e.split("=")[0] for e in extra))
 
 
 def test_option_values_reads_what_a_file_sets():
@@ -255,3 +274,18 @@ def test_generation_block_defaults_to_hf_and_is_validated():
         validate(compose("generation.engine=vllm"))
     with pytest.raises(ConfigError, match="generation.compile"):
         validate(compose("generation.compile=maybe"))
+
+
+def test_a_reward_fits_on_another_dataset_only_when_it_fits_at_all():
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = compose_raw("experiment=smoke", "dataset=jsonl", "dataset.path=prompts.jsonl", "dataset.chosen_field=null")
+    with pytest.raises(ConfigError, match="dataset.chosen_field=None"):  # prompts alone: r has no pairs to fit on
+        validate(cfg)
+    with open_dict(cfg):  # the world's pairs instead (alignpro.evaluate): the prompts file needs none
+        cfg.reward.fit_dataset = OmegaConf.to_container(compose_raw("experiment=smoke").dataset)
+    assert validate(cfg).reward.fit_dataset.name == "embedded"
+    with open_dict(cfg):  # a pretrained reward model fits nothing
+        cfg.reward.kind, cfg.reward.model_id = "hf_classifier", "some/rm"
+    with pytest.raises(ConfigError, match=r"reward.fit_dataset=.* fits nothing: leave it null"):
+        validate(cfg)

@@ -61,3 +61,69 @@ def test_heldout_prompts_are_the_first_n_or_a_seeded_draw_independent_of_the_run
     assert compose("experiment=paper/phi35_mini_qwen25_7b_orca").eval.prompt_sample == "seeded"
     everything = compose("eval.n_prompts=80", "eval.prompt_sample=seeded").eval
     assert sorted(heldout_prompts(heldout, everything)) == sorted(r["prompt"] for r in heldout)
+
+
+# -- python -m alignpro.evaluate: a trained prompter outside its run ---------------------------------------------------
+
+def evaluate_cli(source, tmp_path, *overrides: str, sweep: bool = False):
+    from tests import cli
+
+    where = f"hydra.sweep.dir={tmp_path / 'sweep'}" if sweep else f"hydra.run.dir={tmp_path / 'run'}"
+    proc = cli.run("alignpro.evaluate", str(source), "logger=none", where, *overrides)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_evaluate_in_the_training_runs_own_world_gives_its_held_out_result_again(arms_sweep, tmp_path):
+    import json
+
+    import yaml
+
+    from tests.test_rewrite import job
+
+    run = job(arms_sweep, "alignpro")
+    evaluate_cli(run, tmp_path)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    before = json.loads((run / "metrics.json").read_text())
+    assert metrics["method"] == "trained" and metrics["from_run"] == str(run)
+    assert metrics["trained_on"] == {"dataset": "embedded", "frozen": "tiny", "reward": "tiny"}
+    assert metrics["reward_mean"] == before["reward_mean"] and metrics["n"] == before["n"]  # same prompts, same draws
+    cfg, trained = (yaml.safe_load((d / "config.yaml").read_text()) for d in (tmp_path / "run", run))
+    assert cfg["prompter"] == trained["prompter"] and cfg["method"]["from_run"] == str(run)
+    assert all(cfg[g] == trained[g] for g in ("frozen", "dataset", "eval", "generation"))
+    assert cfg["reward"] == {**trained["reward"], "fit_dataset": trained["dataset"]}  # the world's reward, named
+
+
+def test_evaluate_takes_other_prompts_and_keys_and_pairs_against_no_fine_tuning(arms_sweep, tmp_path):
+    import json
+
+    import yaml
+
+    from tests.test_rewrite import job
+
+    prompts = tmp_path / "prompts.jsonl"  # prompts alone: no answer columns, no flag to set
+    prompts.write_text("".join(json.dumps({"prompt": f"Name a use for a {t}."}) + "\n"
+                               for t in ("rope", "brick", "kettle", "ladder", "candle", "mirror", "spoon", "drum",
+                                         "coin", "sponge")))
+    folder = job(arms_sweep, "alignpro") / "prompter"  # the prompter folder alone is enough
+    evaluate_cli(folder, tmp_path, "--multirun", "method=trained,no_finetune", "dataset=jsonl",
+                 f"dataset.path={prompts}", "dataset.heldout=5", "eval.n_prompts=5", "frozen.max_new_tokens=6",
+                 sweep=True)
+    jobs = {yaml.safe_load((d / "config.yaml").read_text())["method"]["name"]: d
+            for d in (tmp_path / "sweep").iterdir() if (d / "config.yaml").is_file()}
+    assert set(jobs) == {"trained", "no_finetune"}
+    cfg = yaml.safe_load((jobs["trained"] / "config.yaml").read_text())
+    assert cfg["frozen"]["name"] == "tiny" and cfg["frozen"]["max_new_tokens"] == 6  # the run's frozen, one key moved
+    assert cfg["dataset"]["path"] == str(prompts) and cfg["dataset"]["chosen_field"] == "chosen"
+    # the prompts have no pairs: the world's reward is fitted on the training run's dataset, as it was there
+    assert cfg["reward"]["fit_dataset"]["name"] == "embedded"
+    trained_reward = json.loads((job(arms_sweep, "alignpro") / "metrics.json").read_text())["reward_model"]
+    assert json.loads((jobs["trained"] / "metrics.json").read_text())["reward_model"] == trained_reward
+    xs = [{json.loads(line)["x"] for line in (jobs[m] / "eval_samples.jsonl").read_text().splitlines()}
+          for m in ("trained", "no_finetune")]
+    assert xs[0] == xs[1] and len(xs[0]) == 5 and xs[0] <= {json.loads(p)["prompt"] for p in
+                                                          prompts.read_text().splitlines()}
+    from alignpro.report.compare import compare
+
+    res = compare(tmp_path / "sweep", wandb_log=False)
+    assert res["pairs"]["trained - no_finetune"]["n_pairs"] == 5

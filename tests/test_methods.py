@@ -19,11 +19,12 @@ def test_evaluation_only_arms(tmp_path, tiny_reward, embedded_splits):
 
 def test_the_registry_declares_what_each_arm_trains_and_loads():
     assert list(METHODS) == ["no_finetune", "fixed_instruction", "base_prompter", "best_of_n", "alignpro",
-                             "rlhf"]  # the reports' order
+                             "rlhf", "trained"]  # the reports' order
     declared = {name: (m.trains, m.needs_frozen, m.uses_prompter, m.reads_menu) for name, m in METHODS.items()}
     assert declared == {"no_finetune": (None, True, False, False), "base_prompter": (None, True, True, False),
                         "fixed_instruction": (None, True, False, True), "best_of_n": (None, True, True, False),
-                        "alignpro": ("prompter", True, True, False), "rlhf": ("frozen", False, False, False)}
+                        "alignpro": ("prompter", True, True, False), "rlhf": ("frozen", False, False, False),
+                        "trained": (None, True, True, False)}
     assert all(m.label and m.description for m in METHODS.values())
 
 

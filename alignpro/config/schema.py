@@ -137,6 +137,9 @@ class RewardConfig:
     batch_size: int | None = positive(None)
     fallback_chat_template: str | None = None
     fit: BTFitConfig | None = None
+    # bt_encoder: the dataset whose train pairs fit r (a dataset group's block); null = the run's own dataset. Set,
+    # it scores other prompts with a world's reward: alignpro.evaluate sets the training run's here.
+    fit_dataset: DatasetConfig | None = None
 
     @staticmethod
     def rules(node: DictConfig, prefix: str) -> None:
@@ -194,6 +197,7 @@ class MethodConfig:
     n_rewrites: int | None = key(None, ok=lambda v: v is None or integer_at_least(v, 2),
                                  valid="at least 2 rewrites per held-out prompt to choose from (null: an arm that "
                                        "chooses none)")
+    from_run: str | None = None  # method=trained: a trained prompter's run dir or prompter/ folder
     needs: list[str] = field(default_factory=list)  # method keys the arm cannot run without (set, not null)
 
 

@@ -22,6 +22,7 @@ from alignpro.config.endpoint import endpoint_rules, require_openai
 from alignpro.config.rules import ConfigError, check, lora_options, require, typed
 from alignpro.config.schema import Config, JudgeConfig
 from alignpro.config.sources import AssetError, check_available
+from alignpro.config.trained import trained_source
 from alignpro.run.secrets import SECRET_KEY, declare_key_env
 
 __all__ = ["ConfigError", "validate", "validate_judge"]
@@ -79,6 +80,9 @@ def validate(cfg: Any) -> DictConfig:
     """The config typed by :class:`alignpro.config.schema.Config`, or :class:`ConfigError` on the first invalid value
     (:class:`alignpro.models.api.EndpointError` when an API backend lacks the ``openai`` package; both are BadInput)."""
     _no_secrets(_plain(cfg))
+    source = OmegaConf.select(cfg, "method.from_run")
+    if source:  # method=trained: the prompter block is the training run's, its rewrite settings included
+        cfg = OmegaConf.merge(cfg, {"prompter": trained_source(source)[0]["prompter"]})
     cfg = typed(cfg, Config)
     check(cfg, Config)
     m = cfg.method.name
@@ -103,9 +107,13 @@ def validate(cfg: Any) -> DictConfig:
                 "oracle, D7) and a model behind an API cannot be trained: use a local frozen model (e.g. "
                 "frozen=llama31_8b)")
         _api_endpoint(cfg.frozen, "frozen")
-    if cfg.reward.kind == "bt_encoder" and cfg.dataset.source == "file":
+    require(cfg.reward.fit_dataset is None or cfg.reward.kind == "bt_encoder", "reward.fit_dataset", "a dataset",
+            f"reward={cfg.reward.name} is a pretrained reward model and fits nothing: leave it null")
+    pairs_from, pairs_key = ((cfg.reward.fit_dataset, "reward.fit_dataset") if cfg.reward.fit_dataset is not None
+                             else (cfg.dataset, "dataset"))
+    if cfg.reward.kind == "bt_encoder" and pairs_from.source == "file":
         for key in ("chosen_field", "rejected_field"):
-            require(cfg.dataset[key] is not None, f"dataset.{key}", None, f"reward={cfg.reward.name} fits its "
+            require(pairs_from[key] is not None, f"{pairs_key}.{key}", None, f"reward={cfg.reward.name} fits its "
                     "Bradley-Terry head on the dataset's chosen/rejected pairs: name the file's answer column, or "
                     "use a pretrained reward (e.g. reward=rm_gemma_2b)")
     if cfg.judge is not None:

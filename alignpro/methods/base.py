@@ -11,6 +11,7 @@ without importing the arm, so the validator, the sweep preflight and the reports
 | rlhf (oracle) | the frozen model  | no        | π*(x), same trainer, reward and prompts   | methods/oracle.py    |
 | fixed_instruction | nothing (picks) | yes     | π_F(x + d*), d* the menu's best on train  | methods/selection.py |
 | best_of_n     | nothing           | yes       | the best r(x, y) of N: x′ ~ ρ_ref, y ~ π_F | methods/selection.py |
+| trained       | nothing           | yes       | π_F(x′), x′ ~ another run's trained ρ      | methods/baselines.py |
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The two arms that train nothing (D2): π_F answering x, and the prompter before RL rewriting x for π_F."""
+"""The arms that train nothing (D2): π_F answering x, the prompter before RL rewriting x for π_F, and a prompter
+trained in another run rewriting x for this run's π_F (``method=trained``, ``python -m alignpro.evaluate``)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,16 @@ class BasePrompter(Method):
         engine = GenerationEngine.from_config(job.cfg.generation)
         return Arm(job.cfg.method.name, load_prompter(job.cfg.prompter, path=rho_ref, device=job.device, engine=engine),
                    job.frozen)
+
+
+class TrainedPrompter(Method):
+    """A prompter another run trained (``method.from_run``) rewrites x with that run's settings; this config's π_F
+    answers x′ and this config's reward scores it: the same prompter on other prompts, models or rewards."""
+
+    def run(self, job: Job) -> Arm:
+        from alignpro.models.trained import load_trained
+
+        trained = load_trained(job.cfg.method.from_run)
+        facts = {"from_run": str(trained.run_dir), "trained_on": {k: trained.cfg[k].name for k in
+                                                                 ("dataset", "frozen", "reward")}}
+        return Arm(job.cfg.method.name, trained.load(job.device), job.frozen, facts=facts)

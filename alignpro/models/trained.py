@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from alignpro.config.trained import ARTIFACT, CARD, trained_source
 from alignpro.models.sampling import Sampling
 from alignpro.run.errors import BadInput
 
@@ -47,8 +48,6 @@ class TrainedPrompter:
         return Sampling(sampling.max_new_tokens, temperature=0) if greedy else sampling
 
 
-CARD = "alignpro.json"  # the settings file beside the weights
-ARTIFACT = "wandb:"  # how a W&B artifact reference is told from a path
 
 
 def load_trained(run_dir: str | Path) -> TrainedPrompter:
@@ -59,27 +58,12 @@ def load_trained(run_dir: str | Path) -> TrainedPrompter:
 
     from alignpro.config.rules import typed
     from alignpro.config.schema import Config
-    from alignpro.run.directory import RunDir
 
     if str(run_dir).startswith(ARTIFACT):
         run_dir = from_artifact(str(run_dir))
-    run_dir = Path(run_dir)
-    if (run_dir / CARD).is_file():  # the prompter folder itself: its settings travel with it
-        card = json.loads((run_dir / CARD).read_text())
-        return TrainedPrompter(run_dir, typed(OmegaConf.create(card["config"]), Config), check_base(run_dir, card))
-    files = RunDir(run_dir)
-    if not files.config.is_file():
-        raise BadInput(f"{run_dir} is not a run dir: it has no config.yaml; give the folder of one job "
-                       "(a sweep's job folder, e.g. outputs/demo/<time>/2)")
-    cfg = typed(OmegaConf.load(files.config), Config)
-    folder = files.model("prompter")
-    if not folder.is_dir():
-        why = ("the job has not finished training" if cfg.method.trains == "prompter" else
-               f"its method, {cfg.method.name}, trains no prompter")
-        raise BadInput(f"{run_dir} holds no trained prompter (no prompter/ folder: {why}); give the run dir of a "
-                       "finished method=alignpro job")
-    card = json.loads((folder / CARD).read_text()) if (folder / CARD).is_file() else {}
-    return TrainedPrompter(run_dir, cfg, check_base(folder, card, f"{run_dir}/config.yaml"))
+    config, folder, card = trained_source(run_dir)
+    where = folder / CARD if card and not (Path(run_dir) / "config.yaml").is_file() else f"{run_dir}/config.yaml"
+    return TrainedPrompter(Path(run_dir), typed(OmegaConf.create(config), Config), check_base(folder, card, where))
 
 
 def from_artifact(ref: str) -> Path:
@@ -106,7 +90,7 @@ def from_artifact(ref: str) -> Path:
                        f"and WANDB_API_KEY, or {instead}") from None
 
 
-def check_base(folder: Path, card: dict, config: str | None = None) -> Path:
+def check_base(folder: Path, card: dict, config: str | Path | None = None) -> Path:
     """``folder``, once the base model its LoRA adapter names is known to be there; else :class:`BadInput` saying
     where the base came from and how to get it back."""
     adapter = folder / "adapter_config.json"

@@ -39,7 +39,7 @@ from alignpro.run.errors import ArgumentParser, BadInput, run_cli
 PAIRS = (("alignpro", "no_finetune"), ("alignpro", "fixed_instruction"), ("alignpro", "base_prompter"),
          ("alignpro", "best_of_n"),
          ("rlhf", "alignpro"), ("rlhf", "no_finetune"), ("base_prompter", "no_finetune"),
-         ("fixed_instruction", "no_finetune"))
+         ("fixed_instruction", "no_finetune"), ("trained", "no_finetune"))
 SHARE_WINDOW = 8  # steps pooled per point of the per-kind training panel: a step of 4 prompts has ~1.3 of each kind
 MAX_LINES = 6  # texts drawn per kind panel; the rest is "other"
 
