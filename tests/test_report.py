@@ -273,3 +273,22 @@ def test_report_judges_align_pro_against_no_finetune_in_both_orders(arms_sweep, 
     assert "10 orders, 0 from the cache" in proc.stdout
     again = cli.run(*cmd[:3], str(tmp_path / "r2"), *cmd[4:])
     assert again.returncode == 0 and "10 orders, 10 from the cache" in again.stdout
+
+
+def test_the_context_lambda_sweep_ends_with_its_ablation_report_not_a_comparison(tmp_path):
+    from omegaconf import OmegaConf
+
+    from alignpro.report.ablation import AblationCallback
+    from tests.test_bad_inputs import finished_job
+
+    proc = cli.run("alignpro.train", "experiment=ablation/lam_context", "--cfg", "hydra")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "_target_: alignpro.report.ablation.AblationCallback" in proc.stdout
+    assert "ComparisonCallback" not in proc.stdout  # two λ of one arm per seed: nothing for a comparison to pair
+    for i, lam in enumerate((0.02, 0.2, 2.0)):
+        finished_job(tmp_path / str(i), {"method": {"name": "alignpro"}, "lam": lam, "seed": 0}, lam)
+    AblationCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}},
+                                                         "logger": {"backend": "none"}}))
+    table = json.loads((tmp_path / "report" / "table.json").read_text())
+    assert [row["lam"] for row in table] == [0.02, 0.2, 2.0]
+    assert (tmp_path / "report" / "reward_vs_factor.png").is_file()

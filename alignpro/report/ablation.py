@@ -15,6 +15,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
+
 from alignpro.report.runs import collect, factors, fmt, pooled, sort_key, why_missing
 from alignpro.report.statistics import mean
 from alignpro.run.directory import save_figure, write_atomic
@@ -153,3 +155,19 @@ def log_ablation(out: Path, rows: list[dict], figures: list[str], name: str) -> 
     where = str(Path(run.dir).parent) if run.settings.mode == "offline" else run.url
     run.finish()
     return where
+
+
+class AblationCallback(Callback):
+    """``hydra.callbacks.<key>._target_: alignpro.report.ablation.AblationCallback``: after the sweep's last job,
+    the ablation report in ``<sweep dir>/report`` (and its W&B run when the jobs log to W&B)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            res = ablation_report(sweep_dir, sweep_dir / "report",
+                                  wandb_log=config.get("logger", {}).get("backend") == "wandb")
+        except BadInput as err:  # no finished runs: the sweep's own jobs said why
+            print(f"alignpro: {err}")
+            return
+        print("\n" + Path(res["report"]).read_text(encoding="utf-8"))
+
