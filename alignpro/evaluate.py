@@ -16,6 +16,8 @@ training run's rewrite settings. The world it is evaluated in (``frozen``, ``dat
 block. The reward, unless chosen, is the training run's world's: fitted on the training run's dataset
 (``reward.fit_dataset``), so new prompts, a prompts-only file included, are scored as the prompter was trained to
 please. ``method=no_finetune`` in the same world answers the same prompts directly, for a paired comparison.
+The world is filled in when the job starts: ``--cfg job`` prints the config before that, and the job's
+``config.yaml`` holds what ran.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from alignpro.train import run_job
 
 WORLD = ("frozen", "dataset", "reward", "eval", "generation")  # the training run's, unless given
 VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
-               "-cd", "--info", "-i", "--experimental-rerun")  # Hydra's flags that take a value
+               "-cd", "--experimental-rerun")  # Hydra's flags that take a value
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
@@ -58,8 +60,12 @@ def main(cfg: DictConfig) -> float:
 
 def cli() -> None:
     """``python -m alignpro.evaluate <trained prompter> [overrides]``: the prompter becomes ``method.from_run``."""
-    args = sys.argv[1:]
-    sources = [a for a in args if "=" not in a and not a.startswith("-")]
+    flags, overrides, sources, rest = [], [], [], sys.argv[1:]
+    while rest:  # Hydra's flags (and their values) first: argparse takes no overrides on both sides of --multirun
+        a = rest.pop(0)
+        (flags if a.startswith("-") else overrides if "=" in a else sources).append(a)
+        if a in VALUE_FLAGS and rest and not rest[0].startswith("-") and "=" not in rest[0]:
+            flags.append(rest.pop(0))
     if len(sources) != 1:
         raise BadInput(f"give one trained prompter (a run dir, its prompter/ folder or wandb:<artifact>) before the "
                        f"overrides; got {len(sources)}: {' '.join(sources) or 'none'}")
@@ -69,12 +75,6 @@ def cli() -> None:
 
         source = str(from_artifact(source))
     trained_source(source)  # a path that holds no trained prompter is one line now, before Hydra starts
-    flags, overrides, rest = [], [], [a for a in args if a != sources[0]]
-    while rest:  # Hydra's flags first: argparse takes no overrides on both sides of --multirun
-        a = rest.pop(0)
-        (flags if a.startswith("-") else overrides).append(a)
-        if a in VALUE_FLAGS and rest and not rest[0].startswith("-"):
-            flags.append(rest.pop(0))
     method = [] if any(a.split("=")[0] == "method" for a in overrides) else ["method=trained"]
     quoted = "'" + source.replace("\\", "\\\\").replace("'", "\\'") + "'"
     sys.argv = [sys.argv[0], *flags, *overrides, *method, f"++method.from_run={quoted}"]  # ++: no_finetune has none

@@ -127,3 +127,15 @@ def test_evaluate_takes_other_prompts_and_keys_and_pairs_against_no_fine_tuning(
 
     res = compare(tmp_path / "sweep", wandb_log=False)
     assert res["pairs"]["trained - no_finetune"]["n_pairs"] == 5
+
+
+def test_evaluate_tells_the_prompter_from_hydras_flags_and_their_values(arms_sweep):
+    from tests import cli
+    from tests.test_rewrite import job
+
+    run = job(arms_sweep, "alignpro")
+    proc = cli.run("alignpro.evaluate", "--cfg", "job", str(run), "eval.n_prompts=3")  # "job" is --cfg's value
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"from_run: {run}" in proc.stdout and "name: trained" in proc.stdout and "n_prompts: 3" in proc.stdout
+    proc = cli.run("alignpro.evaluate", str(run), str(run))
+    assert proc.returncode == 2 and "give one trained prompter" in proc.stderr and "got 2" in proc.stderr
